@@ -1,0 +1,68 @@
+"""Parameter-free layers: Identity, Flatten, Reshape, Lambda (any pure function) and activations."""
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from deepcore import activations as A
+from deepcore.core import Layer, ShapeError, layer, simple_init
+
+
+def _stateless(name, fn) -> Layer:
+    def apply(params, state, x, *, key=None, train=False):
+        return fn(x), state
+
+    return layer(name, simple_init(lambda key, spec: ({}, {}), apply), apply)
+
+
+def Lambda(fn, name: str = "lambda") -> Layer:
+    """A layer from a pure function ``fn(x) -> y`` with no parameters."""
+    return _stateless(name, fn)
+
+
+Identity = _stateless("identity", lambda x: x)
+
+
+def Flatten(start_dim: int = 1) -> Layer:
+    """``(B, d1, d2, ...) -> (B, d1*d2*...)``: keeps the first ``start_dim`` dims (0 for one example)."""
+
+    def fn(x):
+        if x.ndim < start_dim:
+            raise ShapeError(f"expected at least {start_dim} dims, got {tuple(x.shape)}")
+        return x.reshape(x.shape[:start_dim] + (math.prod(x.shape[start_dim:]),))
+
+    return _stateless("flatten", fn)
+
+
+def Reshape(shape, start_dim: int = 1) -> Layer:
+    """Reshape the dims from ``start_dim`` on to ``shape`` (one entry may be -1)."""
+
+    def fn(x):
+        try:
+            return x.reshape(x.shape[:start_dim] + tuple(shape))
+        except TypeError as e:
+            raise ShapeError(f"cannot reshape {tuple(x.shape)} to (..., {tuple(shape)}): {e}") from None
+
+    return _stateless("reshape", fn)
+
+
+def Activation(fn, name: str = None) -> Layer:
+    """Any elementwise function as a layer, named after it."""
+    return _stateless(name or getattr(fn, "__name__", "activation"), fn)
+
+
+Relu = Activation(A.relu, "relu")
+Sigmoid = Activation(A.sigmoid, "sigmoid")
+Tanh = Activation(A.tanh, "tanh")
+Gelu = Activation(A.gelu, "gelu")
+GeluTanh = Activation(A.gelu_tanh, "gelu")
+Silu = Swish = Activation(A.silu, "silu")
+Softplus = Activation(A.softplus, "softplus")
+Elu = Activation(A.elu, "elu")
+Softmax = Activation(A.softmax, "softmax")
+LogSoftmax = Activation(A.log_softmax, "log_softmax")
+
+
+def LeakyRelu(negative_slope: float = 0.01) -> Layer:
+    return Activation(partial(A.leaky_relu, negative_slope=negative_slope), "leaky_relu")

@@ -1,0 +1,46 @@
+"""Token embeddings: integer ids ``(...) -> (..., features)``, and the tied output head."""
+import jax.numpy as jnp
+
+from deepcore import initializers
+from deepcore.core import Layer, ShapeError, layer, output_spec, param_dtype_for
+
+
+def Embedding(vocab_size: int, features: int, *, w_init=initializers.normal(1.0), param_dtype=None,
+              dtype=None) -> Layer:
+    """A lookup table ``w: (vocab_size, features)``; ids ``(...)`` -> vectors ``(..., features)``.
+
+    Ids must be integers in ``[0, vocab_size)`` (out-of-range ids are clamped, as ``jnp.take`` does under jit).
+    ``w_init`` defaults to N(0, 1) (PyTorch's default); GPT-2 style models pass ``initializers.normal(0.02)``.
+    ``param_dtype`` defaults to float32 (the input is integer); the output dtype is ``dtype`` or the table's.
+    """
+
+    def init(key, spec):
+        _check_ids(spec)
+        pdt = param_dtype_for(jnp.float32, param_dtype)
+        params = {"w": w_init(key, (vocab_size, features), pdt)}
+        return output_spec(apply, params, {}, spec), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        _check_ids(x)
+        w = params["w"]
+        if dtype is not None:
+            w = w.astype(dtype)
+        return jnp.take(w, x, axis=0, mode="clip"), state
+
+    return layer("embedding", init, apply)
+
+
+def _check_ids(x):
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise ShapeError(f"expected integer ids (...), got {jnp.dtype(x.dtype).name} input of shape {tuple(x.shape)}")
+
+
+def embed_attend(params, x):
+    """The tied output head: ``x: (..., features) -> logits (..., vocab_size)`` as ``x @ w.T``.
+
+    ``params`` are an :func:`Embedding`'s; the table is cast to ``x.dtype``.
+    """
+    w = params["w"]
+    if x.shape[-1] != w.shape[1]:
+        raise ShapeError(f"embed_attend: expected input (..., {w.shape[1]}), got {tuple(x.shape)}")
+    return jnp.matmul(x, w.astype(x.dtype).T)

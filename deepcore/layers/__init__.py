@@ -6,3 +6,7 @@ from deepcore.layers.dense import Dense
 from deepcore.layers.dropout import Dropout
 from deepcore.layers.embed import Embedding, embed_attend
 from deepcore.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from deepcore.layers.conv import (Conv, Conv1D, Conv2D, Conv3D, ConvTranspose, ConvTranspose1D, ConvTranspose2D,
+                                  ConvTranspose3D)
+from deepcore.layers.pool import (AvgPool, AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool, GlobalMaxPool, MaxPool,
+                                  MaxPool1D, MaxPool2D, MaxPool3D)

@@ -1,0 +1,160 @@
+"""Convolutions over channels-last inputs ``(..., *spatial, C)``: Conv and ConvTranspose in any rank.
+
+The rank is ``len(kernel_size)``; ``Conv1D``/``Conv2D``/``Conv3D`` (and the transpose versions) also take an
+int kernel size. Any number of leading batch dims is accepted, including none (a single example). Kernels
+are laid out ``(*kernel_size, C_in // groups, features)``.
+"""
+import math
+from typing import Sequence, Union
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from deepcore import initializers
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+
+Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
+
+
+def _tuple(v, rank: int, what: str):
+    if isinstance(v, int):
+        return (v,) * rank
+    v = tuple(int(i) for i in v)
+    if len(v) != rank:
+        raise ValueError(f"{what} must be an int or {rank} ints, got {v}")
+    return v
+
+
+def _padding(padding: Padding, rank: int):
+    """``"SAME"``/``"VALID"`` as they are; an int or ``rank`` ints as symmetric pads; else ``rank`` (lo, hi) pairs."""
+    if isinstance(padding, str):
+        p = padding.upper()
+        if p not in ("SAME", "VALID", "SAME_LOWER"):
+            raise ValueError(f"padding must be 'SAME', 'VALID', an int or (lo, hi) pairs, got {padding!r}")
+        return p
+    if isinstance(padding, int):
+        return ((padding, padding),) * rank
+    padding = tuple(padding)
+    if len(padding) != rank:
+        raise ValueError(f"padding needs one entry per spatial dim ({rank}), got {padding}")
+    return tuple((p, p) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in padding)
+
+
+def layout(rank: int, channels="C") -> str:
+    """``"(..., H, W, C)"`` style text for error messages."""
+    names = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}.get(rank, [f"S{i}" for i in range(rank)])
+    return "(..., " + ", ".join(names + [str(channels)]) + ")"
+
+
+def _dimension_numbers(rank: int):
+    # input/output (N, *spatial, C); kernel (*spatial, I, O)
+    io = (0, rank + 1) + tuple(range(1, rank + 1))
+    kernel = (rank + 1, rank) + tuple(range(rank))
+    return lax.ConvDimensionNumbers(io, kernel, io)
+
+
+def _check_input(shape, rank: int, c_in: int):
+    if len(shape) < rank + 1:
+        raise ShapeError(f"expected input of shape {layout(rank)} with at least {rank + 1} dims, got {tuple(shape)}")
+    if shape[-1] != c_in:
+        raise ShapeError(f"expected input with {c_in} channels {layout(rank, c_in)}, got {tuple(shape)}")
+
+
+def _batched(fn, x, rank: int):
+    """Run ``fn`` on ``x`` with its leading dims flattened into one batch dim, then restore them."""
+    lead = x.shape[:x.ndim - rank - 1]
+    y = fn(x.reshape((math.prod(lead),) + x.shape[len(lead):]))
+    return y.reshape(lead + y.shape[1:])
+
+
+def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init, param_dtype, dtype, run):
+    rank = len(kernel_size)
+
+    def init(key, spec):
+        shape = tuple(spec.shape)
+        if len(shape) < rank + 1:
+            raise ShapeError(f"expected input of shape {layout(rank)} with at least {rank + 1} dims, got {shape}")
+        if shape[-1] % groups:
+            raise ShapeError(f"expected input channels divisible by groups={groups} {layout(rank)}, got {shape}")
+        pdt = param_dtype_for(spec.dtype, param_dtype)
+        kw, kb = jax.random.split(key)
+        params = {"w": w_init(kw, tuple(kernel_size) + (shape[-1] // groups, features), pdt)}
+        if use_bias:
+            params["b"] = b_init(kb, (features,), pdt)
+        return output_spec(apply, params, {}, spec), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        _check_input(x.shape, rank, params["w"].shape[-2] * groups)
+        cdt = compute_dtype_for(x.dtype, dtype)
+        p = cast(params, cdt)
+        y = _batched(lambda xb: run(xb, p["w"]), x.astype(cdt), rank)
+        if use_bias:
+            y = y + p["b"]
+        return y, state
+
+    if features % groups:
+        raise ValueError(f"{name}: features={features} must be divisible by groups={groups}")
+    return layer(name, init, apply)
+
+
+def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME", dilation=1,
+         groups: int = 1, use_bias: bool = True, w_init=initializers.glorot_uniform, b_init=initializers.zeros,
+         param_dtype=None, dtype=None) -> Layer:
+    """Convolution ``(..., *spatial, C_in) -> (..., *spatial', features)``, rank ``len(kernel_size)``.
+
+    ``w: (*kernel_size, C_in // groups, features)``, ``b: (features,)``. ``strides`` and ``dilation`` (of the
+    kernel) are ints or one per spatial dim. ``padding``: ``"SAME"`` (output ``ceil(n / stride)``), ``"VALID"``
+    (output ``ceil((n - (k - 1) * dilation) / stride)``), an int or one int per dim (symmetric), or
+    ``(lo, hi)`` pairs. ``groups`` splits the channels into feature groups (``groups == C_in`` is depthwise).
+    ``w_init`` defaults to Glorot uniform over fans that include the receptive field; pass
+    ``initializers.he_normal`` before ReLUs.
+    """
+    kernel_size = tuple(int(k) for k in kernel_size)
+    rank = len(kernel_size)
+    strides, dilation = _tuple(strides, rank, "strides"), _tuple(dilation, rank, "dilation")
+    pad, dn = _padding(padding, rank), _dimension_numbers(rank)
+
+    def run(x, w):
+        return lax.conv_general_dilated(x, w, strides, pad, rhs_dilation=dilation, dimension_numbers=dn,
+                                        feature_group_count=groups)
+
+    return _conv_layer("conv", features, kernel_size, groups=groups, use_bias=use_bias, w_init=w_init,
+                       b_init=b_init, param_dtype=param_dtype, dtype=dtype, run=run)
+
+
+def ConvTranspose(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME",
+                  dilation=1, use_bias: bool = True, w_init=initializers.glorot_uniform,
+                  b_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
+    """Transposed ("fractionally strided") convolution via ``lax.conv_transpose``, rank ``len(kernel_size)``.
+
+    ``w: (*kernel_size, C_in, features)``, not flipped (as flax's ``ConvTranspose``). Output spatial size for
+    input size ``n``, stride ``s`` and dilated kernel size ``k' = (k - 1) * dilation + 1``: ``"SAME"`` gives
+    ``n * s`` (stride 2 doubles the size); ``"VALID"`` gives ``n * s + max(k' - s, 0)`` (equal to PyTorch's
+    ``(n - 1) * s + k'`` when ``k' >= s``); explicit ``(lo, hi)`` pairs pad the stride-dilated input as
+    ``lax.conv_transpose`` does.
+    """
+    kernel_size = tuple(int(k) for k in kernel_size)
+    rank = len(kernel_size)
+    strides, dilation = _tuple(strides, rank, "strides"), _tuple(dilation, rank, "dilation")
+    pad, dn = _padding(padding, rank), _dimension_numbers(rank)
+
+    def run(x, w):
+        return lax.conv_transpose(x, w, strides, pad, rhs_dilation=dilation, dimension_numbers=dn)
+
+    return _conv_layer("conv_transpose", features, kernel_size, groups=1, use_bias=use_bias, w_init=w_init,
+                       b_init=b_init, param_dtype=param_dtype, dtype=dtype, run=run)
+
+
+def _ranked(make, rank: int, doc: str):
+    def ctor(features: int, kernel_size, **kwargs) -> Layer:
+        return make(features, _tuple(kernel_size, rank, "kernel_size"), **kwargs)
+
+    ctor.__name__ = f"{make.__name__}{rank}D"
+    ctor.__doc__ = f"{rank}D {doc}; ``kernel_size`` may be an int. See :func:`{make.__name__}`."
+    return ctor
+
+
+Conv1D, Conv2D, Conv3D = (_ranked(Conv, r, "convolution") for r in (1, 2, 3))
+ConvTranspose1D, ConvTranspose2D, ConvTranspose3D = (_ranked(ConvTranspose, r, "transposed convolution")
+                                                      for r in (1, 2, 3))

@@ -1,0 +1,81 @@
+"""Positional embeddings: learned, sinusoidal (added to ``(..., T, D)`` inputs) and rotary (applied to q, k).
+
+* :func:`LearnedPositions` adds a trained table ``(max_len, D)``.
+* :func:`SinusoidalPositions` adds the fixed table of Vaswani et al. (2017), no parameters.
+* :func:`rope` rotates query and key heads ``(..., T, N, H)`` by their position (Su et al., 2021);
+  attention layers apply it when built with ``rope=True``.
+
+Every function takes ``positions`` (integers, ``(T,)`` or ``(..., T)``) so that cached decoding can
+embed a token at position ``index`` without building the whole table.
+"""
+import jax
+import jax.numpy as jnp
+
+from deepcore import initializers
+from deepcore.core import (Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for,
+                           simple_init)
+
+
+def sinusoidal(positions, dim: int, base: float = 10000.0, dtype=jnp.float32):
+    """``(..., T) -> (..., T, dim)``: ``sin(p / base^(2i/dim))`` at even, ``cos`` at odd features."""
+    if dim % 2:
+        raise ShapeError(f"sinusoidal positions need an even feature size, got {dim}")
+    freqs = base ** (-jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
+    angles = jnp.asarray(positions, jnp.float32)[..., None] * freqs
+    table = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    return table.reshape(angles.shape[:-1] + (dim,)).astype(dtype)
+
+
+def rope(x, positions, base: float = 10000.0):
+    """Rotary embedding of ``x: (..., T, N, H)`` (H even) at integer ``positions: (T,)`` or ``(..., T)``.
+
+    Feature ``i`` and ``i + H/2`` form a pair rotated by ``positions * base^(-2i/H)`` (the GPT-NeoX layout).
+    """
+    h = x.shape[-1]
+    if h % 2:
+        raise ShapeError(f"rotary embedding needs an even head size, got heads of shape {tuple(x.shape)}")
+    half = h // 2
+    freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = jnp.asarray(positions, jnp.float32)[..., None] * freqs        # (..., T, H/2)
+    cos = jnp.cos(angles)[..., None, :].astype(x.dtype)                  # (..., T, 1, H/2)
+    sin = jnp.sin(angles)[..., None, :].astype(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def _check_seq(x, max_len=None):
+    if x.ndim < 2:
+        raise ShapeError(f"expected input of shape (..., T, D), got {tuple(x.shape)}")
+    if max_len is not None and x.shape[-2] > max_len:
+        raise ShapeError(f"expected at most {max_len} positions (..., T<={max_len}, D), got {tuple(x.shape)}")
+
+
+def LearnedPositions(max_len: int, *, w_init=initializers.normal(0.02), param_dtype=None, dtype=None) -> Layer:
+    """``(..., T, D) -> (..., T, D)``: adds ``table[:T]`` with ``table: (max_len, D)``."""
+
+    def make(key, spec):
+        _check_seq(spec, max_len)
+        return {"table": w_init(key, (max_len, spec.shape[-1]), param_dtype_for(spec.dtype, param_dtype))}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        _check_seq(x, max_len)
+        if x.shape[-1] != params["table"].shape[-1]:
+            raise ShapeError(f"expected input (..., T, {params['table'].shape[-1]}), got {tuple(x.shape)}")
+        cdt = compute_dtype_for(x.dtype, dtype)
+        return x.astype(cdt) + cast(params, cdt)["table"][: x.shape[-2]], state
+
+    return layer("positions", simple_init(make, apply), apply)
+
+
+def SinusoidalPositions(base: float = 10000.0) -> Layer:
+    """``(..., T, D) -> (..., T, D)``: adds the fixed sinusoidal table (D even), no parameters."""
+
+    def apply(params, state, x, *, key=None, train=False):
+        _check_seq(x)
+        cdt = compute_dtype_for(x.dtype)
+        return x.astype(cdt) + sinusoidal(jnp.arange(x.shape[-2]), x.shape[-1], base, cdt), state
+
+    return layer("positions", simple_init(lambda key, spec: ({}, {}), apply), apply)
+
+
+__all__ = ["sinusoidal", "rope", "LearnedPositions", "SinusoidalPositions"]

@@ -1,0 +1,151 @@
+"""Losses: optax's elementwise losses plus per-example weights, masks and one reduction rule.
+
+Every loss takes ``weights=None``, ``mask=None`` and ``reduction="mean"``:
+
+* ``weights`` (float) and ``mask`` (bool) have the leading shape of the loss, e.g. ``(B,)`` or
+  ``(B, T)`` for a language model's ``(B, T, K)`` logits; they are broadcast over any trailing
+  dims (``(B,)`` weights on an ``(B, D)`` regression target weight each example's D errors).
+  Both may be given; they multiply. Masked-out entries contribute nothing, even where their loss
+  is ``inf`` or ``nan`` (padding tokens).
+* ``reduction="mean"``: the weighted mean ``sum(w * loss) / sum(w)`` over the kept entries
+  (``w`` is weights times mask, 1 where neither is given), so a mask averages over the kept
+  examples only; 0 when nothing is kept (not NaN, and with a zero gradient).
+  ``"sum"``: ``sum(w * loss)``. ``"none"``: ``w * loss`` unreduced, the loss's own shape.
+
+Lower-precision logits (bfloat16, float16) are upcast to float32 before the loss.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _float(x):
+    """``x`` as a floating array, upcasting anything narrower than float32."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
+        return x.astype(jnp.float32)
+    return x
+
+
+def _broadcast(w, shape, what):
+    """``w`` with leading shape ``w.shape`` broadcast to ``shape`` by appending trailing axes."""
+    w = jnp.asarray(w)
+    if w.ndim > len(shape) or tuple(shape[: w.ndim]) != tuple(w.shape):
+        raise ValueError(f"{what} must have the loss's leading shape {tuple(shape)}[:k], got {tuple(w.shape)}")
+    return jnp.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+
+
+def reduce_loss(loss, weights=None, mask=None, reduction: str = "mean"):
+    """Weight, mask and reduce an unreduced ``loss`` (any shape) as described in the module doc."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    loss = jnp.asarray(loss)
+    w = None
+    if weights is not None:
+        w = _broadcast(weights, loss.shape, "weights").astype(loss.dtype)
+    if mask is not None:
+        m = _broadcast(mask, loss.shape, "mask")
+        if m.dtype != jnp.bool_:
+            raise ValueError(f"mask must be boolean, got {m.dtype}")
+        w = m.astype(loss.dtype) if w is None else jnp.where(m, w, 0)
+    if w is None:
+        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
+    weighted = jnp.where(w != 0, loss, 0) * w  # masked-out inf/nan stay out
+    if reduction == "none":
+        return weighted
+    total = jnp.sum(weighted)
+    if reduction == "sum":
+        return total
+    count = jnp.sum(w)
+    return jnp.where(count != 0, total / jnp.where(count != 0, count, 1), 0)
+
+
+# ----------------------------------------------------------------------------- regression
+
+def mse(predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
+    """Squared error ``(p - t)**2``; predictions and targets ``(...)`` of the same shape."""
+    return reduce_loss(optax.losses.squared_error(_float(predictions), _float(targets)), weights, mask, reduction)
+
+
+def mae(predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
+    """Absolute error ``|p - t|``; predictions and targets ``(...)`` of the same shape."""
+    return reduce_loss(jnp.abs(_float(predictions) - _float(targets)), weights, mask, reduction)
+
+
+def huber(predictions, targets, *, delta: float = 1.0, weights=None, mask=None, reduction: str = "mean"):
+    """Huber loss: ``0.5 e**2`` for ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``; shapes ``(...)``."""
+    err = optax.losses.huber_loss(_float(predictions), _float(targets), delta=delta)
+    return reduce_loss(err, weights, mask, reduction)
+
+
+# ----------------------------------------------------------------------------- classification
+
+def _check_logits(logits, labels, onehot):
+    want = tuple(logits.shape) if onehot else tuple(logits.shape[:-1])
+    if logits.ndim < 1 or tuple(labels.shape) != want:
+        lab = "(..., K)" if onehot else "(...)"
+        raise ValueError(f"expected logits (..., K) and labels {lab} with logits {tuple(logits.shape)}, "
+                         f"got labels {tuple(labels.shape)}")
+
+
+def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, weights=None, mask=None,
+                          reduction: str = "mean"):
+    """Cross entropy in nats of ``softmax(logits)`` against integer ``labels``.
+
+    logits ``(..., K)``, labels ``(...)`` ints in ``[0, K)``; the unreduced loss is ``(...)``.
+    ``label_smoothing=a`` trains against ``(1 - a) * onehot + a / K``. For a language model pass
+    logits ``(B, T, K)``, labels ``(B, T)`` and a ``(B, T)`` mask of real (non-padding) tokens.
+    """
+    logits, labels = _float(logits), jnp.asarray(labels)
+    _check_logits(logits, labels, onehot=False)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"labels must be integers, got {labels.dtype}; use softmax_cross_entropy_onehot")
+    if label_smoothing:
+        onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+        return softmax_cross_entropy_onehot(logits, onehot, label_smoothing=label_smoothing, weights=weights,
+                                            mask=mask, reduction=reduction)
+    loss = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return reduce_loss(loss, weights, mask, reduction)
+
+
+def softmax_cross_entropy_onehot(logits, labels, *, label_smoothing: float = 0.0, weights=None, mask=None,
+                                 reduction: str = "mean"):
+    """Cross entropy in nats of ``softmax(logits)`` against one-hot or soft ``labels``.
+
+    logits and labels ``(..., K)`` (each labels row a distribution); the unreduced loss is ``(...)``.
+    ``label_smoothing=a`` replaces labels by ``(1 - a) * labels + a / K``.
+    """
+    logits, labels = _float(logits), _float(labels)
+    _check_logits(logits, labels, onehot=True)
+    if label_smoothing:
+        labels = optax.smooth_labels(labels, label_smoothing)
+    return reduce_loss(optax.losses.softmax_cross_entropy(logits, labels), weights, mask, reduction)
+
+
+def binary_cross_entropy_with_logits(logits, labels, *, weights=None, mask=None, reduction: str = "mean"):
+    """Binary cross entropy in nats of ``sigmoid(logits)`` against labels in ``[0, 1]``.
+
+    logits and labels ``(...)`` of the same shape (multi-label ``(B, C)`` works elementwise).
+    """
+    logits, labels = _float(logits), _float(labels)
+    if logits.shape != labels.shape:
+        raise ValueError(f"expected logits and labels of the same shape, got {tuple(logits.shape)} "
+                         f"and {tuple(labels.shape)}")
+    return reduce_loss(optax.losses.sigmoid_binary_cross_entropy(logits, labels), weights, mask, reduction)
+
+
+def kl_divergence(log_predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
+    """``KL(targets || predictions) = sum_k q_k (log q_k - log p_k)`` in nats.
+
+    ``log_predictions`` ``(..., K)`` are log-probabilities ``log p`` (e.g. ``log_softmax(logits)``),
+    ``targets`` ``(..., K)`` probabilities ``q`` (zeros allowed); the unreduced loss is ``(...)``.
+    This is the direction distillation minimises: the student ``p`` covers the teacher ``q``.
+    """
+    log_predictions, targets = _float(log_predictions), _float(targets)
+    if log_predictions.shape != targets.shape:
+        raise ValueError(f"expected log_predictions and targets (..., K) of the same shape, got "
+                         f"{tuple(log_predictions.shape)} and {tuple(targets.shape)}")
+    return reduce_loss(optax.losses.kl_divergence(log_predictions, targets), weights, mask, reduction)
+

@@ -1,0 +1,1 @@
+"""Datasets and input pipelines: TFDS names (offline-capable), in-memory batching, JAX augmentations."""

@@ -5,8 +5,9 @@ Every loss takes ``weights=None``, ``mask=None`` and ``reduction="mean"``:
 * ``weights`` (float) and ``mask`` (bool) have the leading shape of the loss, e.g. ``(B,)`` or
   ``(B, T)`` for a language model's ``(B, T, K)`` logits; they are broadcast over any trailing
   dims (``(B,)`` weights on an ``(B, D)`` regression target weight each example's D errors).
-  Both may be given; they multiply. Masked-out entries contribute nothing, even where their loss
-  is ``inf`` or ``nan`` (padding tokens).
+  Both may be given; they multiply. Masked-out entries contribute nothing to the value or the
+  gradient, even where their inputs are ``inf`` or ``nan`` (padding tokens); use ``mask``, not
+  zero weights, for such entries.
 * ``reduction="mean"``: the weighted mean ``sum(w * loss) / sum(w)`` over the kept entries
   (``w`` is weights times mask, 1 where neither is given), so a mask averages over the kept
   examples only; 0 when nothing is kept (not NaN, and with a zero gradient).
@@ -35,6 +36,13 @@ def _broadcast(w, shape, what):
     if w.ndim > len(shape) or tuple(shape[: w.ndim]) != tuple(w.shape):
         raise ValueError(f"{what} must have the loss's leading shape {tuple(shape)}[:k], got {tuple(w.shape)}")
     return jnp.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+
+
+def _zero_masked(x, mask):
+    """``x`` with masked-out entries set to 0, so their inf/nan cannot reach the gradient either."""
+    if mask is None:
+        return x
+    return jnp.where(_broadcast(mask, x.shape, "mask"), x, jnp.zeros((), x.dtype))
 
 
 def reduce_loss(loss, weights=None, mask=None, reduction: str = "mean"):
@@ -66,17 +74,20 @@ def reduce_loss(loss, weights=None, mask=None, reduction: str = "mean"):
 
 def mse(predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
     """Squared error ``(p - t)**2``; predictions and targets ``(...)`` of the same shape."""
-    return reduce_loss(optax.losses.squared_error(_float(predictions), _float(targets)), weights, mask, reduction)
+    predictions = _zero_masked(_float(predictions), mask)
+    return reduce_loss(optax.losses.squared_error(predictions, _float(targets)), weights, mask, reduction)
 
 
 def mae(predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
     """Absolute error ``|p - t|``; predictions and targets ``(...)`` of the same shape."""
-    return reduce_loss(jnp.abs(_float(predictions) - _float(targets)), weights, mask, reduction)
+    predictions = _zero_masked(_float(predictions), mask)
+    return reduce_loss(jnp.abs(predictions - _float(targets)), weights, mask, reduction)
 
 
 def huber(predictions, targets, *, delta: float = 1.0, weights=None, mask=None, reduction: str = "mean"):
     """Huber loss: ``0.5 e**2`` for ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``; shapes ``(...)``."""
-    err = optax.losses.huber_loss(_float(predictions), _float(targets), delta=delta)
+    predictions = _zero_masked(_float(predictions), mask)
+    err = optax.losses.huber_loss(predictions, _float(targets), delta=delta)
     return reduce_loss(err, weights, mask, reduction)
 
 
@@ -106,7 +117,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, weigh
         onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
         return softmax_cross_entropy_onehot(logits, onehot, label_smoothing=label_smoothing, weights=weights,
                                             mask=mask, reduction=reduction)
-    loss = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+    loss = optax.losses.softmax_cross_entropy_with_integer_labels(_zero_masked(logits, mask), labels)
     return reduce_loss(loss, weights, mask, reduction)
 
 
@@ -121,7 +132,8 @@ def softmax_cross_entropy_onehot(logits, labels, *, label_smoothing: float = 0.0
     _check_logits(logits, labels, onehot=True)
     if label_smoothing:
         labels = optax.smooth_labels(labels, label_smoothing)
-    return reduce_loss(optax.losses.softmax_cross_entropy(logits, labels), weights, mask, reduction)
+    loss = optax.losses.softmax_cross_entropy(_zero_masked(logits, mask), labels)
+    return reduce_loss(loss, weights, mask, reduction)
 
 
 def binary_cross_entropy_with_logits(logits, labels, *, weights=None, mask=None, reduction: str = "mean"):
@@ -133,7 +145,8 @@ def binary_cross_entropy_with_logits(logits, labels, *, weights=None, mask=None,
     if logits.shape != labels.shape:
         raise ValueError(f"expected logits and labels of the same shape, got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
-    return reduce_loss(optax.losses.sigmoid_binary_cross_entropy(logits, labels), weights, mask, reduction)
+    loss = optax.losses.sigmoid_binary_cross_entropy(_zero_masked(logits, mask), labels)
+    return reduce_loss(loss, weights, mask, reduction)
 
 
 def kl_divergence(log_predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
@@ -147,5 +160,6 @@ def kl_divergence(log_predictions, targets, *, weights=None, mask=None, reductio
     if log_predictions.shape != targets.shape:
         raise ValueError(f"expected log_predictions and targets (..., K) of the same shape, got "
                          f"{tuple(log_predictions.shape)} and {tuple(targets.shape)}")
-    return reduce_loss(optax.losses.kl_divergence(log_predictions, targets), weights, mask, reduction)
+    loss = optax.losses.kl_divergence(_zero_masked(log_predictions, mask), targets)
+    return reduce_loss(loss, weights, mask, reduction)
 

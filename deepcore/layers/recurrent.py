@@ -1,0 +1,352 @@
+"""Recurrent layers: SimpleRNN, LSTM and GRU cells, run over a sequence with ``lax.scan``.
+
+A cell is a :class:`Cell`: pure functions over a parameter dict.
+
+* ``cell.init(key, d_in, dtype) -> params``
+* ``cell.step(params, carry, x_t) -> (carry, h_t)``: one time step, ``x_t: (..., d_in)``, ``h_t: (..., H)``.
+  It is ``recur(params, carry, project(params, x_t))``: ``project`` is the input half of the gate
+  pre-activations (``x @ wi + b``), ``recur`` adds the recurrent half and applies the gates. Splitting the
+  two lets :func:`scan_cell` compute ``project`` for all steps as one matmul outside the loop (``hoist_input``).
+* ``cell.zero_carry(batch_shape, dtype) -> carry``: ``h`` (SimpleRNN, GRU) or ``(h, c)`` (LSTM), zeros.
+
+:func:`scan_cell` runs a cell over ``xs: (..., T, D)`` and returns ``(carry_T, hs: (..., T, H))``.
+
+Layers (:func:`RNN`, :func:`SimpleRNN`, :func:`LSTM`, :func:`GRU`, :func:`Bidirectional`) follow the layer
+protocol. Their input is either an array ``(B, T, D)`` / ``(T, D)`` giving ``y``, or a :class:`Seq`
+``Seq(x, mask=None, carry=None)`` giving ``(y, carry_T)``: a mask ``(B, T)`` marks valid steps (padded steps keep
+the carry and output zeros, so they get zero gradient), ``carry`` is the initial carry (``None``: zeros). Passing
+the returned carry into the next call continues the sequence, which is truncated backpropagation through time
+across batches. ``init`` takes the spec of ``x`` alone. ``y`` is ``(B, T, H)`` (every hidden state) or, with
+``return_sequences=False``, ``(B, H)``: the hidden state after the last valid step (for a backward run: after
+step 0).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from deepcore import initializers
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+
+
+class Seq(NamedTuple):
+    """A sequence input with its mask and initial carry: ``x (..., T, D)``, ``mask (..., T)`` bool, ``carry``.
+
+    Layers given a ``Seq`` return ``(y, carry_T)``. Build masks from lengths with :func:`length_mask`.
+    """
+
+    x: Any
+    mask: Any = None
+    carry: Any = None
+
+
+def length_mask(lengths, T: int):
+    """``(...)`` int lengths -> ``(..., T)`` bool mask, True at steps ``t < length`` (right padding)."""
+    return jnp.arange(T) < jnp.asarray(lengths)[..., None]
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: ``init``, ``project``, ``recur``, ``zero_carry`` and ``output`` (see the module doc)."""
+
+    name: str
+    hidden: int
+    init: Callable       # (key, d_in, dtype) -> params
+    project: Callable    # (params, x (..., D)) -> gate pre-activations from the input (..., G*H)
+    recur: Callable      # (params, carry, gx) -> (carry, h)
+    zero_carry: Callable  # (batch_shape, dtype) -> carry
+    output: Callable     # carry -> h (..., H)
+
+    def step(self, params, carry, x_t):
+        """One step: ``(carry, x_t (..., D)) -> (carry, h_t (..., H))``."""
+        return self.recur(params, carry, self.project(params, x_t))
+
+
+def _gate_params(key, d_in, hidden, gates, dtype, w_init, u_init, b_init):
+    """``wi: (d_in, G*H)``, ``wh: (H, G*H)`` (``u_init`` per gate block, e.g. orthogonal), ``b: (G*H,)``."""
+    kw, ku, kb = jax.random.split(key, 3)
+    wh = jnp.concatenate([u_init(k, (hidden, hidden), dtype) for k in jax.random.split(ku, gates)], axis=1)
+    return {"wi": w_init(kw, (d_in, gates * hidden), dtype), "wh": wh, "b": b_init(kb, (gates * hidden,), dtype)}
+
+
+def _project(params, x):
+    return jnp.matmul(x, params["wi"]) + params["b"]
+
+
+def _zeros(hidden):
+    return lambda batch_shape, dtype: jnp.zeros(tuple(batch_shape) + (hidden,), dtype)
+
+
+def SimpleRNNCell(hidden: int, *, activation=jnp.tanh, w_init=initializers.glorot_uniform,
+                  u_init=initializers.orthogonal(), b_init=initializers.zeros) -> Cell:
+    """``h' = tanh(x @ wi + h @ wh + b)``; carry ``h``."""
+
+    def init(key, d_in, dtype):
+        return _gate_params(key, d_in, hidden, 1, dtype, w_init, u_init, b_init)
+
+    def recur(params, h, gx):
+        h = activation(gx + jnp.matmul(h, params["wh"]))
+        return h, h
+
+    return Cell("simple_rnn", hidden, init, _project, recur, _zeros(hidden), lambda h: h)
+
+
+def LSTMCell(hidden: int, *, forget_bias: float = 1.0, peepholes: bool = False,
+             w_init=initializers.glorot_uniform, u_init=initializers.orthogonal(),
+             b_init=initializers.zeros) -> Cell:
+    """LSTM with gates ``i, f, g, o`` (in that order in ``wi: (D, 4H)``, ``wh: (H, 4H)``, ``b: (4H,)``).
+
+    ``c' = f * c + i * g``, ``h' = o * tanh(c')``; carry ``(h, c)``. The forget block of ``b`` starts at
+    ``forget_bias`` (Jozefowicz et al. 2015). ``peepholes=True`` adds ``pi * c``, ``pf * c`` to the input and
+    forget gates and ``po * c'`` to the output gate (Gers & Schmidhuber 2000), ``p*: (H,)`` initialised to zeros.
+    """
+
+    def init(key, d_in, dtype):
+        p = _gate_params(key, d_in, hidden, 4, dtype, w_init, u_init, b_init)
+        p["b"] = p["b"].at[hidden:2 * hidden].add(jnp.asarray(forget_bias, dtype))
+        if peepholes:
+            p.update({n: jnp.zeros((hidden,), dtype) for n in ("pi", "pf", "po")})
+        return p
+
+    def recur(params, carry, gx):
+        h, c = carry
+        z = gx + jnp.matmul(h, params["wh"])
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        if peepholes:
+            i, f = i + params["pi"] * c, f + params["pf"] * c
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        if peepholes:
+            o = o + params["po"] * c
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    def zero_carry(batch_shape, dtype):
+        z = _zeros(hidden)(batch_shape, dtype)
+        return z, z
+
+    return Cell("lstm", hidden, init, _project, recur, zero_carry, lambda carry: carry[0])
+
+
+def GRUCell(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializers.orthogonal(),
+            b_init=initializers.zeros) -> Cell:
+    """GRU (Cho et al. 2014, the cuDNN/PyTorch variant) with gates ``r, z, n``; carry ``h``.
+
+    ``r = σ(x wi_r + h wh_r + b_r)``, ``z = σ(x wi_z + h wh_z + b_z)``,
+    ``n = tanh(x wi_n + b_n + r * (h wh_n + bhn))``, ``h' = (1 - z) * n + z * h``. ``bhn: (H,)``.
+    """
+
+    def init(key, d_in, dtype):
+        k, kb = jax.random.split(key)
+        p = _gate_params(k, d_in, hidden, 3, dtype, w_init, u_init, b_init)
+        p["bhn"] = b_init(kb, (hidden,), dtype)
+        return p
+
+    def recur(params, h, gx):
+        gh = jnp.matmul(h, params["wh"])
+        xr, xz, xn = jnp.split(gx, 3, axis=-1)
+        hr, hz, hn = jnp.split(gh, 3, axis=-1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * (hn + params["bhn"]))
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    return Cell("gru", hidden, init, _project, recur, _zeros(hidden), lambda h: h)
+
+
+# ----------------------------------------------------------------------------- running a cell
+
+def default_hoist_input() -> bool:
+    """Whether to hoist the input projection out of the scan by default, per backend.
+
+    On CPU keeping both matmuls inside the loop measured faster for the W3 workload (bench/rnn_hoist.py);
+    on accelerators one big matmul outside the loop is the usual winner.
+    """
+    return jax.default_backend() != "cpu"
+
+
+def _where_tree(m, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(m, a, b), new, old)
+
+
+def scan_cell(cell: Cell, params, carry0, xs, mask=None, *, hoist_input: Optional[bool] = None,
+              reverse: bool = False, unroll: int = 1):
+    """Run ``cell`` over ``xs: (..., T, D)`` from ``carry0`` (``None``: zeros); returns ``(carry_T, hs (..., T, H))``.
+
+    ``mask: (..., T)`` bool: at steps where it is False the carry is kept and the output is zero. ``reverse`` runs
+    from ``T-1`` to 0 (so right padding is skipped before the sequence starts). ``hoist_input`` computes the input
+    projection of all steps as one matmul before the loop (default: :func:`default_hoist_input`). ``unroll`` is
+    passed to ``lax.scan``. ``params`` are used in their own dtype (cast them beforehand).
+    """
+    if xs.ndim < 2:
+        raise ShapeError(f"expected a sequence (..., T, D), got {tuple(xs.shape)}")
+    hoist = default_hoist_input() if hoist_input is None else hoist_input
+    batch = xs.shape[:-2]
+    if carry0 is None:
+        carry0 = cell.zero_carry(batch, xs.dtype)
+    xs_t = jnp.moveaxis(xs, -2, 0)                           # (T, ..., D)
+    if hoist:
+        inputs, fn = cell.project(params, xs_t), cell.recur  # (T, ..., G*H)
+    else:
+        inputs, fn = xs_t, cell.step
+    if mask is None:
+        def body(carry, inp):
+            return fn(params, carry, inp)
+
+        carry, hs = lax.scan(body, carry0, inputs, reverse=reverse, unroll=unroll)
+    else:
+        if mask.shape != xs.shape[:-1]:
+            raise ShapeError(f"expected a mask of shape {tuple(xs.shape[:-1])} (..., T), got {tuple(mask.shape)}")
+        ms = jnp.moveaxis(mask.astype(bool), -1, 0)[..., None]  # (T, ..., 1)
+
+        def body(carry, inp):
+            x, m = inp
+            new, h = fn(params, carry, x)
+            return _where_tree(m, new, carry), jnp.where(m, h, jnp.zeros_like(h))
+
+        carry, hs = lax.scan(body, carry0, (inputs, ms), reverse=reverse, unroll=unroll)
+    return carry, jnp.moveaxis(hs, 0, -2)
+
+
+# ----------------------------------------------------------------------------- layers
+
+def _unpack(x):
+    if isinstance(x, Seq):
+        return x.x, x.mask, x.carry, True
+    return x, None, None, False
+
+
+def _check_seq(shape, d_in):
+    if len(shape) < 2 or (d_in is not None and shape[-1] != d_in):
+        want = f"(B, T, {d_in}) or (T, {d_in})" if d_in is not None else "(B, T, D) or (T, D)"
+        raise ShapeError(f"expected a sequence {want}, got {tuple(shape)}")
+
+
+def _stack_run(cell, num_layers, params, carry0, x, mask, *, reverse, hoist, unroll):
+    """Run ``num_layers`` cells one over the other; params/carry flat for one layer, per layer otherwise."""
+    if num_layers == 1:
+        return scan_cell(cell, params, carry0, x, mask, hoist_input=hoist, reverse=reverse, unroll=unroll)
+    carries = []
+    for i in range(num_layers):
+        c0 = None if carry0 is None else carry0[i]
+        c, x = scan_cell(cell, params[f"layer_{i}"], c0, x, mask, hoist_input=hoist, reverse=reverse,
+                         unroll=unroll)
+        carries.append(c)
+    return tuple(carries), x
+
+
+def _stack_init(cell, num_layers, key, d_in, pdt):
+    if num_layers == 1:
+        return cell.init(key, d_in, pdt)
+    keys = jax.random.split(key, num_layers)
+    return {f"layer_{i}": cell.init(keys[i], d_in if i == 0 else cell.hidden, pdt) for i in range(num_layers)}
+
+
+def _last(cell, num_layers, carry):
+    return cell.output(carry if num_layers == 1 else carry[-1])
+
+
+def RNN(cell: Cell, *, num_layers: int = 1, return_sequences: bool = True, reverse: bool = False,
+        hoist_input: Optional[bool] = None, unroll: int = 1, param_dtype=None, dtype=None) -> Layer:
+    """Run ``cell`` (``num_layers`` stacked copies) over a sequence: ``(B, T, D) -> (B, T, H)`` or ``(B, H)``.
+
+    Input an array for ``y``, or ``Seq(x, mask, carry)`` for ``(y, carry_T)`` (see the module doc). Params are the
+    cell's dict for one layer, ``{"layer_0": ..., "layer_1": ...}`` for more; the carry likewise is the cell's carry
+    or a tuple of them. ``hoist_input=None`` picks :func:`default_hoist_input` when the layer is built.
+    """
+    hoist = default_hoist_input() if hoist_input is None else hoist_input
+
+    def init(key, spec):
+        _check_seq(spec.shape, None)
+        params = _stack_init(cell, num_layers, key, spec.shape[-1], param_dtype_for(spec.dtype, param_dtype))
+        return output_spec(apply, params, {}, spec), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        x, mask, carry0, seq = _unpack(x)
+        d_in = (params if num_layers == 1 else params["layer_0"])["wi"].shape[0]
+        _check_seq(x.shape, d_in)
+        cdt = compute_dtype_for(x.dtype, dtype)
+        carry0 = None if carry0 is None else cast(carry0, cdt)
+        carry, ys = _stack_run(cell, num_layers, cast(params, cdt), carry0, x.astype(cdt), mask,
+                               reverse=reverse, hoist=hoist, unroll=unroll)
+        y = ys if return_sequences else _last(cell, num_layers, carry)
+        return ((y, carry) if seq else y), state
+
+    return layer(cell.name, init, apply)
+
+
+def SimpleRNN(hidden: int, *, activation=jnp.tanh, w_init=initializers.glorot_uniform,
+              u_init=initializers.orthogonal(), b_init=initializers.zeros, **rnn_kwargs) -> Layer:
+    """:func:`RNN` over a :func:`SimpleRNNCell` (``rnn_kwargs``: num_layers, return_sequences, reverse, ...)."""
+    return RNN(SimpleRNNCell(hidden, activation=activation, w_init=w_init, u_init=u_init, b_init=b_init),
+               **rnn_kwargs)
+
+
+def LSTM(hidden: int, *, forget_bias: float = 1.0, peepholes: bool = False, w_init=initializers.glorot_uniform,
+         u_init=initializers.orthogonal(), b_init=initializers.zeros, **rnn_kwargs) -> Layer:
+    """:func:`RNN` over an :func:`LSTMCell` (``rnn_kwargs``: num_layers, return_sequences, reverse, ...)."""
+    return RNN(LSTMCell(hidden, forget_bias=forget_bias, peepholes=peepholes, w_init=w_init, u_init=u_init,
+                        b_init=b_init), **rnn_kwargs)
+
+
+def GRU(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializers.orthogonal(),
+        b_init=initializers.zeros, **rnn_kwargs) -> Layer:
+    """:func:`RNN` over a :func:`GRUCell` (``rnn_kwargs``: num_layers, return_sequences, reverse, ...)."""
+    return RNN(GRUCell(hidden, w_init=w_init, u_init=u_init, b_init=b_init), **rnn_kwargs)
+
+
+def Bidirectional(cell: Cell, *, num_layers: int = 1, return_sequences: bool = True,
+                  hoist_input: Optional[bool] = None, unroll: int = 1, param_dtype=None, dtype=None) -> Layer:
+    """Forward and backward runs of ``cell``, outputs concatenated: ``(B, T, D) -> (B, T, 2H)`` or ``(B, 2H)``.
+
+    The backward run starts at the last valid step of each sequence when a mask is given (right padding is
+    skipped). With ``num_layers > 1`` each layer reads the previous layer's concatenated outputs. Params
+    ``{"forward": ..., "backward": ...}`` (per layer ``{"layer_i": {...}}``); carry ``(forward, backward)`` (per
+    layer a tuple of those). With ``return_sequences=False``: forward state after the last valid step
+    concatenated with the backward state after step 0.
+    """
+    hoist = default_hoist_input() if hoist_input is None else hoist_input
+
+    def init_one(key, d_in, pdt):
+        kf, kb = jax.random.split(key)
+        return {"forward": cell.init(kf, d_in, pdt), "backward": cell.init(kb, d_in, pdt)}
+
+    def init(key, spec):
+        _check_seq(spec.shape, None)
+        pdt = param_dtype_for(spec.dtype, param_dtype)
+        if num_layers == 1:
+            params = init_one(key, spec.shape[-1], pdt)
+        else:
+            keys = jax.random.split(key, num_layers)
+            params = {f"layer_{i}": init_one(keys[i], spec.shape[-1] if i == 0 else 2 * cell.hidden, pdt)
+                      for i in range(num_layers)}
+        return output_spec(apply, params, {}, spec), params, {}
+
+    def run_one(p, c0, x, mask):
+        cf, cb = (None, None) if c0 is None else c0
+        cf, yf = scan_cell(cell, p["forward"], cf, x, mask, hoist_input=hoist, unroll=unroll)
+        cb, yb = scan_cell(cell, p["backward"], cb, x, mask, hoist_input=hoist, unroll=unroll, reverse=True)
+        return (cf, cb), jnp.concatenate([yf, yb], axis=-1)
+
+    def apply(params, state, x, *, key=None, train=False):
+        x, mask, carry0, seq = _unpack(x)
+        first = params if num_layers == 1 else params["layer_0"]
+        _check_seq(x.shape, first["forward"]["wi"].shape[0])
+        cdt = compute_dtype_for(x.dtype, dtype)
+        p = cast(params, cdt)
+        carry0 = None if carry0 is None else cast(carry0, cdt)
+        x = x.astype(cdt)
+        if num_layers == 1:
+            carry, x = run_one(p, carry0, x, mask)
+            last = carry
+        else:
+            carry = []
+            for i in range(num_layers):
+                c, x = run_one(p[f"layer_{i}"], None if carry0 is None else carry0[i], x, mask)
+                carry.append(c)
+            carry, last = tuple(carry), carry[-1]
+        y = x if return_sequences else jnp.concatenate([cell.output(last[0]), cell.output(last[1])], axis=-1)
+        return ((y, carry) if seq else y), state
+
+    return layer("bidirectional", init, apply)

@@ -1,0 +1,272 @@
+"""The training loop: progress, JSON-lines metrics, evaluation, early stopping, NaN guard, exact resume.
+
+::
+
+    step = train_step(classifier_loss(model), tx)
+    result = fit(step, state, batches, steps=5000, out_dir="runs/mlp",
+                 eval_step=eval_step(classifier_loss(model)), eval_batches=val_batches, eval_every=500,
+                 checkpoint_every=500, early_stopping=EarlyStopping("val_loss", patience=3))
+
+Data contract: ``batches(start_step)`` yields batches (dicts of numpy arrays; in a multi-process run,
+this process's rows) in exactly the order an uninterrupted run sees them from ``start_step``. Together
+with the per-step PRNG key ``fold_in(seed_key, step)`` this makes resuming after a kill bit-identical
+to never having stopped. ``eval_batches()`` yields the validation batches.
+
+Checks for a non-finite loss or gradient norm read the step's metrics one step late (so the device
+keeps a step queued), and always before a checkpoint is written, so no checkpoint holds a bad state.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from deepcore.train.checkpoint import Checkpointer
+from deepcore.train.parallel import fetch
+
+
+class EarlyStopping(NamedTuple):
+    """Stop when ``metric`` (an eval metric, e.g. ``"val_loss"``) has not improved by ``min_delta``
+    for ``patience`` evaluations in a row. ``mode``: ``"min"`` or ``"max"``."""
+
+    metric: str = "val_loss"
+    mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+class FitResult(NamedTuple):
+    state: object          # the final state (after a NaN stop: the last good checkpoint's, when there is one)
+    step: int              # updates applied in ``state``
+    stop_reason: str       # "done", "early_stop", "nonfinite" or "data_exhausted"
+    message: str
+    history: list          # every record also written to metrics.jsonl
+    best: Optional[float]  # best value of the early-stopping metric
+
+
+def evaluate(eval_fn: Callable, state, batches: Iterable, put_batch: Callable = lambda b: b,
+             prefix: str = "val_") -> dict:
+    """Mean of ``eval_fn(state, batch)`` metrics over ``batches``, keys prefixed with ``prefix``."""
+    total, n = None, 0
+    for batch in batches:
+        m = fetch(eval_fn(state, put_batch(batch)))
+        total = m if total is None else jax.tree.map(np.add, total, m)
+        n += 1
+    if n == 0:
+        raise ValueError("evaluate: the eval batches were empty")
+    return {prefix + k: float(np.mean(v / n)) for k, v in total.items()}
+
+
+def _scalar(v):
+    v = np.asarray(v)
+    return float(v) if v.ndim == 0 else v.astype(float).tolist()
+
+
+def _fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class _Progress:
+    """A one-line bar on a terminal (redrawn at most 5 times a second), plain log lines otherwise."""
+
+    def __init__(self, total: int, start: int, stream, tty: Optional[bool], examples_per_step: Optional[int]):
+        self.total, self.stream = total, stream
+        self.tty = stream.isatty() if tty is None else tty
+        self.examples_per_step = examples_per_step
+        self.t0, self.s0, self.last_draw = time.perf_counter(), start, 0.0
+
+    def rate(self, step: int):
+        dt = time.perf_counter() - self.t0
+        steps_s = (step - self.s0) / dt if dt > 0 and step > self.s0 else float("nan")
+        return steps_s, (self.total - step) / steps_s if steps_s == steps_s and steps_s > 0 else float("inf")
+
+    def text(self, step: int, metrics: dict) -> str:
+        steps_s, eta = self.rate(step)
+        ex = f" {steps_s * self.examples_per_step:,.0f} ex/s" if self.examples_per_step and steps_s == steps_s else ""
+        shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        return f"step {step}/{self.total}{ex} ETA {_fmt_time(eta)} {shown}".rstrip()
+
+    def update(self, step: int, metrics: dict, force: bool = False):
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if force or now - self.last_draw > 0.2:
+            frac = step / max(self.total, 1)
+            bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+            self.stream.write(f"\r[{bar}] {self.text(step, metrics)}\x1b[K")
+            self.stream.flush()
+            self.last_draw = now
+
+    def log(self, step: int, metrics: dict):
+        if not self.tty:
+            self.stream.write(self.text(step, metrics) + "\n")
+            self.stream.flush()
+
+    def message(self, text: str):
+        self.stream.write(("\n" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def _truncate_jsonl(path: str, after_step: int) -> list:
+    """Drop records past ``after_step`` (logged by a run killed before its next checkpoint); return the rest."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    kept = [r for r in records if r.get("step", 0) <= after_step]
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    return kept
+
+
+def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: int,
+        eval_step: Optional[Callable] = None, eval_batches: Optional[Callable[[], Iterable]] = None,
+        eval_every: Optional[int] = None, early_stopping: Optional[EarlyStopping] = None,
+        out_dir: Optional[str] = None, checkpoint_every: Optional[int] = None, keep: int = 3, resume: bool = True,
+        log_every: int = 100, put_batch: Callable = lambda b: b, stream=None, tty: Optional[bool] = None) -> FitResult:
+    """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` up to ``steps`` total updates.
+
+    * ``out_dir``: writes ``metrics.jsonl`` and checkpoints (``out_dir/checkpoints``); with ``resume`` it
+      continues from the newest checkpoint there (``state`` is then only the layout template).
+    * ``eval_every``: run ``eval_step`` over ``eval_batches()`` every that many steps and at the end.
+    * ``checkpoint_every``: save every that many steps (and at the end), keeping the last ``keep``.
+    * ``put_batch``: host batch -> device batch (e.g. ``partial(parallel.shard_batch, mesh=mesh)``).
+    * A non-finite ``loss`` or ``grad_norm`` stops training with a message naming the step and quantity.
+    Only process 0 prints and writes metrics; every process must call ``fit`` (checkpoints are collective).
+    """
+    stream = sys.stdout if stream is None else stream
+    main = jax.process_index() == 0
+    ckpt = Checkpointer(os.path.join(out_dir, "checkpoints"), keep=keep) if out_dir and checkpoint_every else None
+    jsonl = os.path.join(out_dir, "metrics.jsonl") if out_dir else None
+    if out_dir and main:
+        os.makedirs(out_dir, exist_ok=True)
+    meta = {"best": None, "bad_evals": 0}
+    history: list = []
+    if ckpt is not None and resume and ckpt.latest_step() is not None:
+        state, saved = ckpt.restore(state)
+        meta.update(saved)
+    start = int(fetch(state.step))
+    if jsonl and main:
+        history = _truncate_jsonl(jsonl, start) if resume else []
+        if not resume and os.path.exists(jsonl):
+            os.remove(jsonl)
+    log_file = open(jsonl, "a") if jsonl and main else None
+
+    def record(rec: dict):
+        history.append(rec)
+        if log_file:
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()
+
+    it = iter(batches(start))
+    progress = None
+    window, pending, t = [], None, start
+    stop_reason, message = "done", ""
+
+    def check(pending_step, pending_metrics) -> Optional[str]:
+        host = {k: _scalar(v) for k, v in fetch(pending_metrics).items()}
+        window.append(host)
+        for name, what in (("loss", "loss"), ("grad_norm", "gradients")):
+            if name in host and not np.all(np.isfinite(host[name])):
+                value = host[name]
+                return f"non-finite {what} ({name}={value}) at step {pending_step}"
+        return None
+
+    def log_train(step_no: int):
+        if not window:
+            return
+        mean = {k: _scalar(np.mean([w[k] for w in window], axis=0)) for k in window[0]}
+        window.clear()
+        steps_s, _ = progress.rate(step_no)
+        rec = {"step": step_no, "split": "train", **mean}
+        if progress.examples_per_step and steps_s == steps_s:
+            rec["examples_per_s"] = steps_s * progress.examples_per_step
+        record(rec)
+        if main:
+            progress.log(step_no, mean)
+
+    try:
+        while t < steps:
+            try:
+                batch = next(it)
+            except StopIteration:
+                stop_reason, message = "data_exhausted", f"the batches ran out at step {t}"
+                break
+            if progress is None:
+                rows = jax.tree.leaves(batch)[0].shape[0] * jax.process_count()
+                progress = _Progress(steps, start, stream, tty, rows)
+            state, metrics = step_fn(state, put_batch(batch))
+            t += 1
+            if t == start + 1:  # time from the end of the first (compiling) step
+                jax.block_until_ready(metrics)
+                progress.t0, progress.s0 = time.perf_counter(), t
+            bad = check(*pending) if pending is not None else None
+            pending = (t, metrics)
+            at_eval = bool(eval_every and eval_step is not None and (t % eval_every == 0 or t == steps))
+            at_ckpt = bool(ckpt is not None and (t % checkpoint_every == 0 or t == steps))
+            if bad is None and (at_eval or at_ckpt or t % log_every == 0 or t == steps):
+                bad, pending = check(*pending), None
+            if bad is not None:
+                stop_reason = "nonfinite"
+                last = ckpt.latest_step() if ckpt is not None else None
+                message = bad + "; training stopped; " + (
+                    f"last good checkpoint: step {last} in {ckpt.directory}" if last is not None else "no checkpoint kept")
+                record({"step": t, "event": "nonfinite", "message": message})
+                break
+            if main and window:
+                progress.update(t, window[-1])
+            if t % log_every == 0 or t == steps:
+                log_train(t)
+            stop = False
+            if at_eval:
+                ev = evaluate(eval_step, state, eval_batches(), put_batch)
+                record({"step": t, "split": "val", **ev})
+                if main:
+                    progress.message(f"eval at step {t}: " + " ".join(f"{k} {v:.4g}" for k, v in ev.items()))
+                if early_stopping is not None:
+                    es = early_stopping
+                    if es.metric not in ev:
+                        raise KeyError(f"early stopping metric {es.metric!r} not among eval metrics {sorted(ev)}")
+                    v, best = ev[es.metric], meta["best"]
+                    better = best is None or (v < best - es.min_delta if es.mode == "min" else v > best + es.min_delta)
+                    meta["best"], meta["bad_evals"] = (v, 0) if better else (best, meta["bad_evals"] + 1)
+                    if meta["bad_evals"] >= es.patience:
+                        stop, stop_reason = True, "early_stop"
+                        message = (f"early stopping at step {t}: {es.metric} has not improved on {meta['best']:.6g} "
+                                   f"for {es.patience} evaluations")
+            if ckpt is not None and (at_ckpt or stop):
+                ckpt.save(t, state, meta)
+            if stop:
+                break
+        if pending is not None and stop_reason == "done":
+            bad = check(*pending)
+            if bad is not None:
+                stop_reason, message = "nonfinite", bad + "; training stopped"
+        if stop_reason == "nonfinite" and ckpt is not None and ckpt.latest_step() is not None:
+            ckpt.wait()
+            state, _ = ckpt.restore(state)
+        elif stop_reason != "nonfinite" and ckpt is not None and ckpt.latest_step() != t and t > start:
+            ckpt.save(t, state, meta)
+        if progress is not None and main:
+            if window:
+                log_train(t)
+            progress.update(int(fetch(state.step)), history[-1] if history else {}, force=True)
+            if message:
+                progress.message(message)
+            elif progress.tty:
+                progress.message("")
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+        if log_file:
+            log_file.close()
+    return FitResult(state, int(fetch(state.step)), stop_reason, message, history, meta["best"])

@@ -1,0 +1,122 @@
+"""Pytree helpers: counts, paths, get/set, masks, freezing with optax, and the model summary."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from deepcore import tree
+from deepcore.core import layer, simple_init
+from deepcore.layers import Dense, Relu, parallel, residual, serial
+
+
+def Counter():
+    """A tiny stateful layer (counts its calls) so the summary has a state row."""
+
+    def apply(params, state, x, *, key=None, train=False):
+        return x * params["scale"], {"calls": state["calls"] + 1}
+
+    return layer("counter", simple_init(lambda key, spec: ({"scale": jnp.ones((spec.shape[-1],))},
+                                                           {"calls": jnp.zeros((), jnp.int32)}), apply), apply)
+
+
+MODEL = serial(Dense(8), Relu, residual(serial(Dense(8), Relu)), parallel(Dense(3), Dense(2)), Counter(), Dense(4))
+PATHS = ["dense_0/w", "dense_0/b", "residual_0/body/dense_0/w", "residual_0/body/dense_0/b",
+         "parallel_0/dense_0/w", "parallel_0/dense_0/b", "parallel_0/dense_1/w", "parallel_0/dense_1/b",
+         "counter_0/scale", "dense_1/w", "dense_1/b"]
+TOTAL = (6 * 8 + 8) + (8 * 8 + 8) + (8 * 3 + 3) + (8 * 2 + 2) + 5 + (5 * 4 + 4)
+
+
+@pytest.fixture(scope="module")
+def built():
+    _, params, state = MODEL.init(jax.random.PRNGKey(0), (2, 6))
+    return params, state
+
+
+def test_param_count_and_paths(built):
+    params, state = built
+    assert tree.param_count(params) == TOTAL
+    assert tree.param_count(state) == 1
+    assert tree.param_count({}) == 0
+    assert sorted(tree.leaf_paths(params)) == sorted(PATHS)
+    assert tree.leaf_paths({"a": [jnp.zeros(1), {"b": jnp.zeros(2)}]}) == ["a/0", "a/1/b"]
+
+
+def test_flatten_unflatten_roundtrip(built):
+    params, _ = built
+    flat = tree.flatten_dict(params)
+    assert list(flat) == PATHS  # model order
+    back = tree.unflatten_dict(flat)
+    assert jax.tree.structure(back) == jax.tree.structure(params)
+    assert all(a is b for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)))
+
+
+def test_get_and_set_path(built):
+    params, _ = built
+    assert tree.get_path(params, "parallel_0/dense_1/b").shape == (2,)
+    assert tree.get_path(params, ("dense_1", "w")).shape == (5, 4)
+    before = jax.tree.map(np.array, params)
+    new_w = jnp.full((8, 2), 7.0)
+    new = tree.set_path(params, "parallel_0/dense_1/w", new_w)
+    assert tree.get_path(new, "parallel_0/dense_1/w") is new_w
+    # original untouched: same values and the same leaf objects
+    assert tree.get_path(params, "parallel_0/dense_1/w").shape == (8, 2)
+    assert not np.allclose(tree.get_path(params, "parallel_0/dense_1/w"), 7.0)
+    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, params))
+    # untouched subtrees are shared, containers on the path are copies
+    assert new["dense_0"] is params["dense_0"] and new["parallel_0"]["dense_0"] is params["parallel_0"]["dense_0"]
+    assert new["parallel_0"] is not params["parallel_0"]
+    assert tree.get_path(tree.set_path({"a": [1, (2, 3)]}, "a/1/0", 9), "a/1") == (9, 3)
+    with pytest.raises(KeyError, match="dense_9.*dense_0"):
+        tree.get_path(params, "parallel_0/dense_9/w")
+    with pytest.raises(KeyError, match="leaf"):
+        tree.set_path(params, "dense_0/w/x", 1)
+
+
+def test_path_mask(built):
+    params, _ = built
+    biases = tree.path_mask(params, "*/b")
+    assert {p for p, m in zip(tree.leaf_paths(params), jax.tree.leaves(biases)) if m} == \
+           {p for p in PATHS if p.endswith("/b")}
+    top = tree.path_mask(params, ["dense_0/*", "counter_0/*"])
+    assert {p for p, m in zip(tree.leaf_paths(params), jax.tree.leaves(top)) if m} == \
+           {"dense_0/w", "dense_0/b", "counter_0/scale"}
+    rx = tree.path_mask(params, r"parallel_0/dense_\d/w", regex=True)
+    assert sum(jax.tree.leaves(rx)) == 2
+    assert sum(jax.tree.leaves(tree.path_mask(params, "parallel_0", regex=True))) == 0  # whole-path match
+
+
+def test_freeze_keeps_frozen_leaves_fixed_under_adam(built):
+    params, state = built
+    tx = tree.freeze(optax.adam(1e-2), ["dense_0/*", "parallel_0/dense_1/w"])
+    opt_state = tx.init(params)
+    x = jnp.ones((2, 6))
+
+    @jax.jit
+    def step(p, o):
+        g = jax.grad(lambda p: jnp.sum(MODEL.apply(p, state, x)[0] ** 2))(p)
+        u, o = tx.update(g, o, p)
+        return optax.apply_updates(p, u), o
+
+    new, _ = step(params, opt_state)
+    frozen = {"dense_0/w", "dense_0/b", "parallel_0/dense_1/w"}
+    for path in PATHS:
+        same = np.array_equal(tree.get_path(new, path), tree.get_path(params, path))
+        assert same == (path in frozen), path
+    with pytest.raises(ValueError, match="dense_7"):
+        tree.freeze(optax.sgd(0.1), "dense_7/*").init(params)
+
+
+def test_summary(built):
+    params, _ = built
+    text = tree.summary(MODEL, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((2, 6), jnp.float32))
+    for path in PATHS:
+        assert f"  {path} " in text, path
+    assert "counter_0/calls" in text and "state" in text
+    assert f"params  {TOTAL:,} " in text
+    assert "output  (2, 4) float32" in text and "input   (2, 6) float32" in text
+    rows = [line for line in text.splitlines() if line.startswith("  ")]
+    with_state = PATHS[:9] + ["counter_0/calls"] + PATHS[9:]  # state rows sit with their layer
+    assert [r.split()[0] for r in rows] == with_state
+    assert rows[0].split()[1:] == ["param", "(6,", "8)", "float32", "48"]
+    assert tree.summary(Dense(3), None, (5,)).count("\n  ") == 2  # root-level leaves w and b

@@ -34,7 +34,8 @@ def _broadcast(w, shape, what):
     """``w`` with leading shape ``w.shape`` broadcast to ``shape`` by appending trailing axes."""
     w = jnp.asarray(w)
     if w.ndim > len(shape) or tuple(shape[: w.ndim]) != tuple(w.shape):
-        raise ValueError(f"{what} must have the loss's leading shape {tuple(shape)}[:k], got {tuple(w.shape)}")
+        raise ValueError(f"{what} must match the leading dims of the per-example loss {tuple(shape)}, "
+                         f"got {tuple(w.shape)}")
     return jnp.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
 
 

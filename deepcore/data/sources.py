@@ -242,44 +242,55 @@ def carve_validation(n: int, fraction: float, seed: int = 0) -> tuple:
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def load(name: str, split: str = "train", *, data_dir: Optional[str] = None, download: bool = True,
+def load(name: str, split="train", *, data_dir: Optional[str] = None, download: bool = True,
          manual_dir: Optional[str] = None, validation_fraction: float = 0.1,
-         validation_seed: int = 0) -> Dataset:
+         validation_seed: int = 0):
     """An image classification split held in memory (see the module docstring for where from).
 
     Returns a :class:`Dataset` with ``arrays = {"image": uint8 (N, H, W, C), "label": int32 (N,)}``.
     ``split``: ``"train"`` (train minus the carved validation), ``"validation"``, ``"test"``, or a
     ``"+"``-joined combination such as ``"train+validation"`` (the whole stored train split).
+    A tuple of splits returns a tuple of :class:`Dataset`, reading each stored split once.
     """
+    if not isinstance(split, str):
+        return _load_many(name, tuple(split), data_dir, download, manual_dir, validation_fraction,
+                          validation_seed)
+    return _load_many(name, (split,), data_dir, download, manual_dir, validation_fraction, validation_seed)[0]
+
+
+def _load_many(name, splits, data_dir, download, manual_dir, validation_fraction, validation_seed) -> tuple:
     if name not in IMAGE_DATASETS:
         raise ValueError(f"unknown image dataset {name!r}; known: {sorted(IMAGE_DATASETS)} "
                          f"(text: use load_text)")
     data_dir = os.path.expanduser(data_dir or default_data_dir())
-    parts = split.split("+")
-    bad = [p for p in parts if p not in ("train", "validation", "test")]
-    if bad:
-        raise ValueError(f"unknown split {bad[0]!r} in {split!r}; use train, validation, test or a+b")
-    pieces, origin = [], None
-    stored = {}
-    for part in parts:
-        stored_split = "test" if part == "test" else "train"
-        if stored_split not in stored:
-            src = data_source(name, stored_split, data_dir=data_dir, download=download, manual_dir=manual_dir)
-            origin = getattr(getattr(src, "dataset_info", None), "full_name", name)
-            stored[stored_split] = _image_arrays(src)
-        arrays = stored[stored_split]
-        if part != "test":
-            tr, va = carve_validation(len(arrays["label"]), validation_fraction, validation_seed)
-            arrays = {k: v[tr if part == "train" else va] for k, v in arrays.items()}
-        pieces.append(arrays)
-    arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    for split in splits:
+        bad = [p for p in split.split("+") if p not in ("train", "validation", "test")]
+        if bad:
+            raise ValueError(f"unknown split {bad[0]!r} in {split!r}; use train, validation, test or a+b")
     from deepcore.data.builders import CIFAR10_CLASSES, FASHION_CLASSES
     names = {"fashion_mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES,
              "mnist": tuple(str(i) for i in range(10))}[name]
-    info = DatasetInfo(name=name, split=split, num_examples=len(arrays["label"]), num_classes=len(names),
-                       shape=tuple(arrays["image"].shape[1:]), class_names=names,
-                       origin=f"{origin} in {data_dir}")
-    return Dataset(arrays, info)
+    stored, origin, out = {}, name, []
+    for split in splits:
+        pieces = []
+        for part in split.split("+"):
+            stored_split = "test" if part == "test" else "train"
+            if stored_split not in stored:
+                src = data_source(name, stored_split, data_dir=data_dir, download=download,
+                                  manual_dir=manual_dir)
+                origin = getattr(getattr(src, "dataset_info", None), "full_name", name)
+                stored[stored_split] = _image_arrays(src)
+            arrays = stored[stored_split]
+            if part != "test":
+                tr, va = carve_validation(len(arrays["label"]), validation_fraction, validation_seed)
+                arrays = {k: v[tr if part == "train" else va] for k, v in arrays.items()}
+            pieces.append(arrays)
+        arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+        info = DatasetInfo(name=name, split=split, num_examples=len(arrays["label"]),
+                           num_classes=len(names), shape=tuple(arrays["image"].shape[1:]),
+                           class_names=names, origin=f"{origin} in {data_dir}")
+        out.append(Dataset(arrays, info))
+    return tuple(out)
 
 
 def _as_bytes(text) -> bytes:

@@ -52,15 +52,17 @@ class Layer(NamedTuple):
     """``init(key, spec) -> (out_spec, params, state)``; ``apply(params, state, x, *, key, train) -> (y, state)``.
 
     ``name`` is the layer's kind (``"dense"``, ``"conv"``); combinators number it (``dense_0``).
-    Build layers with :func:`layer` so that shape errors carry their path.
+    ``children`` lists a combinator's named sub-layers (for summaries). Build layers with :func:`layer`
+    so that shape errors carry their path.
     """
 
     init: Callable[..., tuple]
     apply: Callable[..., tuple]
     name: str = "layer"
+    children: tuple = ()  # ((name, Layer), ...) for combinators; read by tree.summary, never by apply
 
 
-def layer(name: str, init: Callable, apply: Callable) -> Layer:
+def layer(name: str, init: Callable, apply: Callable, children=()) -> Layer:
     """Make a :class:`Layer`, wrapping ``init`` and ``apply`` so their shape errors name this layer."""
 
     def wrapped_init(key, spec):
@@ -76,7 +78,7 @@ def layer(name: str, init: Callable, apply: Callable) -> Layer:
             raise e.rooted(name) from None
 
     wrapped_init.__name__, wrapped_apply.__name__ = f"{name}_init", f"{name}_apply"
-    return Layer(wrapped_init, wrapped_apply, name)
+    return Layer(wrapped_init, wrapped_apply, name, tuple(children))
 
 
 def as_spec(x: Any) -> Spec:

@@ -159,39 +159,49 @@ def _bytes(n: float) -> str:
         n /= 1024
 
 
+def _layer_rows(lay: Layer, name: str, spec, key, depth: int, rows: list) -> Any:
+    """Append one row per layer (depth-first, model order); return ``lay``'s output spec."""
+    out, params, state = lay.init(key, spec)
+    row = {"name": "  " * depth + name, "out": _fmt_spec(out), "leaves": [], "count": param_count(params)}
+    rows.append(row)
+    if lay.children:
+        child_spec = spec
+        for child_name, child in lay.children:
+            child_out = _layer_rows(child, child_name, child_spec, key, depth + 1, rows)
+            if lay.name == "serial":  # a serial chains its children; other combinators fan the input out
+                child_spec = child_out
+    else:
+        for kind, tree in (("", params), ("state ", state)):
+            for path, leaf in flatten_dict(tree).items():
+                row["leaves"].append(f"{kind}{path} {tuple(leaf.shape)} {np.dtype(leaf.dtype).name}")
+    return out
+
+
 def summary(model: Layer, key: Any, spec) -> str:
     """A printable table of ``model`` built for input ``spec``, computed abstractly (no arrays allocated).
 
-    One row per layer that holds parameters or state (its path, e.g. ``serial_0/dense_1``, and
-    its total count), followed by a row per leaf: full path, ``param``/``state``, shape, dtype,
-    count. The footer gives the input and output specs and the parameter and state totals.
-    Per-layer output shapes are not shown: combinators do not expose their children.
-    ``key`` may be ``None`` (shapes do not depend on it).
+    One row per layer in model order, indented by nesting: its name inside its parent, its output
+    shape and dtype, its parameter and state leaves (path, shape, dtype) and its parameter count
+    (a combinator's count covers its children). The footer gives the input and output specs and the
+    parameter and state totals. ``key`` may be ``None`` (shapes do not depend on it).
     """
     spec = as_spec(spec)
     key = jax.random.PRNGKey(0) if key is None else key
-    out = {}
+    rows, out = [], {}
 
     def build(k):
-        out["spec"], params, state = model.init(k, spec)
-        out["order"] = list(flatten_dict(params)), list(flatten_dict(state))  # model order; eval_shape sorts
-        return params, state
+        out["spec"] = _layer_rows(model, model.name, spec, k, 0, rows)
+        return model.init(k, spec)[1:]
 
     params, state = jax.eval_shape(build, key)
-    flat_p, flat_s = flatten_dict(params), flatten_dict(state)
-    leaves = [(p, "param", flat_p[p]) for p in out["order"][0]] + [(p, "state", flat_s[p]) for p in out["order"][1]]
-    groups = {}
-    for path, kind, leaf in leaves:
-        groups.setdefault(path.rpartition("/")[0] or model.name, []).append((path, kind, leaf))
-
-    rows = [("path", "kind", "shape", "dtype", "count")]
-    for group, members in groups.items():
-        rows.append((group, "", "", "", f"{sum(_size(v) for _, _, v in members):,}"))
-        for path, kind, leaf in members:
-            rows.append(("  " + path, kind, str(tuple(leaf.shape)), np.dtype(leaf.dtype).name, f"{_size(leaf):,}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
+    table = [("layer", "output", "parameters", "count")]
+    for r in rows:
+        leaves = r["leaves"] or [""]
+        table.append((r["name"], r["out"], leaves[0], f"{r['count']:,}" if r["count"] or r["leaves"] else ""))
+        table.extend(("", "", leaf, "") for leaf in leaves[1:])
+    widths = [max(len(t[i]) for t in table) for i in range(4)]
+    lines = ["  ".join(c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(t, widths))).rstrip()
+             for t in table]
     rule = "-" * len(max(lines, key=len))
     n_params, n_state = param_count(params), param_count(state)
     p_bytes = sum(_size(v) * np.dtype(v.dtype).itemsize for v in jax.tree.leaves(params))
@@ -200,4 +210,4 @@ def summary(model: Layer, key: Any, spec) -> str:
               f"output  {_fmt_spec(out['spec'])}",
               f"params  {n_params:,} ({_bytes(p_bytes)})",
               f"state   {n_state:,} ({_bytes(s_bytes)})"]
-    return "\n".join([f"{model.name}", rule, lines[0], rule, *lines[1:], rule, *footer])
+    return "\n".join([rule, lines[0], rule, *lines[1:], rule, *footer])

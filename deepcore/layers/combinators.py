@@ -66,7 +66,7 @@ def serial(*layers: Union[Layer, Dict[str, Layer]]) -> Layer:
                 new_state[name] = s
         return x, new_state
 
-    return layer("serial", init, apply)
+    return layer("serial", init, apply, named.items())
 
 
 def _merge(outs, merge, axis):
@@ -103,7 +103,7 @@ def parallel(*layers: Union[Layer, Dict[str, Layer]], merge="concat", axis: int 
                 new_state[name] = s
         return _merge(outs, merge, axis), new_state
 
-    return layer("parallel", init, apply)
+    return layer("parallel", init, apply, named.items())
 
 
 def residual(body: Layer, shortcut: Layer = None) -> Layer:
@@ -111,4 +111,4 @@ def residual(body: Layer, shortcut: Layer = None) -> Layer:
     from deepcore.layers.basic import Identity
 
     inner = parallel({"body": body, "shortcut": shortcut or Identity}, merge="sum")
-    return layer("residual", inner.init, inner.apply)
+    return layer("residual", inner.init, inner.apply, inner.children)

@@ -9,7 +9,7 @@ example; :func:`compose` chains several with independent keys. Everything runs i
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

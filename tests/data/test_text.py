@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-from deepcore.data import formats
 from deepcore.data.text import build_vocab, decode, encode, lm_windows
 
 TEXT = "To be, or not to be: that is the question.\n\u00e9\u4e2d\udcff" * 20

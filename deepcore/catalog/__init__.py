@@ -2,12 +2,21 @@
 
 Data, not machinery: each :class:`Case` says how to build a layer and what input to feed it. The
 generic layer tests (``tests/layers/test_generic.py``) and ``python -m deepcore.gradcheck`` iterate
-over :data:`LAYER_CASES` and :data:`MODEL_CASES`, so a new layer listed here gets every check.
+over :data:`LAYER_CASES` and :data:`MODEL_CASES`, so a new layer listed here gets every check;
+:data:`FUNCTION_CASES` (losses, penalties: :class:`FunctionCase`) are gradient-checked too.
 """
-from deepcore.catalog.case import Case
+from deepcore.catalog.case import Case, FunctionCase
+from deepcore.catalog import functions as _functions
 from deepcore.catalog import layers as _layers
+from deepcore.catalog import rnn as _rnn
+from deepcore.catalog import transformer as _transformer
 
 LAYER_CASES = list(_layers.CASES)
 MODEL_CASES = []
+FUNCTION_CASES = list(_functions.CASES)
+LAYER_CASES += _rnn.LAYER_CASES
+MODEL_CASES += _rnn.MODEL_CASES
+LAYER_CASES += _transformer.LAYER_CASES
+MODEL_CASES += _transformer.MODEL_CASES
 
-__all__ = ["Case", "LAYER_CASES", "MODEL_CASES"]
+__all__ = ["Case", "FunctionCase", "LAYER_CASES", "MODEL_CASES", "FUNCTION_CASES"]

@@ -17,6 +17,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from deepcore.core import cast
@@ -97,9 +98,12 @@ def _dp_grads(loss_fn, dp: DPSGD, compute_dtype):
         leaves, treedef = jax.tree.flatten(g)
         n = losses.shape[0]
         summed, num_clipped = optax.per_example_global_norm_clip(leaves, dp.clip_norm)
-        noise_keys = jax.random.split(k_noise, len(leaves))
-        std = dp.noise_multiplier * dp.clip_norm
-        noisy = [(s + std * jax.random.normal(k, s.shape, s.dtype)) / n for s, k in zip(summed, noise_keys)]
+        if dp.noise_multiplier:  # one draw for all leaves (one RNG kernel compiles much faster than one per leaf)
+            sizes = [s.size for s in summed]
+            z = jax.random.normal(k_noise, (sum(sizes),), jnp.float32) * (dp.noise_multiplier * dp.clip_norm)
+            parts = jnp.split(z, np.cumsum(sizes)[:-1])
+            summed = [s + p.reshape(s.shape).astype(s.dtype) for s, p in zip(summed, parts)]
+        noisy = [s / n for s in summed]
         loss = losses.mean()
         metrics = {"loss": loss, "clipped_fraction": num_clipped / n}
         return loss, jax.tree.map(lambda a: a.mean(0), states), metrics, jax.tree.unflatten(treedef, noisy)
@@ -167,7 +171,7 @@ def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_step
             if ema is None:
                 raise ValueError("ema_decay needs a state created with ema=True")
             ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         return state.replace(step=state.step + 1, params=params, model_state=model_state,
                              opt_state=opt_state, ema=ema), metrics
 

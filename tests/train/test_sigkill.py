@@ -1,4 +1,5 @@
 """A real subprocess is SIGKILLed mid-training and mid-save, resumed, and ends bit-identical to an uninterrupted run."""
+import json
 import os
 import signal
 import subprocess
@@ -42,3 +43,7 @@ def test_sigkill_mid_training_and_mid_save_then_resume_is_bit_identical(tmp_path
     assert int(a["step"]) == int(b["step"]) == STEPS
     np.testing.assert_array_equal(a["flat"], b["flat"])  # params, opt state, EMA, step, key: bit-identical
     assert not os.path.exists(tmp_path / "never.npz")
+    # metrics.jsonl: records logged after the last checkpoint by a killed run were dropped on resume
+    with open(run_dir / "metrics.jsonl") as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == list(range(5, STEPS + 1, 5))

@@ -1,0 +1,78 @@
+"""Vision transformer (Dosovitskiy et al., 2021): images ``(..., H, W, C)`` -> logits ``(..., num_classes)``.
+
+Non-overlapping ``patch_size`` patches are flattened and projected by one dense layer (the same map as a
+conv with kernel = stride = patch), a class token is prepended (``pool="cls"``) or the tokens are averaged
+(``pool="mean"``), learned positions are added, then pre-LN blocks, a final LayerNorm and a dense head.
+
+params: ``{"patch": {"w": (p*p*C, D), "b"}, "cls": (1, D), "positions": {"table": (N(+1), D)}, "blocks",
+"ln_f", "head": {"w", "b"}}``. For 28x28x1 Fashion-MNIST use ``patch_size`` 4 (49 patches) or 7 (16).
+"""
+import jax
+import jax.numpy as jnp
+
+from deepcore import initializers
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.layers.dropout import Dropout
+from deepcore.layers.norm import LayerNorm
+from deepcore.models.transformer import BlockConfig, gpt_init, stack_apply, stack_init
+
+
+def patchify(x, patch_size: int):
+    """``(..., H, W, C) -> (..., (H/p)(W/p), p*p*C)``, patches in row-major order."""
+    *lead, h, w, c = x.shape
+    p = patch_size
+    x = x.reshape(tuple(lead) + (h // p, p, w // p, p, c))
+    x = jnp.swapaxes(x, -4, -3)                                    # (..., H/p, W/p, p, p, C)
+    return x.reshape(tuple(lead) + ((h // p) * (w // p), p * p * c))
+
+
+def ViT(num_classes: int, *, patch_size: int = 4, d_model: int = 64, num_layers: int = 4, num_heads: int = 4,
+        pool: str = "cls", scan: bool = True, remat: bool = False, w_init=gpt_init, b_init=initializers.zeros,
+        param_dtype=None, dtype=None, **options) -> Layer:
+    """ViT layer; ``options`` are further :class:`BlockConfig` fields (``mlp_ratio``, ``dropout``,
+    ``approximate_gelu`` (default exact here), ``implementation``, ...). Blocks are non-causal."""
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"vit: pool must be 'cls' or 'mean', got {pool!r}")
+    options.setdefault("approximate_gelu", False)
+    cfg = BlockConfig(num_heads=num_heads, causal=False, w_init=w_init, b_init=b_init, dtype=dtype, **options)
+
+    def check(shape):
+        if len(shape) < 3 or shape[-3] % patch_size or shape[-2] % patch_size:
+            raise ShapeError(f"expected images (..., H, W, C) with H and W divisible by patch_size={patch_size}, "
+                             f"got {tuple(shape)}")
+
+    def init(key, spec):
+        check(spec.shape)
+        pdt = param_dtype_for(spec.dtype, param_dtype)
+        h, w, c = spec.shape[-3:]
+        n = (h // patch_size) * (w // patch_size) + (pool == "cls")
+        kp, kc, kpos, kb, kh = jax.random.split(key, 5)
+        params = {"patch": {"w": w_init(kp, (patch_size * patch_size * c, d_model), pdt),
+                            "b": b_init(kp, (d_model,), pdt)}}
+        if pool == "cls":
+            params["cls"] = w_init(kc, (1, d_model), pdt)
+        params["positions"] = {"table": w_init(kpos, (n, d_model), pdt)}
+        params["blocks"] = stack_init(cfg, kb, d_model, num_layers, scan=scan, dtype=pdt)
+        params["ln_f"] = LayerNorm().init(key, jax.ShapeDtypeStruct((d_model,), pdt))[1]
+        params["head"] = {"w": w_init(kh, (d_model, num_classes), pdt), "b": b_init(kh, (num_classes,), pdt)}
+        return output_spec(apply, params, {}, spec), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        check(x.shape)
+        cdt = compute_dtype_for(x.dtype, dtype)
+        p = cast({k: v for k, v in params.items() if k != "blocks"}, cdt)
+        k_emb, k_blocks = (None, None) if key is None else jax.random.split(key)
+        t = patchify(x.astype(cdt), patch_size) @ p["patch"]["w"] + p["patch"]["b"]    # (..., N, D)
+        if pool == "cls":
+            t = jnp.concatenate([jnp.broadcast_to(p["cls"], t.shape[:-2] + (1, d_model)), t], axis=-2)
+        t = t + p["positions"]["table"]
+        t = Dropout(cfg.dropout).apply({}, {}, t, key=k_emb, train=train)[0]
+        t, _ = stack_apply(cfg, params["blocks"], t, key=k_blocks, train=train, remat=remat)
+        t = LayerNorm(dtype=cdt).apply(p["ln_f"], {}, t)[0]
+        pooled = t[..., 0, :] if pool == "cls" else jnp.mean(t, axis=-2)
+        return pooled @ p["head"]["w"] + p["head"]["b"], state
+
+    return layer("vit", init, apply)
+
+
+__all__ = ["ViT", "patchify"]

@@ -1,0 +1,148 @@
+"""Attention against a numpy softmax(QK^T/sqrt(d))V reference, masks, grouped-query heads, the KV cache and
+positional embeddings."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepcore.core import ShapeError
+from deepcore.layers.attention import MultiHeadAttention, attention, init_cache, self_attention
+from deepcore.layers.position import LearnedPositions, rope, sinusoidal
+
+B, T, N, H = 2, 6, 4, 8
+
+
+def np_attention(q, k, v, causal=False, key_mask=None):
+    """The textbook formula in float64 numpy, key/value heads repeated for grouped queries."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    g = q.shape[2] // k.shape[2]
+    k, v = np.repeat(k, g, axis=2), np.repeat(v, g, axis=2)
+    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
+    allowed = np.ones(logits.shape, bool)
+    if causal:
+        allowed &= np.tril(np.ones(logits.shape[-2:], bool))
+    if key_mask is not None:
+        allowed &= np.asarray(key_mask)[:, None, None, :]
+    logits = np.where(allowed, logits, -np.inf)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("bnts,bsnh->btnh", p, v)
+
+
+def qkv(kv_heads, seed=0):
+    ks = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return (jax.random.normal(ks[0], (B, T, N, H)), jax.random.normal(ks[1], (B, T, kv_heads, H)),
+            jax.random.normal(ks[2], (B, T, kv_heads, H)))
+
+
+KEY_MASK = jnp.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)   # right padding in example 0
+
+
+@pytest.mark.parametrize("implementation", ["xla", "reference"])
+@pytest.mark.parametrize("kv_heads", [N, 2, 1])
+@pytest.mark.parametrize("causal,padded", [(False, False), (True, False), (False, True), (True, True)])
+def test_attention_matches_numpy_formula(implementation, kv_heads, causal, padded):
+    q, k, v = qkv(kv_heads)
+    km = KEY_MASK if padded else None
+    out = attention(q, k, v, causal=causal, key_mask=km, implementation=implementation)
+    np.testing.assert_allclose(out, np_attention(q, k, v, causal, km), rtol=2e-5, atol=2e-5)
+
+
+def test_implementations_agree_with_general_mask_and_leading_dims():
+    q, k, v = qkv(2, seed=1)
+    q, k, v = (a.reshape((1,) + a.shape) for a in (q, k, v))          # two leading batch dims
+    mask = jax.random.bernoulli(jax.random.PRNGKey(3), 0.7, (1, B, N, T, T)).at[..., 0].set(True)
+    a = attention(q, k, v, mask=mask, causal=True, key_mask=KEY_MASK[None])
+    b = attention(q, k, v, mask=mask, causal=True, key_mask=KEY_MASK[None], implementation="reference")
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert a.shape == q.shape
+
+
+def test_cross_attention_with_different_lengths():
+    ks = jax.random.split(jax.random.PRNGKey(4), 3)
+    q, k, v = (jax.random.normal(ks[0], (B, 3, N, H)), jax.random.normal(ks[1], (B, 7, 2, H)),
+               jax.random.normal(ks[2], (B, 7, 2, H)))
+    np.testing.assert_allclose(attention(q, k, v), np_attention(q, k, v), rtol=2e-5, atol=2e-5)
+
+
+def test_bad_shapes_raise_shape_error():
+    q, k, v = qkv(3 if N % 3 == 0 else 3)
+    with pytest.raises(ShapeError, match="N % K == 0"):
+        attention(q, k, v)
+    lay = MultiHeadAttention(3)
+    with pytest.raises(ShapeError, match="divisible by 3 heads"):
+        lay.init(jax.random.PRNGKey(0), (2, 5, 8))
+    _, params, _ = MultiHeadAttention(2).init(jax.random.PRNGKey(0), (2, 5, 8))
+    with pytest.raises(ShapeError, match=r"attention: expected input \(\.\.\., T, 8\), got \(2, 5, 6\)"):
+        MultiHeadAttention(2).apply(params, {}, jnp.zeros((2, 5, 6)))
+
+
+@pytest.fixture(scope="module")
+def causal_layer():
+    lay = MultiHeadAttention(N, num_kv_heads=2, causal=True, rope=True)
+    _, params, _ = lay.init(jax.random.PRNGKey(0), (B, T, 16))
+    return lay, params, jax.random.normal(jax.random.PRNGKey(1), (B, T, 16))
+
+
+def test_changing_a_future_token_never_changes_an_earlier_output(causal_layer):
+    lay, params, x = causal_layer
+    apply = jax.jit(lambda x: lay.apply(params, {}, x)[0])
+    y = apply(x)
+    for j in range(T):
+        y2 = apply(x.at[:, j].add(1.0))
+        np.testing.assert_array_equal(y2[:, :j], y[:, :j])
+        assert np.all(np.abs(np.asarray(y2[:, j:] - y[:, j:])).max(axis=(0, 2)) > 1e-4)
+
+
+def test_padded_keys_do_not_influence_outputs():
+    lay = MultiHeadAttention(2)
+    _, params, _ = lay.init(jax.random.PRNGKey(0), (B, T, 8))
+    x = jax.random.normal(jax.random.PRNGKey(1), (B, T, 8))
+    y = lay.apply(params, {}, (x, KEY_MASK))[0]
+    y2 = lay.apply(params, {}, (x.at[0, 4:].set(100.0), KEY_MASK))[0]
+    np.testing.assert_allclose(y2[0, :4], y[0, :4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y2[1], y[1], rtol=1e-6)
+    assert not np.allclose(lay.apply(params, {}, x)[0][0], y[0], atol=1e-3)   # the mask did something
+
+
+def test_cache_prefill_and_steps_equal_full_attention(causal_layer):
+    lay, params, x = causal_layer
+    full = lay.apply(params, {}, x)[0]
+    opts = dict(num_heads=N, num_kv_heads=2, causal=True, rope=True)
+    cache = init_cache((B,), 10, 2, 16 // N)
+    y0, cache = self_attention(params, x[:, :3], cache=cache, index=0, **opts)
+    ys = [y0]
+    for i in range(3, T):
+        y, cache = jax.jit(lambda c, xi, i: self_attention(params, xi, cache=c, index=i, **opts))(cache, x[:, i:i + 1], i)
+        ys.append(y)
+    np.testing.assert_allclose(jnp.concatenate(ys, axis=1), full, rtol=1e-5, atol=1e-5)
+    assert cache["k"].shape == (B, 10, 2, 4) and np.all(np.asarray(cache["k"][:, T:]) == 0)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    q = jax.random.normal(jax.random.PRNGKey(0), (1, 1, 1, 8))
+    k = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 1, 8))
+
+    def score(pq, pk):
+        return float(jnp.sum(rope(q, jnp.array([pq])) * rope(k, jnp.array([pk]))))
+
+    assert score(5, 2) == pytest.approx(score(13, 10), rel=1e-5)
+    assert score(5, 2) != pytest.approx(score(5, 3), rel=1e-3)
+    np.testing.assert_allclose(rope(q, jnp.array([0])), q)                       # position 0: identity
+    np.testing.assert_allclose(jnp.linalg.norm(rope(q, jnp.array([7]))), jnp.linalg.norm(q), rtol=1e-6)
+
+
+def test_sinusoidal_table_follows_the_formula():
+    table = np.asarray(sinusoidal(jnp.arange(10), 6))
+    p, i = np.arange(10)[:, None], np.arange(3)[None, :]
+    np.testing.assert_allclose(table[:, 0::2], np.sin(p / 10000 ** (2 * i / 6)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(table[:, 1::2], np.cos(p / 10000 ** (2 * i / 6)), rtol=1e-5, atol=1e-6)
+
+
+def test_learned_positions_add_the_table_and_check_length():
+    lay = LearnedPositions(8)
+    _, params, _ = lay.init(jax.random.PRNGKey(0), (2, 5, 4))
+    x = jnp.ones((2, 5, 4))
+    np.testing.assert_allclose(lay.apply(params, {}, x)[0], x + params["table"][:5])
+    with pytest.raises(ShapeError, match="at most 8 positions"):
+        lay.apply(params, {}, jnp.ones((2, 9, 4)))

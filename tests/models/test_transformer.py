@@ -1,0 +1,125 @@
+"""Transformer block, scanned vs unrolled stacks, the decoder-only LM with cached generation, and the ViT."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepcore.core import ShapeError
+from deepcore.gradcheck import check_layer
+from deepcore.models.generate import generate, generate_uncached, sample_logits
+from deepcore.models.transformer import (BlockConfig, LMConfig, TransformerBlock, lm_apply, lm_init, stack_apply,
+                                         stack_init, stack_layers, to_scanned, to_unscanned, unstack_layers)
+from deepcore.models.vit import ViT
+
+CFG = LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, num_kv_heads=2, max_len=24)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    params = lm_init(CFG, jax.random.PRNGKey(0))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 10), 0, CFG.vocab_size)
+    return params, tokens
+
+
+def test_stack_layout_converters_round_trip():
+    blocks = stack_init(BlockConfig(2), jax.random.PRNGKey(0), 8, 3, scan=False)
+    stacked = stack_layers(blocks)
+    assert stacked["mlp"]["fc"]["w"].shape == (3, 8, 32)
+    back = unstack_layers(stacked)
+    assert len(back) == 3
+    jax.tree.map(np.testing.assert_array_equal, back, blocks)
+    np.testing.assert_array_equal(stack_init(BlockConfig(2), jax.random.PRNGKey(0), 8, 3)["attn"]["qkv"]["w"],
+                                  stacked["attn"]["qkv"]["w"])
+
+
+def test_scanned_and_unrolled_stacks_agree_also_with_dropout_and_remat():
+    cfg = BlockConfig(2, dropout=0.3)
+    stacked = stack_init(cfg, jax.random.PRNGKey(0), 8, 3)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 8))
+    key = jax.random.PRNGKey(2)
+
+    def run(blocks, train, remat):
+        return stack_apply(cfg, blocks, x, key=key, train=train, remat=remat)[0]
+
+    for train in (False, True):
+        a = run(stacked, train, False)
+        np.testing.assert_allclose(run(unstack_layers(stacked), train, False), a, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(run(stacked, train, True), a, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(run(stacked, True, False), run(stacked, False, False), atol=1e-3)
+
+
+def test_lm_scanned_and_unrolled_give_equal_logits_and_gradients(lm):
+    params, tokens = lm
+
+    def loss(cfg, p):
+        return jnp.mean(lm_apply(cfg, p, tokens)[0] ** 2)
+
+    l1, g1 = jax.value_and_grad(lambda p: loss(CFG, p))(params)
+    l2, g2 = jax.value_and_grad(lambda p: loss(CFG.replace(scan=False, remat=True), p))(to_unscanned(params))
+    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, to_scanned(g2))
+
+
+def test_lm_is_causal(lm):
+    params, tokens = lm
+    apply = jax.jit(lambda t: lm_apply(CFG, params, t)[0])
+    logits = apply(tokens)
+    assert logits.shape == (2, 10, CFG.vocab_size)
+    for j in (3, 7):
+        changed = apply(tokens.at[:, j].set((tokens[:, j] + 1) % CFG.vocab_size))
+        np.testing.assert_array_equal(changed[:, :j], logits[:, :j])
+        assert not np.allclose(changed[:, j], logits[:, j])
+
+
+def test_cached_generation_equals_recomputing_the_context(lm):
+    params, tokens = lm
+    prompt = tokens[:, :4]
+    t1, l1 = generate(CFG, params, prompt, 12, greedy=True)
+    t2, l2 = generate_uncached(CFG, params, prompt, 12, greedy=True)
+    assert t1.shape == (2, 12) and l1.shape == (2, 12, CFG.vocab_size)
+    np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-5)            # logits at every step
+    np.testing.assert_array_equal(t1, t2)                              # identical tokens under greedy
+    np.testing.assert_array_equal(t1, jnp.argmax(l1, -1))
+    # the logits each token came from are the model's logits on the generated sequence (teacher forcing)
+    full = lm_apply(CFG, params, jnp.concatenate([prompt, t1], axis=1))[0]
+    np.testing.assert_allclose(l1, full[:, 3:15], rtol=1e-5, atol=1e-5)
+
+    key = jax.random.PRNGKey(7)
+    s1, _ = generate(CFG, params, prompt, 12, key=key, temperature=1.5, top_k=4)
+    s2, _ = generate_uncached(CFG, params, prompt, 12, key=key, temperature=1.5, top_k=4)
+    np.testing.assert_array_equal(s1, s2)
+    assert not np.array_equal(s1, t1)
+    with pytest.raises(ShapeError, match="exceeds max_len=24"):
+        generate(CFG, params, prompt, 21, greedy=True)
+
+
+def test_sampling_respects_top_k_and_temperature():
+    logits = jnp.log(jnp.array([0.1, 0.2, 0.3, 0.4]))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+    draw = jax.jit(jax.vmap(lambda k, t: sample_logits(k, logits, temperature=t, top_k=2), in_axes=(0, None)))
+    s = np.asarray(draw(keys, 1.0))
+    assert set(np.unique(s)) == {2, 3}
+    assert abs(np.mean(s == 3) - 4 / 7) < 0.05                          # renormalised 0.3 : 0.4
+    assert np.mean(np.asarray(draw(keys, 0.05)) == 3) > 0.99            # low temperature -> argmax
+    assert int(sample_logits(None, logits, greedy=True)) == 3
+
+
+def test_block_gradients_match_finite_differences():
+    lay = TransformerBlock(2, num_kv_heads=1, approximate_gelu=False, rope=True)
+    report = check_layer(lay, (2, 4, 8), train=(False,), modes=("fast",))
+    assert report.ok, report.table()
+
+
+@pytest.mark.parametrize("pool,patch", [("cls", 7), ("mean", 4)])
+def test_vit_builds_and_runs_on_fashion_mnist_shapes(pool, patch):
+    model = ViT(10, patch_size=patch, d_model=16, num_layers=2, num_heads=2, pool=pool, dropout=0.1)
+    spec, params, _ = model.init(jax.random.PRNGKey(0), (3, 28, 28, 1))
+    n = (28 // patch) ** 2 + (pool == "cls")
+    assert spec.shape == (3, 10) and params["positions"]["table"].shape == (n, 16)
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 28, 28, 1))
+    y = model.apply(params, {}, x)[0]
+    assert y.shape == (3, 10) and np.all(np.isfinite(y))
+    y_train = model.apply(params, {}, x, key=jax.random.PRNGKey(2), train=True)[0]
+    assert not np.allclose(y, y_train)
+    with pytest.raises(ShapeError, match="divisible by patch_size"):
+        model.init(jax.random.PRNGKey(0), (3, 30, 30, 1))

@@ -147,7 +147,8 @@ def _accumulate(grads_fn, accum_steps: int):
 
 
 def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_steps: int = 1,
-                compute_dtype=None, dp: Optional[DPSGD] = None, ema_decay: Optional[float] = None) -> Callable:
+                compute_dtype=None, dp: Optional[DPSGD] = None, ema_decay: Optional[float] = None,
+                grad_norm: bool = True) -> Callable:
     """The pure update ``(state, batch) -> (state, metrics)`` (not jitted; vmap, shard or jit it).
 
     * ``accum_steps``: split the batch into that many micro-batches and average their gradients (``lax.scan``).
@@ -156,7 +157,9 @@ def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_step
     * ``dp``: a :class:`DPSGD` for per-example clipping plus Gaussian noise.
     * ``ema_decay``: update ``state.ema`` (create the state with ``ema=True``).
 
-    Metrics always hold ``loss`` and ``grad_norm`` (global L2 norm of the gradient before the optimiser).
+    Metrics hold ``loss`` and, unless ``grad_norm=False``, ``grad_norm`` (global L2 norm of the gradient
+    before the optimiser; the loop's check for non-finite gradients reads it). Without it a NaN gradient
+    is still caught, one step later, as a NaN loss.
     """
     grads_fn = _dp_grads(loss_fn, dp, compute_dtype) if dp is not None else _plain_grads(loss_fn, compute_dtype)
     if accum_steps > 1:
@@ -171,7 +174,9 @@ def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_step
             if ema is None:
                 raise ValueError("ema_decay needs a state created with ema=True")
             ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+        metrics = dict(metrics, loss=loss)
+        if grad_norm:
+            metrics["grad_norm"] = optax.tree.norm(grads)
         return state.replace(step=state.step + 1, params=params, model_state=model_state,
                              opt_state=opt_state, ema=ema), metrics
 

@@ -143,6 +143,13 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
     * A non-finite ``loss`` or ``grad_norm`` stops training with a message naming the step and quantity.
     Only process 0 prints and writes metrics; every process must call ``fit`` (checkpoints are collective).
     """
+    if steps < 0 or log_every < 1 or (eval_every is not None and eval_every < 1) or \
+            (checkpoint_every is not None and checkpoint_every < 1):
+        raise ValueError(f"fit: steps must be >= 0 and log_every, eval_every, checkpoint_every >= 1; got "
+                         f"steps={steps}, log_every={log_every}, eval_every={eval_every}, "
+                         f"checkpoint_every={checkpoint_every}")
+    if eval_every and (eval_step is None or eval_batches is None):
+        raise ValueError("fit: eval_every needs eval_step and eval_batches")
     stream = sys.stdout if stream is None else stream
     main = jax.process_index() == 0
     ckpt = Checkpointer(os.path.join(out_dir, "checkpoints"), keep=keep) if out_dir and checkpoint_every else None
@@ -151,7 +158,11 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         os.makedirs(out_dir, exist_ok=True)
     meta = {"best": None, "bad_evals": 0}
     history: list = []
-    if ckpt is not None and resume and ckpt.latest_step() is not None:
+    if ckpt is not None and ckpt.latest_step() is not None:
+        if not resume:
+            ckpt.close()
+            raise FileExistsError(f"{ckpt.directory} already holds checkpoints (newest: step {ckpt.latest_step()}); "
+                                  f"resume from them or choose a new output directory")
         state, saved = ckpt.restore(state)
         meta.update(saved)
     start = int(fetch(state.step))

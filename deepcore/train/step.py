@@ -29,16 +29,17 @@ EVAL_KEY_SALT = 0x7FFFFFFF  # eval key = fold_in(state.key, EVAL_KEY_SALT), neve
 
 class DPSGD(NamedTuple):
     """DP-SGD: clip each example's gradient to global L2 norm ``clip_norm``, sum, add
-    ``N(0, (noise_multiplier * clip_norm)^2)`` noise, divide by the batch size."""
+    ``N(0, (noise_multiplier * clip_norm)^2)`` noise, divide by the batch size. Each example runs as a
+    batch of one; a stateful model's new state is the mean of the per-example states."""
 
     clip_norm: float
     noise_multiplier: float = 0.0
 
 
 def classifier_loss(model, *, x: str = "x", y: str = "y", label_smoothing: float = 0.0) -> LossFn:
-    """Softmax cross-entropy for a model with ``apply(params, state, batch[x]) -> (logits (B, C), state)``
-    and integer labels ``batch[y]: (B,)``. Metrics: ``loss`` (nats), ``accuracy``. Logits are
-    promoted to float32 before the loss (so bfloat16 compute keeps an accurate loss)."""
+    """Softmax cross-entropy for a model with ``apply(params, state, batch[x]) -> (logits (B, ..., C), state)``
+    and integer labels ``batch[y]: (B, ...)`` (mean over every position). Metrics: ``loss`` (nats),
+    ``accuracy``. Logits are promoted to float32 before the loss (so bfloat16 compute keeps an accurate loss)."""
     apply = getattr(model, "apply", model)
 
     def loss_fn(params, model_state, batch, key, train):

@@ -118,3 +118,15 @@ def test_resume_in_process_continues_the_exact_trajectory(tmp_path, adam_step):
                  stream=io.StringIO())
     assert second.step == 10
     np.testing.assert_array_equal(C.flat(second.state), C.flat(full.state))
+
+
+def test_bad_arguments_and_existing_checkpoints_without_resume_are_clear_errors(tmp_path, adam_step):
+    tx = optax.adam(1e-2)
+    fresh = lambda: init_state(MODEL, C.spec(), tx, seed=0)
+    with pytest.raises(ValueError, match="eval_every needs eval_step"):
+        fit(adam_step, fresh(), C.batches, steps=2, eval_every=1)
+    with pytest.raises(ValueError, match="log_every"):
+        fit(adam_step, fresh(), C.batches, steps=2, log_every=0)
+    fit(adam_step, fresh(), C.batches, steps=2, out_dir=str(tmp_path), checkpoint_every=2, stream=io.StringIO())
+    with pytest.raises(FileExistsError, match="newest: step 2"):
+        fit(adam_step, fresh(), C.batches, steps=4, out_dir=str(tmp_path), checkpoint_every=2, resume=False)

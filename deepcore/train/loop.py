@@ -60,12 +60,23 @@ def evaluate(eval_fn: Callable, state, batches: Iterable, put_batch: Callable = 
         n += 1
     if n == 0:
         raise ValueError("evaluate: the eval batches were empty")
-    return {prefix + k: float(np.mean(v / n)) for k, v in total.items()}
+    return {prefix + k: _scalar(v / n) for k, v in total.items()}
+
+
+def _step(state) -> int:
+    """The state's step (a population's members share one)."""
+    return int(np.ravel(fetch(state.step))[0])
 
 
 def _scalar(v):
     v = np.asarray(v)
     return float(v) if v.ndim == 0 else v.astype(float).tolist()
+
+
+def _shown(metrics: dict) -> str:
+    """``"loss 0.1234 accuracy 0.9"``; a population's per-member lists show their mean."""
+    return " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} [mean {np.mean(v):.4g}]"
+                    for k, v in metrics.items() if isinstance(v, (float, list)))
 
 
 def _fmt_time(s: float) -> str:
@@ -92,7 +103,7 @@ class _Progress:
     def text(self, step: int, metrics: dict) -> str:
         steps_s, eta = self.rate(step)
         ex = f" {steps_s * self.examples_per_step:,.0f} ex/s" if self.examples_per_step and steps_s == steps_s else ""
-        shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        shown = _shown(metrics)
         return f"step {step}/{self.total}{ex} ETA {_fmt_time(eta)} {shown}".rstrip()
 
     def update(self, step: int, metrics: dict, force: bool = False):
@@ -165,7 +176,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
                                   f"resume from them or choose a new output directory")
         state, saved = ckpt.restore(state)
         meta.update(saved)
-    start = int(fetch(state.step))
+    start = _step(state)
     if jsonl and main:
         history = _truncate_jsonl(jsonl, start) if resume else []
         if not resume and os.path.exists(jsonl):
@@ -242,12 +253,14 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
                 ev = evaluate(eval_step, state, eval_batches(), put_batch)
                 record({"step": t, "split": "val", **ev})
                 if main:
-                    progress.message(f"eval at step {t}: " + " ".join(f"{k} {v:.4g}" for k, v in ev.items()))
+                    progress.message(f"eval at step {t}: {_shown(ev)}")
                 if early_stopping is not None:
                     es = early_stopping
                     if es.metric not in ev:
                         raise KeyError(f"early stopping metric {es.metric!r} not among eval metrics {sorted(ev)}")
                     v, best = ev[es.metric], meta["best"]
+                    if not isinstance(v, float):
+                        raise ValueError(f"early stopping needs a scalar {es.metric!r}, got {v!r} (a population?)")
                     better = best is None or (v < best - es.min_delta if es.mode == "min" else v > best + es.min_delta)
                     meta["best"], meta["bad_evals"] = (v, 0) if better else (best, meta["bad_evals"] + 1)
                     if meta["bad_evals"] >= es.patience:
@@ -270,7 +283,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         if progress is not None and main:
             if window:
                 log_train(t)
-            progress.update(int(fetch(state.step)), history[-1] if history else {}, force=True)
+            progress.update(_step(state), history[-1] if history else {}, force=True)
             if message:
                 progress.message(message)
             elif progress.tty:
@@ -280,4 +293,4 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
             ckpt.close()
         if log_file:
             log_file.close()
-    return FitResult(state, int(fetch(state.step)), stop_reason, message, history, meta["best"])
+    return FitResult(state, _step(state), stop_reason, message, history, meta["best"])

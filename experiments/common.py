@@ -1,0 +1,188 @@
+"""What every experiment script shares: the standard flags, devices, the output folder, results.json and curves.png.
+
+The contract (one script per family, ``python experiments/NAME.py [flags]``):
+
+* flags ``--dataset --data-dir --epochs|--steps --batch-size --lr --seed --out --resume --devices --precision
+  --smoke``; defaults reproduce the figure BUILD_NOTES.md reports for the script;
+* ``--out`` receives ``results.json``, ``metrics.jsonl``, checkpoints (``--resume`` continues from the newest)
+  and pictures (``curves.png`` and a family picture);
+* a missing dataset, a bad flag value or an unwritable ``--out`` is one clear line on stderr (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Callable, Optional
+
+
+class UsageError(Exception):
+    """A bad flag value or an unusable ``--out``: printed as one line, exit status 2."""
+
+
+def parser(name: str, description: str, **defaults) -> argparse.ArgumentParser:
+    """The standard flags with ``defaults`` (e.g. ``lr=1e-3, batch_size=128, epochs=10``)."""
+    d = dict(dataset="fashion_mnist", data_dir=None, epochs=None, steps=None, batch_size=128, lr=1e-3, seed=0,
+             devices=1, precision="float32")
+    d.update(defaults)
+    p = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default=d["dataset"], help="TFDS name (or a text file path for language models)")
+    p.add_argument("--data-dir", default=d["data_dir"],
+                   help="where prepared datasets live and local source files are looked for (default: TFDS's)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, default=d["epochs"], help="passes over the training split")
+    length.add_argument("--steps", type=int, default=d["steps"], help="optimizer updates (instead of --epochs)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="global batch size")
+    p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate")
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--out", default=None, help=f"output folder (default: runs/{name}-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--devices", type=int, default=d["devices"],
+                   help="data-parallel over N devices (on a CPU, N simulated devices)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default=d["precision"],
+                   help="compute dtype (parameters and optimiser state stay float32)")
+    p.add_argument("--smoke", action="store_true", help="a tiny run: a few steps on a small slice of the data")
+    p.set_defaults(experiment=name)
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse flags, check their values, set up devices and the output folder (before JAX starts computing)."""
+    args = p.parse_args(argv)
+    for flag in ("batch_size", "devices"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.lr <= 0:
+        p.error(f"--lr must be > 0, got {args.lr}")
+    if args.steps is not None and args.steps < 1 or args.epochs is not None and args.epochs <= 0:
+        p.error("--steps and --epochs must be positive")
+    if args.batch_size % args.devices:
+        p.error(f"--batch-size {args.batch_size} must be divisible by --devices {args.devices}")
+    if args.resume and not args.out:
+        p.error("--resume needs --out (the folder of the run to continue)")
+    setup_devices(args.devices)
+    args.out = args.out or os.path.join("runs", f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        probe = os.path.join(args.out, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        p.error(f"--out {args.out} is not writable: {e.strerror}")
+    return args
+
+
+def setup_devices(n: int) -> None:
+    """Make ``n`` devices available: on a CPU-only machine, ``n`` simulated CPU devices.
+
+    Must run before JAX's first computation (it only sets configuration)."""
+    import jax
+
+    if n > 1 and os.environ.get("JAX_PLATFORMS", "cpu") in ("", "cpu"):
+        try:
+            jax.config.update("jax_num_cpu_devices", n)
+        except RuntimeError:  # backend already up: the device count check below reports it
+            pass
+
+
+def devices(n: int):
+    """The first ``n`` devices, or a one-line error saying how many there are."""
+    import jax
+
+    have = jax.devices()
+    if len(have) < n:
+        raise UsageError(f"--devices {n}: only {len(have)} {have[0].platform} device(s) available")
+    return have[:n]
+
+
+def run(main: Callable[[argparse.Namespace], dict], p: argparse.ArgumentParser, argv=None) -> Optional[dict]:
+    """Parse flags and call ``main(args)``; known failures become one line on stderr and exit status 2."""
+    from deepcore.data import DatasetUnavailable
+
+    args = parse(p, argv)
+    try:
+        return main(args)
+    except (DatasetUnavailable, UsageError, FileExistsError) as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{p.prog}: interrupted; continue with --resume --out {args.out}", file=sys.stderr)
+        sys.exit(130)
+
+
+def num_steps(args, steps_per_epoch: int, smoke_steps: int = 5) -> int:
+    """Total updates from ``--steps`` or ``--epochs`` (``--smoke`` caps it at ``smoke_steps``)."""
+    if args.steps is not None:
+        total = args.steps
+    elif args.epochs is not None:
+        total = max(1, round(args.epochs * steps_per_epoch))
+    else:
+        raise UsageError("give --epochs or --steps")
+    return min(total, smoke_steps) if args.smoke else total
+
+
+def versions() -> dict:
+    from importlib.metadata import version
+
+    import deepcore
+
+    return {"python": platform.python_version(), "deepcore": deepcore.__version__,
+            **{name: version(name) for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+                                                "tensorflow-datasets")}}
+
+
+def write_results(args, *, dataset: str, metrics: dict, wall_s: float, steps: int,
+                  train_examples_per_s: Optional[float], extra: Optional[dict] = None) -> dict:
+    """Write ``results.json`` in ``args.out`` (the documented fields) and return it."""
+    import jax
+
+    config = {k: v for k, v in vars(args).items() if k != "experiment"}
+    results = {"experiment": args.experiment, "config": config, "dataset": dataset, "metrics": metrics,
+               "wall_s": round(wall_s, 2), "train_examples_per_s": train_examples_per_s, "steps": steps,
+               "versions": versions(), "devices": [str(d) for d in jax.devices()[:args.devices]],
+               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
+    results.update(extra or {})
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    return results
+
+
+def read_metrics(out: str) -> list:
+    path = os.path.join(out, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(out: str, keys=("loss", "accuracy")) -> Optional[str]:
+    """``curves.png``: each of ``keys`` over steps, train and validation, from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(out)
+    keys = [k for k in keys if any(k in r or f"val_{k}" in r for r in records)]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for split, name in (("train", key), ("val", f"val_{key}")):
+            pts = [(r["step"], r[name]) for r in records if r.get("split") == split and isinstance(r.get(name), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts), label="validation" if split == "val" else "train", marker="." if split == "val" else None)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = os.path.join(out, "curves.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -7,6 +7,10 @@
 
 Both are jit-compiled once per (config, prompt shape, ``num_tokens``, ``top_k``, ``greedy``) and return
 ``(tokens (B, num_tokens), logits (B, num_tokens, V))``, the logits each token was drawn from.
+
+``unroll_layers=True`` (default) runs the blocks as a Python loop inside the token loop even when the model
+keeps them stacked for ``lax.scan``: the per-layer weights are sliced once, outside the token loop, instead
+of in every step (2.5x faster decoding of a 4-layer d256 GPT on CPU); compile time then grows with depth.
 """
 from functools import partial
 
@@ -14,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from deepcore.core import ShapeError, compute_dtype_for, require_key
-from deepcore.models.transformer import LMConfig, lm_apply, lm_cache
+from deepcore.models.transformer import LMConfig, lm_apply, lm_cache, to_unscanned
 
 
 def sample_logits(key, logits, *, temperature=1.0, top_k=None, greedy=False):
@@ -37,6 +41,12 @@ def _check(cfg: LMConfig, prompt, num_tokens):
         raise ShapeError(f"prompt length {prompt.shape[1]} + {num_tokens} new tokens exceeds max_len={cfg.max_len}")
 
 
+def _layout(cfg: LMConfig, params, unroll_layers):
+    if unroll_layers and cfg.scan:
+        return cfg.replace(scan=False), to_unscanned(params)
+    return cfg, params
+
+
 def _keys(key, num_tokens, greedy):
     if greedy and key is None:
         return jnp.zeros((num_tokens, 2), jnp.uint32)
@@ -44,11 +54,12 @@ def _keys(key, num_tokens, greedy):
     return jax.random.split(key, num_tokens)
 
 
-@partial(jax.jit, static_argnames=("cfg", "num_tokens", "top_k", "greedy"))
+@partial(jax.jit, static_argnames=("cfg", "num_tokens", "top_k", "greedy", "unroll_layers"))
 def generate(cfg: LMConfig, params, prompt, num_tokens: int, *, key=None, temperature=1.0, top_k=None,
-             greedy=False):
+             greedy=False, unroll_layers=True):
     """Sample ``num_tokens`` continuations of ``prompt: (B, P)`` with a KV cache of ``P + num_tokens``."""
     _check(cfg, prompt, num_tokens)
+    cfg, params = _layout(cfg, params, unroll_layers)
     b, p = prompt.shape
     cache = lm_cache(cfg, params, (b,), p + num_tokens, compute_dtype_for(params["embed"]["w"].dtype, cfg.dtype))
     logits, cache = lm_apply(cfg, params, prompt, cache=cache, index=0)
@@ -63,11 +74,12 @@ def generate(cfg: LMConfig, params, prompt, num_tokens: int, *, key=None, temper
     return toks.T, jnp.swapaxes(lgs, 0, 1)
 
 
-@partial(jax.jit, static_argnames=("cfg", "num_tokens", "top_k", "greedy"))
+@partial(jax.jit, static_argnames=("cfg", "num_tokens", "top_k", "greedy", "unroll_layers"))
 def generate_uncached(cfg: LMConfig, params, prompt, num_tokens: int, *, key=None, temperature=1.0, top_k=None,
-                      greedy=False):
+                      greedy=False, unroll_layers=True):
     """The reference decoder: every step runs the model on the full ``P + num_tokens`` buffer."""
     _check(cfg, prompt, num_tokens)
+    cfg, params = _layout(cfg, params, unroll_layers)
     b, p = prompt.shape
     buf = jnp.zeros((b, p + num_tokens), prompt.dtype).at[:, :p].set(prompt)
 

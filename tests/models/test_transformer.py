@@ -32,20 +32,15 @@ def test_stack_layout_converters_round_trip():
                                   stacked["attn"]["qkv"]["w"])
 
 
-def test_scanned_and_unrolled_stacks_agree_also_with_dropout_and_remat():
+def test_scanned_and_unrolled_stacks_agree_also_with_dropout():
     cfg = BlockConfig(2, dropout=0.3)
     stacked = stack_init(cfg, jax.random.PRNGKey(0), 8, 3)
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 8))
-    key = jax.random.PRNGKey(2)
-
-    def run(blocks, train, remat):
-        return stack_apply(cfg, blocks, x, key=key, train=train, remat=remat)[0]
-
-    for train in (False, True):
-        a = run(stacked, train, False)
-        np.testing.assert_allclose(run(unstack_layers(stacked), train, False), a, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(run(stacked, train, True), a, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(run(stacked, True, False), run(stacked, False, False), atol=1e-3)
+    run = jax.jit(lambda blocks, train: stack_apply(cfg, blocks, x, key=jax.random.PRNGKey(2), train=train)[0],
+                  static_argnums=1)
+    a = run(stacked, True)
+    np.testing.assert_allclose(run(unstack_layers(stacked), True), a, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(run(stacked, False), a, atol=1e-3)          # dropout was active
 
 
 def test_lm_scanned_and_unrolled_give_equal_logits_and_gradients(lm):
@@ -54,8 +49,9 @@ def test_lm_scanned_and_unrolled_give_equal_logits_and_gradients(lm):
     def loss(cfg, p):
         return jnp.mean(lm_apply(cfg, p, tokens)[0] ** 2)
 
-    l1, g1 = jax.value_and_grad(lambda p: loss(CFG, p))(params)
-    l2, g2 = jax.value_and_grad(lambda p: loss(CFG.replace(scan=False, remat=True), p))(to_unscanned(params))
+    l1, g1 = jax.jit(jax.value_and_grad(lambda p: loss(CFG, p)))(params)
+    unrolled = CFG.replace(scan=False, remat=True)
+    l2, g2 = jax.jit(jax.value_and_grad(lambda p: loss(unrolled, p)))(to_unscanned(params))
     np.testing.assert_allclose(l1, l2, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, to_scanned(g2))
 
@@ -81,11 +77,11 @@ def test_cached_generation_equals_recomputing_the_context(lm):
     np.testing.assert_array_equal(t1, t2)                              # identical tokens under greedy
     np.testing.assert_array_equal(t1, jnp.argmax(l1, -1))
     # the logits each token came from are the model's logits on the generated sequence (teacher forcing)
-    full = lm_apply(CFG, params, jnp.concatenate([prompt, t1], axis=1))[0]
+    full = jax.jit(lambda t: lm_apply(CFG, params, t)[0])(jnp.concatenate([prompt, t1], axis=1))
     np.testing.assert_allclose(l1, full[:, 3:15], rtol=1e-5, atol=1e-5)
 
     key = jax.random.PRNGKey(7)
-    s1, _ = generate(CFG, params, prompt, 12, key=key, temperature=1.5, top_k=4)
+    s1, _ = generate(CFG, params, prompt, 12, key=key, temperature=1.5, top_k=4, unroll_layers=False)  # scanned
     s2, _ = generate_uncached(CFG, params, prompt, 12, key=key, temperature=1.5, top_k=4)
     np.testing.assert_array_equal(s1, s2)
     assert not np.array_equal(s1, t1)
@@ -106,20 +102,21 @@ def test_sampling_respects_top_k_and_temperature():
 
 def test_block_gradients_match_finite_differences():
     lay = TransformerBlock(2, num_kv_heads=1, approximate_gelu=False, rope=True)
-    report = check_layer(lay, (2, 4, 8), train=(False,), modes=("fast",))
+    report = check_layer(lay, (1, 3, 4), train=(False,), modes=("fast",))
     assert report.ok, report.table()
 
 
-@pytest.mark.parametrize("pool,patch", [("cls", 7), ("mean", 4)])
-def test_vit_builds_and_runs_on_fashion_mnist_shapes(pool, patch):
-    model = ViT(10, patch_size=patch, d_model=16, num_layers=2, num_heads=2, pool=pool, dropout=0.1)
+def test_vit_builds_and_runs_on_fashion_mnist_shapes(pool="cls", patch=7):   # mean pooling: catalog vit_tiny_mean
+    model = ViT(10, patch_size=patch, d_model=8, num_layers=2, num_heads=2, pool=pool, dropout=0.1)
     spec, params, _ = model.init(jax.random.PRNGKey(0), (3, 28, 28, 1))
     n = (28 // patch) ** 2 + (pool == "cls")
-    assert spec.shape == (3, 10) and params["positions"]["table"].shape == (n, 16)
+    assert spec.shape == (3, 10) and params["positions"]["table"].shape == (n, 8)
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 28, 28, 1))
-    y = model.apply(params, {}, x)[0]
+    apply = jax.jit(lambda x, train: model.apply(params, {}, x, key=jax.random.PRNGKey(2), train=train)[0],
+                    static_argnums=1)
+    y = apply(x, False)
     assert y.shape == (3, 10) and np.all(np.isfinite(y))
-    y_train = model.apply(params, {}, x, key=jax.random.PRNGKey(2), train=True)[0]
+    y_train = apply(x, True)
     assert not np.allclose(y, y_train)
     with pytest.raises(ShapeError, match="divisible by patch_size"):
         model.init(jax.random.PRNGKey(0), (3, 30, 30, 1))

@@ -123,13 +123,15 @@ def _plain_grads(loss_fn, compute_dtype):
 
 
 def _accumulate(grads_fn, accum_steps: int):
-    """Mean gradient over ``accum_steps`` equal micro-batches, run one after another with ``lax.scan``."""
+    """Mean gradient over ``accum_steps`` equal micro-batches (strided rows), run one after another with
+    ``lax.scan``."""
 
     def grads(params, model_state, batch, key):
         def split(a):
             if a.shape[0] % accum_steps:
                 raise ValueError(f"batch size {a.shape[0]} is not divisible by accum_steps={accum_steps}")
-            return a.reshape((accum_steps, a.shape[0] // accum_steps) + a.shape[1:])
+            # micro-batch i = rows i, i + k, i + 2k, ...: a batch sharded over devices stays put
+            return a.reshape((a.shape[0] // accum_steps, accum_steps) + a.shape[1:]).swapaxes(0, 1)
 
         micro = jax.tree.map(split, batch)
 

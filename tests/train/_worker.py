@@ -45,19 +45,20 @@ def devices_main(out):
     mesh = parallel.make_mesh()
     result = {"ref_losses": ref_losses}
     from deepcore.train.checkpoint import Checkpointer
-    for mode in ("replicated", "fsdp"):
+    for name, mode, extra in (("replicated", "replicated", {}), ("fsdp", "fsdp", {}),
+                              ("fsdp_accum", "fsdp", {"accum_steps": 2})):
         kw = parallel.step_shardings(template, mesh, mode)
         state = parallel.place_state(template, kw["state_sharding"])
-        step = train_step(lf, tx, **kw)
+        step = train_step(lf, tx, **kw, **extra)
         state, losses = run(step, state, lambda b: parallel.shard_batch(b, mesh))
         w = state.params["dense_0"]["w"]
-        result[mode] = {
+        result[name] = {
             "max_param_diff": float(np.max(np.abs(C.flat(state.params) - C.flat(ref.params)))),
             "max_loss_diff": float(np.max(np.abs(np.array(losses) - ref_losses))),
             "w_shards": len({str(s.index) for s in w.addressable_shards}),
             "step": int(state.step),
         }
-        if mode == "fsdp":  # save from 8 devices, restore onto 1 and onto 4
+        if name == "fsdp":  # save from 8 devices, restore onto 1 and onto 4
             ckdir = out + ".ckpt"
             with Checkpointer(ckdir) as ck:
                 ck.save(int(state.step), state, {"mode": mode})

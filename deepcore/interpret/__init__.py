@@ -1,0 +1,15 @@
+"""Measuring instruments: attributions, activations by path, per-layer statistics, calibration, ensembles.
+
+Submodules: ``attribution`` (saliency, gradient x input, SmoothGrad, integrated gradients), ``capture``
+(outputs of any layer by path, per-layer statistics), ``calibration`` (per-class accuracy, confusion
+matrix, ECE), ``ensembles`` (population members predicting together), ``plots`` (PNG pictures).
+"""
+from deepcore.interpret.attribution import (attribution_map, completeness_gap, gradient_x_input,  # noqa: F401
+                                            integrated_gradients, saliency, smoothgrad, steps_for_tolerance)
+from deepcore.interpret.calibration import (calibration_bins, classifier_report, confusion_matrix,  # noqa: F401
+                                            expected_calibration_error, max_calibration_error,
+                                            negative_log_likelihood, per_class_accuracy)
+from deepcore.interpret.capture import (activation_stats, capture, grad_norms, layer_paths,  # noqa: F401
+                                        layer_stats, split_captured, with_capture)
+from deepcore.interpret.ensembles import ensemble_probs, ensemble_report, member_logits, member_probs  # noqa: F401
+from deepcore.interpret.plots import reliability_diagram, save_overlays  # noqa: F401

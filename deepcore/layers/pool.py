@@ -7,6 +7,7 @@ import math
 from typing import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from deepcore.core import Layer, ShapeError, layer, simple_init
@@ -41,7 +42,7 @@ def MaxPool(window: Sequence[int], strides=None, padding: Padding = "VALID") -> 
     """
 
     def reduce(x, dims, steps, pad):
-        return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, dims, steps, pad)
+        return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, dims, steps, pad)
 
     return _pool("max_pool", window, strides, padding, reduce)
 
@@ -54,11 +55,11 @@ def AvgPool(window: Sequence[int], strides=None, padding: Padding = "VALID", cou
     """
 
     def reduce(x, dims, steps, pad):
-        total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, steps, pad)
+        total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, pad)
         if count_include_pad or pad == "VALID":
             return total / jnp.asarray(math.prod(dims), x.dtype)
         ones = jnp.ones(x.shape[x.ndim - len(dims):], x.dtype)
-        count = lax.reduce_window(ones, jnp.array(0, x.dtype), lax.add, dims, steps, pad)
+        count = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, dims, steps, pad)
         return total / count
 
     return _pool("avg_pool", window, strides, padding, reduce)

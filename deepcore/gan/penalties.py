@@ -1,0 +1,30 @@
+"""Gradient penalties on the discriminator's input gradient (their parameter gradients are second order).
+
+``d_fn(x) -> logits (B,)`` is the discriminator as a function of its input batch alone (close over params,
+state and labels). The per-example gradient is ``grad_x sum(d_fn(x))``, exact because examples do not
+interact in ``d_fn`` (no batch statistics in D).
+"""
+import jax
+import jax.numpy as jnp
+
+
+def _input_grad_sq_norm(d_fn, x):
+    g = jax.grad(lambda x: jnp.sum(d_fn(x)))(x)
+    g = g.reshape(g.shape[0], -1).astype(jnp.promote_types(g.dtype, jnp.float32))
+    return jnp.sum(jnp.square(g), axis=-1)
+
+
+def r1_penalty(d_fn, real):
+    """R1 (Mescheder et al., 2018): ``mean_i |grad_x D(real_i)|^2`` (unweighted; the usual ``gamma / 2``
+    weight is the caller's). ``real: (B, ...)``."""
+    return jnp.mean(_input_grad_sq_norm(d_fn, real))
+
+
+def gradient_penalty(d_fn, real, fake, key, *, target: float = 1.0, eps: float = 1e-12):
+    """WGAN-GP (Gulrajani et al., 2017): ``mean_i (|grad_x D(x_i)| - target)^2`` at
+    ``x_i = e_i real_i + (1 - e_i) fake_i``, ``e_i ~ U[0, 1)`` drawn from ``key`` (unweighted; usually x10).
+    ``eps`` inside the square root keeps the gradient finite at a zero input gradient."""
+    e = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+    x_hat = e * real + (1 - e) * fake
+    norm = jnp.sqrt(_input_grad_sq_norm(d_fn, x_hat) + eps)
+    return jnp.mean(jnp.square(norm - target))

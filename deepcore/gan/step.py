@@ -1,0 +1,167 @@
+"""The GAN train state and one compiled step that updates the discriminator, then the generator.
+
+``GANState(step, g_params, g_state, d_params, d_state, g_opt, d_opt, key, g_ema)`` is one pytree (checkpoint
+it, resume it, hand it to :func:`deepcore.train.fit`). Step ``t`` draws its randomness from
+``fold_in(key, t)`` only, so a resumed run is identical to an uninterrupted one.
+
+One update on a batch ``{"image": (B, H, W, C), "label": (B,)}`` (labels only for a conditional pair):
+
+1. D step: ``fake = G(z1)`` (G in train mode, gradient stopped); D minimises ``d_loss(D(real), D(fake))``
+   ``+ penalty_weight * penalty``; D's state (spectral-norm vectors) is updated by the real-image call.
+2. G step, against the *updated* D (in eval mode, D's state untouched): G minimises ``g_loss(D(G(z2)))``
+   on a fresh ``z2``; G's state (batch-norm statistics) is updated by both of its calls.
+3. ``g_ema`` follows G's params with decay ``min(ema_decay, (1 + t) / (10 + t))``.
+
+Each network has its own optax optimiser; gradients of one never touch the other's params.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from deepcore.core import cast
+from deepcore.gan.losses import d_loss, g_loss
+from deepcore.gan.penalties import gradient_penalty, r1_penalty
+from deepcore.train.step import compile_fn
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class GANState:
+    step: jax.Array
+    g_params: Any
+    g_state: Any
+    d_params: Any
+    d_state: Any
+    g_opt: Any
+    d_opt: Any
+    key: jax.Array
+    g_ema: Any = None
+
+    def replace(self, **changes) -> "GANState":
+        return dataclasses.replace(self, **changes)
+
+    def step_key(self) -> jax.Array:
+        return jax.random.fold_in(self.key, self.step)
+
+
+def init_gan_state(generator, discriminator, g_spec, d_spec, g_tx: optax.GradientTransformation,
+                   d_tx: optax.GradientTransformation, seed: int = 0, *, ema: bool = True) -> GANState:
+    """Initialise both networks (``g_spec``/``d_spec``: their input specs, ``(z, labels)`` / ``(images, labels)``
+    pairs for conditional models) and their optimisers; ``ema`` keeps an EMA copy of G's params."""
+    k_g, k_d, k_train = jax.random.split(jax.random.PRNGKey(seed), 3)
+    _, gp, gs = generator.init(k_g, g_spec)
+    _, dp, ds = discriminator.init(k_d, d_spec)
+    return GANState(step=jnp.zeros((), jnp.int32), g_params=gp, g_state=gs, d_params=dp, d_state=ds,
+                    g_opt=g_tx.init(gp), d_opt=d_tx.init(dp), key=jax.random.key_data(k_train),
+                    g_ema=jax.tree.map(jnp.array, gp) if ema else None)
+
+
+def to_unit_range(images):
+    """uint8 images ``[0, 255]`` -> float32 ``[-1, 1]`` (the generator's tanh range); floats pass unchanged."""
+    images = jnp.asarray(images)
+    if jnp.issubdtype(images.dtype, jnp.integer):
+        return images.astype(jnp.float32) / 127.5 - 1.0
+    return images
+
+
+def sample(generator, params, state, z, labels=None):
+    """Images from ``z (B, z_dim)`` (and ``labels (B,)`` for a conditional G), G's batch norm using the
+    statistics of this batch (train mode; the returned state is dropped), so it also suits EMA params."""
+    x = z if labels is None else (z, labels)
+    return generator.apply(params, state, x, train=True)[0]
+
+
+def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation,
+                    d_tx: optax.GradientTransformation, *, z_dim: int, loss: str = "nonsaturating",
+                    penalty: Optional[str] = None, penalty_weight: float = 10.0, num_classes: Optional[int] = None,
+                    ema_decay: Optional[float] = 0.999, compute_dtype=None, image_key: str = "image",
+                    label_key: str = "label"):
+    """The pure update ``(GANState, batch) -> (GANState, metrics)`` (see the module docstring).
+
+    ``loss``: ``"nonsaturating"``, ``"hinge"`` or ``"wasserstein"``. ``penalty``: ``None``, ``"r1"`` (on real
+    images) or ``"wgan-gp"`` (on real/fake interpolates), added to D's loss times ``penalty_weight``.
+    ``num_classes``: conditional models; real labels come from ``batch[label_key]``, fake labels are uniform.
+    ``compute_dtype`` (e.g. ``jnp.bfloat16``): params and images are cast for the passes; params, gradients
+    and optimiser states stay float32.
+    Metrics: ``d_loss``, ``g_loss``, ``d_real``/``d_fake`` (mean logits), ``penalty``, ``grad_norm`` (global
+    norm of both gradients together; non-finite when either loss is).
+    """
+    if penalty not in (None, "r1", "wgan-gp"):
+        raise ValueError(f"penalty must be None, 'r1' or 'wgan-gp', got {penalty!r}")
+    d_loss(loss, jnp.zeros(1), jnp.zeros(1))  # unknown names fail here, not under jit
+    cdt = compute_dtype
+
+    def c(tree):
+        return tree if cdt is None else cast(tree, cdt)
+
+    def G(params, state, z, labels):
+        return generator.apply(c(params), state, z if labels is None else (z, labels), train=True)
+
+    def D(params, state, x, labels, train):
+        logits, s = discriminator.apply(c(params), state, x if labels is None else (x, labels), train=train)
+        return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), s
+
+    def update(state: GANState, batch):
+        real = c(to_unit_range(batch[image_key]))
+        b = real.shape[0]
+        k_z1, k_z2, k_y1, k_y2, k_pen = jax.random.split(state.step_key(), 5)
+        real_y = batch[label_key] if num_classes is not None else None
+        fake_y1 = jax.random.randint(k_y1, (b,), 0, num_classes) if num_classes is not None else None
+        fake_y2 = jax.random.randint(k_y2, (b,), 0, num_classes) if num_classes is not None else None
+        z1 = jax.random.normal(k_z1, (b, z_dim), real.dtype)
+        z2 = jax.random.normal(k_z2, (b, z_dim), real.dtype)
+
+        # D step on real and detached fake images
+        fake, g_state = G(state.g_params, state.g_state, z1, fake_y1)
+        fake = jax.lax.stop_gradient(fake)
+
+        def d_objective(dp):
+            r, d_state = D(dp, state.d_state, real, real_y, True)
+            f, _ = D(dp, state.d_state, fake, fake_y1, True)
+            total = d_loss(loss, r, f)
+            pen = jnp.zeros((), total.dtype)
+            if penalty is not None:
+                d_fn = lambda x, y=real_y: D(dp, state.d_state, x, y, True)[0]  # noqa: E731
+                pen = (r1_penalty(d_fn, real) if penalty == "r1"
+                       else gradient_penalty(d_fn, real, fake, k_pen)).astype(total.dtype)
+                total = total + penalty_weight * pen
+            return total, (d_state, jnp.mean(r), jnp.mean(f), pen)
+
+        (dl, (d_state, d_real, d_fake, pen)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(state.d_params)
+        d_updates, d_opt = d_tx.update(d_grads, state.d_opt, state.d_params)
+        d_params = optax.apply_updates(state.d_params, d_updates)
+
+        # G step against the updated D
+        def g_objective(gp):
+            x, gs = G(gp, g_state, z2, fake_y2)
+            logits, _ = D(d_params, d_state, x, fake_y2, False)
+            return g_loss(loss, logits), gs
+
+        (gl, g_state), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+        g_updates, g_opt = g_tx.update(g_grads, state.g_opt, state.g_params)
+        g_params = optax.apply_updates(state.g_params, g_updates)
+
+        ema = state.g_ema
+        if ema_decay is not None and ema is not None:
+            t = state.step.astype(jnp.float32)
+            decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+            ema = optax.incremental_update(g_params, ema, 1.0 - decay)
+        metrics = {"d_loss": dl, "g_loss": gl, "d_real": d_real, "d_fake": d_fake, "penalty": pen,
+                   "grad_norm": jnp.sqrt(optax.tree.norm(d_grads) ** 2 + optax.tree.norm(g_grads) ** 2)}
+        new = state.replace(step=state.step + 1, g_params=g_params, g_state=g_state, d_params=d_params,
+                            d_state=d_state, g_opt=g_opt, d_opt=d_opt, g_ema=ema)
+        return new, metrics
+
+    return update
+
+
+def gan_train_step(generator, discriminator, g_tx, d_tx, *, donate: bool = True,
+                   compiler_options: Optional[dict] = None, **kwargs):
+    """:func:`make_gan_update` jit-compiled (state donated; optional per-function XLA ``compiler_options``)."""
+    update = make_gan_update(generator, discriminator, g_tx, d_tx, **kwargs)
+    return compile_fn(update, donate_argnums=(0,) if donate else (), compiler_options=compiler_options)

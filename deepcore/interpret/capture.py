@@ -122,7 +122,7 @@ def split_captured(state, prefix: str = "") -> tuple:
 def capture(model: Layer, paths: Iterable[str], *, rebuild: Optional[Rebuild] = None) -> Callable:
     """``run(params, state, x, *, key=None, train=False) -> (y, new_state, {path: output})``.
 
-    ``new_state`` equals what ``model.apply`` returns; the captured outputs follow ``paths`` order.
+    ``new_state`` equals what ``model.apply`` returns; the dict holds one entry per path.
     """
     wanted = list(dict.fromkeys(paths))
     wrapped = with_capture(model, wanted, rebuild=rebuild)

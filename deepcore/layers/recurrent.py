@@ -8,6 +8,9 @@ A cell is a :class:`Cell`: pure functions over a parameter dict.
   pre-activations (``x @ wi + b``), ``recur`` adds the recurrent half and applies the gates. Splitting the
   two lets :func:`scan_cell` compute ``project`` for all steps as one matmul outside the loop (``hoist_input``).
 * ``cell.zero_carry(batch_shape, dtype) -> carry``: ``h`` (SimpleRNN, GRU) or ``(h, c)`` (LSTM), zeros.
+* ``cell.fused(params) -> step(carry, x_t)`` (SimpleRNN, LSTM; ``None`` for GRU): the same step as one matmul
+  ``concat([x_t, h]) @ concat([wi, wh])``, the weights concatenated once, before the loop
+  (``hoist_input="fused"``).
 
 :func:`scan_cell` runs a cell over ``xs: (..., T, D)`` and returns ``(carry_T, hs: (..., T, H))``.
 
@@ -22,7 +25,8 @@ step 0).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from functools import partial
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +62,7 @@ class Cell(NamedTuple):
     recur: Callable      # (params, carry, gx) -> (carry, h)
     zero_carry: Callable  # (batch_shape, dtype) -> carry
     output: Callable     # carry -> h (..., H)
+    fused: Optional[Callable] = None  # params -> step(carry, x) with one (D+H, G*H) matmul, or None
 
     def step(self, params, carry, x_t):
         """One step: ``(carry, x_t (..., D)) -> (carry, h_t (..., H))``."""
@@ -75,6 +80,21 @@ def _project(params, x):
     return jnp.matmul(x, params["wi"]) + params["b"]
 
 
+def _fuse(gates):
+    """``fused`` for cells whose pre-activations are ``x @ wi + h @ wh + b``; ``gates(params, carry, z)``."""
+
+    def fused(params):
+        w, b = jnp.concatenate([params["wi"], params["wh"]], axis=0), params["b"]
+
+        def step(carry, x):
+            h = carry[0] if isinstance(carry, tuple) else carry
+            return gates(params, carry, jnp.matmul(jnp.concatenate([x, h], axis=-1), w) + b)
+
+        return step
+
+    return fused
+
+
 def _zeros(hidden):
     return lambda batch_shape, dtype: jnp.zeros(tuple(batch_shape) + (hidden,), dtype)
 
@@ -86,11 +106,14 @@ def SimpleRNNCell(hidden: int, *, activation=jnp.tanh, w_init=initializers.gloro
     def init(key, d_in, dtype):
         return _gate_params(key, d_in, hidden, 1, dtype, w_init, u_init, b_init)
 
-    def recur(params, h, gx):
-        h = activation(gx + jnp.matmul(h, params["wh"]))
+    def gates(params, h, z):
+        h = activation(z)
         return h, h
 
-    return Cell("simple_rnn", hidden, init, _project, recur, _zeros(hidden), lambda h: h)
+    def recur(params, h, gx):
+        return gates(params, h, gx + jnp.matmul(h, params["wh"]))
+
+    return Cell("simple_rnn", hidden, init, _project, recur, _zeros(hidden), lambda h: h, _fuse(gates))
 
 
 def LSTMCell(hidden: int, *, forget_bias: float = 1.0, peepholes: bool = False,
@@ -110,9 +133,8 @@ def LSTMCell(hidden: int, *, forget_bias: float = 1.0, peepholes: bool = False,
             p.update({n: jnp.zeros((hidden,), dtype) for n in ("pi", "pf", "po")})
         return p
 
-    def recur(params, carry, gx):
-        h, c = carry
-        z = gx + jnp.matmul(h, params["wh"])
+    def gates(params, carry, z):
+        c = carry[1]
         i, f, g, o = jnp.split(z, 4, axis=-1)
         if peepholes:
             i, f = i + params["pi"] * c, f + params["pf"] * c
@@ -122,11 +144,14 @@ def LSTMCell(hidden: int, *, forget_bias: float = 1.0, peepholes: bool = False,
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (h, c), h
 
+    def recur(params, carry, gx):
+        return gates(params, carry, gx + jnp.matmul(carry[0], params["wh"]))
+
     def zero_carry(batch_shape, dtype):
         z = _zeros(hidden)(batch_shape, dtype)
         return z, z
 
-    return Cell("lstm", hidden, init, _project, recur, zero_carry, lambda carry: carry[0])
+    return Cell("lstm", hidden, init, _project, recur, zero_carry, lambda carry: carry[0], _fuse(gates))
 
 
 def GRUCell(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializers.orthogonal(),
@@ -160,8 +185,9 @@ def GRUCell(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializ
 def default_hoist_input() -> bool:
     """Whether to hoist the input projection out of the scan by default, per backend.
 
-    On CPU keeping both matmuls inside the loop measured faster for the W3 workload (bench/rnn_hoist.py);
-    on accelerators one big matmul outside the loop is the usual winner.
+    On CPU (W3 in bench/rnn_hoist.py, 2 cores) keeping both matmuls in the loop ran as fast as Flax linen's
+    OptimizedLSTMCell, hoisting used ~30% more CPU time, and the fused single matmul used ~4% less CPU time but
+    took longer on the wall clock; on accelerators one big matmul outside the loop is the usual winner.
     """
     return jax.default_backend() != "cpu"
 
@@ -170,29 +196,35 @@ def _where_tree(m, new, old):
     return jax.tree.map(lambda a, b: jnp.where(m, a, b), new, old)
 
 
-def scan_cell(cell: Cell, params, carry0, xs, mask=None, *, hoist_input: Optional[bool] = None,
+def scan_cell(cell: Cell, params, carry0, xs, mask=None, *, hoist_input: Union[bool, str, None] = None,
               reverse: bool = False, unroll: int = 1):
     """Run ``cell`` over ``xs: (..., T, D)`` from ``carry0`` (``None``: zeros); returns ``(carry_T, hs (..., T, H))``.
 
     ``mask: (..., T)`` bool: at steps where it is False the carry is kept and the output is zero. ``reverse`` runs
-    from ``T-1`` to 0 (so right padding is skipped before the sequence starts). ``hoist_input`` computes the input
-    projection of all steps as one matmul before the loop (default: :func:`default_hoist_input`). ``unroll`` is
+    from ``T-1`` to 0 (so right padding is skipped before the sequence starts). ``hoist_input``: ``True`` computes
+    the input projection of all steps as one matmul before the loop, ``False`` keeps it in the loop (two matmuls a
+    step, ``cell.step``), ``"fused"`` makes it one ``[x_t, h] @ [wi; wh]`` matmul a step (``cell.fused``; cells
+    without one use ``cell.step``); ``None``: :func:`default_hoist_input`. ``unroll`` is
     passed to ``lax.scan``. ``params`` are used in their own dtype (cast them beforehand).
     """
     if xs.ndim < 2:
         raise ShapeError(f"expected a sequence (..., T, D), got {tuple(xs.shape)}")
     hoist = default_hoist_input() if hoist_input is None else hoist_input
+    if hoist not in (True, False, "fused"):
+        raise ValueError(f"hoist_input must be True, False, 'fused' or None, got {hoist_input!r}")
     batch = xs.shape[:-2]
     if carry0 is None:
         carry0 = cell.zero_carry(batch, xs.dtype)
     xs_t = jnp.moveaxis(xs, -2, 0)                           # (T, ..., D)
-    if hoist:
-        inputs, fn = cell.project(params, xs_t), cell.recur  # (T, ..., G*H)
+    if hoist is True:
+        inputs, fn = cell.project(params, xs_t), partial(cell.recur, params)  # (T, ..., G*H)
+    elif hoist == "fused" and cell.fused is not None:
+        inputs, fn = xs_t, cell.fused(params)
     else:
-        inputs, fn = xs_t, cell.step
+        inputs, fn = xs_t, partial(cell.step, params)
     if mask is None:
         def body(carry, inp):
-            return fn(params, carry, inp)
+            return fn(carry, inp)
 
         carry, hs = lax.scan(body, carry0, inputs, reverse=reverse, unroll=unroll)
     else:
@@ -202,7 +234,7 @@ def scan_cell(cell: Cell, params, carry0, xs, mask=None, *, hoist_input: Optiona
 
         def body(carry, inp):
             x, m = inp
-            new, h = fn(params, carry, x)
+            new, h = fn(carry, x)
             return _where_tree(m, new, carry), jnp.where(m, h, jnp.zeros_like(h))
 
         carry, hs = lax.scan(body, carry0, (inputs, ms), reverse=reverse, unroll=unroll)
@@ -248,12 +280,13 @@ def _last(cell, num_layers, carry):
 
 
 def RNN(cell: Cell, *, num_layers: int = 1, return_sequences: bool = True, reverse: bool = False,
-        hoist_input: Optional[bool] = None, unroll: int = 1, param_dtype=None, dtype=None) -> Layer:
+        hoist_input: Union[bool, str, None] = None, unroll: int = 1, param_dtype=None, dtype=None) -> Layer:
     """Run ``cell`` (``num_layers`` stacked copies) over a sequence: ``(B, T, D) -> (B, T, H)`` or ``(B, H)``.
 
     Input an array for ``y``, or ``Seq(x, mask, carry)`` for ``(y, carry_T)`` (see the module doc). Params are the
     cell's dict for one layer, ``{"layer_0": ..., "layer_1": ...}`` for more; the carry likewise is the cell's carry
-    or a tuple of them. ``hoist_input=None`` picks :func:`default_hoist_input` when the layer is built.
+    or a tuple of them. ``hoist_input`` (True, False, ``"fused"``; see :func:`scan_cell`) ``None`` picks
+    :func:`default_hoist_input` when the layer is built.
     """
     hoist = default_hoist_input() if hoist_input is None else hoist_input
 
@@ -297,7 +330,7 @@ def GRU(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializers.
 
 
 def Bidirectional(cell: Cell, *, num_layers: int = 1, return_sequences: bool = True,
-                  hoist_input: Optional[bool] = None, unroll: int = 1, param_dtype=None, dtype=None) -> Layer:
+                  hoist_input: Union[bool, str, None] = None, unroll: int = 1, param_dtype=None, dtype=None) -> Layer:
     """Forward and backward runs of ``cell``, outputs concatenated: ``(B, T, D) -> (B, T, 2H)`` or ``(B, 2H)``.
 
     The backward run starts at the last valid step of each sequence when a mask is given (right padding is

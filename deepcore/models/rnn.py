@@ -102,14 +102,14 @@ def seq_classifier(num_classes: int, *, hidden: int = 128, cell: str = "lstm", n
     return layer("seq_classifier", init, apply)
 
 
-@partial(jax.jit, static_argnames=("model", "length", "temperature"))
-def _sample(model, params, state, prompt, key, length, temperature):
+@partial(jax.jit, static_argnames=("model", "length", "greedy"))
+def _sample(model, params, state, prompt, key, temperature, length, greedy):
     (logits, carry), _ = model.apply(params, state, Seq(prompt))
     last = logits[..., -1, :].astype(jnp.float32)
 
     def body(c, k):
         carry, last = c
-        if temperature == 0:
+        if greedy:
             tok = jnp.argmax(last, axis=-1).astype(prompt.dtype)
         else:
             tok = jax.random.categorical(k, last / temperature, axis=-1).astype(prompt.dtype)
@@ -125,7 +125,7 @@ def sample(model: Layer, params, prompt, length: int, *, key, temperature: float
 
     Each step feeds the previous id and the carried RNN state through ``model`` (a :func:`char_lm`) and draws
     from ``softmax(logits / temperature)`` with its own key split from ``key``; ``temperature=0`` is greedy.
-    The same key gives the same text. Compiled once per (model, length, temperature).
+    The same key gives the same text. Compiled once per (model, prompt shape, length, greedy or not).
     """
     prompt = jnp.asarray(prompt)
     if prompt.ndim not in (1, 2) or prompt.shape[-1] < 1 or not jnp.issubdtype(prompt.dtype, jnp.integer):
@@ -133,4 +133,5 @@ def sample(model: Layer, params, prompt, length: int, *, key, temperature: float
                          f"{prompt.dtype} {tuple(prompt.shape)}")
     if temperature < 0:
         raise ValueError(f"sample: temperature must be >= 0, got {temperature}")
-    return _sample(model, params, {} if state is None else state, prompt, key, int(length), float(temperature))
+    return _sample(model, params, {} if state is None else state, prompt, key, jnp.float32(max(temperature, 1e-6)),
+                   int(length), temperature == 0)

@@ -95,8 +95,9 @@ def test_lstm_init_forget_bias_and_peepholes():
     assert float(pp["b"][H]) == 2.0
 
 
-@pytest.mark.parametrize("name,hoist,reverse", [("lstm", False, False), ("lstm_peep", True, True),
-                                                ("gru", True, False), ("rnn", False, True)])
+@pytest.mark.parametrize("name,hoist,reverse", [("lstm", False, False), ("lstm", "fused", True),
+                                                ("lstm_peep", True, True), ("lstm_peep", "fused", False),
+                                                ("gru", True, False), ("rnn", False, True), ("rnn", "fused", False)])
 def test_scan_matches_python_loop(name, hoist, reverse):
     cell, _ = CELLS[name]
     params = randomized(cell.init(jax.random.key(0), D, jnp.float32), jax.random.key(1))
@@ -213,5 +214,7 @@ def test_shape_errors_name_layer_expected_and_actual(lstm_layer):
         lay.apply(params, {}, jnp.zeros((2, 6, 5)))
     with pytest.raises(ShapeError, match=r"expected a mask of shape \(2, 6\)"):
         lay.apply(params, {}, Seq(jnp.zeros((2, 6, D)), jnp.ones((2, 5), bool)))
+    with pytest.raises(ValueError, match="hoist_input must be"):
+        LSTM(H, hoist_input="yes").apply(params, {}, jnp.zeros((2, 6, D)))
     with pytest.raises(ShapeError, match=r"got \(3,\)"):
         RNN(GRUCell(2)).init(jax.random.key(0), (3,))

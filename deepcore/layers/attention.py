@@ -12,7 +12,8 @@ grouped-query attention, ``K == 1`` multi-query) and head size ``H``.
 
 ``implementation="xla"`` calls ``jax.nn.dot_product_attention`` (fused where the backend has a kernel),
 ``"cudnn"`` asks it for cuDNN flash attention (GPU only; padding masks must be right-padded), and
-``"reference"`` computes the formula explicitly with einsums.
+``"reference"`` computes the formula explicitly with einsums. ``jax.nn``'s XLA path computes the softmax in
+float32, so float64 inputs always take the reference path (exact float64 gradients).
 """
 import math
 
@@ -79,7 +80,7 @@ def attention(q, k, v, *, causal=False, key_mask=None, mask=None, scale=None, im
         km = jnp.broadcast_to(jnp.asarray(key_mask, bool), lead + (s,)).reshape(b, 1, 1, s)
         full = km if full is None else full & km
 
-    if implementation == "reference":
+    if implementation == "reference" or q.dtype == jnp.float64:
         if causal:
             c = jnp.tril(jnp.ones((t, s), bool))[None, None]
             full = c if full is None else full & c

@@ -148,3 +148,12 @@ def test_learned_positions_add_the_table_and_check_length():
     np.testing.assert_allclose(lay.apply(params, {}, x)[0], x + params["table"][:5])
     with pytest.raises(ShapeError, match="at most 8 positions"):
         lay.apply(params, {}, jnp.ones((2, 9, 4)))
+
+
+def test_float64_attention_is_exact_on_the_default_path():
+    # jax.nn's XLA path takes the softmax in float32; float64 inputs must not lose precision (gradient checks)
+    with jax.enable_x64(True):
+        q, k, v = (a.astype(jnp.float64) for a in qkv(2))
+        out = attention(q, k, v, causal=True, key_mask=KEY_MASK)
+        assert out.dtype == jnp.float64
+        np.testing.assert_allclose(out, np_attention(q, k, v, True, KEY_MASK), rtol=1e-12, atol=1e-12)

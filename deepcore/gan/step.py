@@ -80,7 +80,7 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
                     d_tx: optax.GradientTransformation, *, z_dim: int, loss: str = "nonsaturating",
                     penalty: Optional[str] = None, penalty_weight: float = 10.0, num_classes: Optional[int] = None,
                     ema_decay: Optional[float] = 0.999, compute_dtype=None, image_key: str = "image",
-                    label_key: str = "label"):
+                    label_key: str = "label", part: str = "both"):
     """The pure update ``(GANState, batch) -> (GANState, metrics)`` (see the module docstring).
 
     ``loss``: ``"nonsaturating"``, ``"hinge"`` or ``"wasserstein"``. ``penalty``: ``None``, ``"r1"`` (on real
@@ -90,7 +90,11 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
     and optimiser states stay float32.
     Metrics: ``d_loss``, ``g_loss``, ``d_real``/``d_fake`` (mean logits), ``penalty``, ``grad_norm`` (global
     norm of both gradients together; non-finite when either loss is).
+    ``part``: ``"both"`` (the step), or only ``"d"`` or ``"g"`` (for tests and custom D:G schedules; the
+    step counter advances either way).
     """
+    if part not in ("both", "d", "g"):
+        raise ValueError(f"part must be 'both', 'd' or 'g', got {part!r}")
     if penalty not in (None, "r1", "wgan-gp"):
         raise ValueError(f"penalty must be None, 'r1' or 'wgan-gp', got {penalty!r}")
     d_loss(loss, jnp.zeros(1), jnp.zeros(1))  # unknown names fail here, not under jit
@@ -106,56 +110,68 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
         logits, s = discriminator.apply(c(params), state, x if labels is None else (x, labels), train=train)
         return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), s
 
-    def update(state: GANState, batch):
-        real = c(to_unit_range(batch[image_key]))
-        b = real.shape[0]
+    def keys_and_labels(state, batch):
+        b = batch[image_key].shape[0]
         k_z1, k_z2, k_y1, k_y2, k_pen = jax.random.split(state.step_key(), 5)
-        real_y = batch[label_key] if num_classes is not None else None
-        fake_y1 = jax.random.randint(k_y1, (b,), 0, num_classes) if num_classes is not None else None
-        fake_y2 = jax.random.randint(k_y2, (b,), 0, num_classes) if num_classes is not None else None
-        z1 = jax.random.normal(k_z1, (b, z_dim), real.dtype)
-        z2 = jax.random.normal(k_z2, (b, z_dim), real.dtype)
+        ys = [jax.random.randint(k, (b,), 0, num_classes) if num_classes is not None else None for k in (k_y1, k_y2)]
+        return b, (k_z1, k_z2, k_pen), ys
 
-        # D step on real and detached fake images
-        fake, g_state = G(state.g_params, state.g_state, z1, fake_y1)
+    def d_part(state: GANState, batch):
+        real = c(to_unit_range(batch[image_key]))
+        b, (k_z1, _, k_pen), (fake_y, _) = keys_and_labels(state, batch)
+        real_y = batch[label_key] if num_classes is not None else None
+        z = jax.random.normal(k_z1, (b, z_dim), real.dtype)
+        fake, g_state = G(state.g_params, state.g_state, z, fake_y)
         fake = jax.lax.stop_gradient(fake)
 
         def d_objective(dp):
             r, d_state = D(dp, state.d_state, real, real_y, True)
-            f, _ = D(dp, state.d_state, fake, fake_y1, True)
+            f, _ = D(dp, state.d_state, fake, fake_y, True)
             total = d_loss(loss, r, f)
             pen = jnp.zeros((), total.dtype)
             if penalty is not None:
-                d_fn = lambda x, y=real_y: D(dp, state.d_state, x, y, True)[0]  # noqa: E731
+                d_fn = lambda x: D(dp, state.d_state, x, real_y, True)[0]  # noqa: E731
                 pen = (r1_penalty(d_fn, real) if penalty == "r1"
                        else gradient_penalty(d_fn, real, fake, k_pen)).astype(total.dtype)
                 total = total + penalty_weight * pen
             return total, (d_state, jnp.mean(r), jnp.mean(f), pen)
 
-        (dl, (d_state, d_real, d_fake, pen)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(state.d_params)
-        d_updates, d_opt = d_tx.update(d_grads, state.d_opt, state.d_params)
-        d_params = optax.apply_updates(state.d_params, d_updates)
+        (dl, (d_state, d_real, d_fake, pen)), grads = jax.value_and_grad(d_objective, has_aux=True)(state.d_params)
+        updates, d_opt = d_tx.update(grads, state.d_opt, state.d_params)
+        new = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_state=d_state, d_opt=d_opt,
+                            g_state=g_state)
+        return new, {"d_loss": dl, "d_real": d_real, "d_fake": d_fake, "penalty": pen}, optax.tree.norm(grads)
 
-        # G step against the updated D
+    def g_part(state: GANState, batch):
+        b, (_, k_z2, _), (_, fake_y) = keys_and_labels(state, batch)
+        z = jax.random.normal(k_z2, (b, z_dim), jnp.float32 if cdt is None else cdt)
+
         def g_objective(gp):
-            x, gs = G(gp, g_state, z2, fake_y2)
-            logits, _ = D(d_params, d_state, x, fake_y2, False)
+            x, gs = G(gp, state.g_state, z, fake_y)
+            logits, _ = D(state.d_params, state.d_state, x, fake_y, False)
             return g_loss(loss, logits), gs
 
-        (gl, g_state), g_grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
-        g_updates, g_opt = g_tx.update(g_grads, state.g_opt, state.g_params)
-        g_params = optax.apply_updates(state.g_params, g_updates)
-
+        (gl, g_state), grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+        updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
+        g_params = optax.apply_updates(state.g_params, updates)
         ema = state.g_ema
         if ema_decay is not None and ema is not None:
             t = state.step.astype(jnp.float32)
-            decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
-            ema = optax.incremental_update(g_params, ema, 1.0 - decay)
-        metrics = {"d_loss": dl, "g_loss": gl, "d_real": d_real, "d_fake": d_fake, "penalty": pen,
-                   "grad_norm": jnp.sqrt(optax.tree.norm(d_grads) ** 2 + optax.tree.norm(g_grads) ** 2)}
-        new = state.replace(step=state.step + 1, g_params=g_params, g_state=g_state, d_params=d_params,
-                            d_state=d_state, g_opt=g_opt, d_opt=d_opt, g_ema=ema)
-        return new, metrics
+            ema = optax.incremental_update(g_params, ema, 1.0 - jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t)))
+        new = state.replace(g_params=g_params, g_state=g_state, g_opt=g_opt, g_ema=ema)
+        return new, {"g_loss": gl}, optax.tree.norm(grads)
+
+    def update(state: GANState, batch):
+        d_norm = g_norm = jnp.zeros((), jnp.float32)
+        metrics = {}
+        if part in ("both", "d"):
+            state, m, d_norm = d_part(state, batch)
+            metrics.update(m)
+        if part in ("both", "g"):
+            state, m, g_norm = g_part(state, batch)
+            metrics.update(m)
+        metrics["grad_norm"] = jnp.sqrt(d_norm ** 2 + g_norm ** 2)
+        return state.replace(step=state.step + 1), metrics
 
     return update
 

@@ -1,0 +1,261 @@
+"""DCGAN on Fashion-MNIST: samples.png and a Fréchet distance in a fixed classifier's feature space.
+
+    python experiments/gan.py                      # 15 minutes of training (the BUILD_NOTES.md figure)
+    python experiments/gan.py --conditional        # class-conditional G and projection D
+    python experiments/gan.py --smoke --out /tmp/g
+
+Recipe: G dense 7*7*128 - BN - ReLU - convT(64, k4, s2) - BN - ReLU - convT(1, k4, s2) - tanh (z = 64);
+D conv(64, k4, s2) - LeakyReLU(0.2) - conv(128, k4, s2) - LeakyReLU(0.2) - dense 1; Adam(2e-4, b1 0.5) for
+both, non-saturating loss, one D and one G update per step, an EMA of G for sampling.
+
+Sample quality: the Fréchet distance between Gaussians fitted to the penultimate-layer features of a small
+CNN classifier (trained once on the training split, 2 epochs, seed 0, cached as msgpack next to the data)
+for ``--fid-samples`` generated images and the same number of training images. Reported next to its floor
+(held-out test images vs the training images) and its value at initialisation. The conditional model also
+reports how often the classifier assigns generated samples the class they were generated for.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import common
+
+
+def add_flags(p):
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training-time budget in minutes, evaluations excluded (default: 15 when neither "
+                        "--steps nor --epochs is given)")
+    p.add_argument("--loss", choices=("nonsaturating", "hinge", "wasserstein"), default="nonsaturating")
+    p.add_argument("--penalty", choices=("none", "r1", "wgan-gp"), default="none")
+    p.add_argument("--penalty-weight", type=float, default=10.0, help="weight of --penalty in D's loss")
+    p.add_argument("--spectral-norm", action="store_true", help="spectral normalisation in D")
+    p.add_argument("--conditional", action="store_true", help="class-conditional G and projection D")
+    p.add_argument("--z-dim", type=int, default=64)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--eval-every", type=int, default=1000, help="steps between evaluations (FID, samples.png)")
+    p.add_argument("--fid-samples", type=int, default=5000, help="images per side of each Fréchet distance")
+    p.add_argument("--upsample", choices=("phase", "transpose"), default="phase",
+                   help="transposed convs as per-phase convolutions (fast on CPU) or lax.conv_transpose")
+    p.add_argument("--ynn", action="store_true", help="compile the step with XLA:CPU's YNN fusions (dot, eltwise, reduce)")
+    return p
+
+
+# ----------------------------------------------------------------------------- the fixed classifier
+
+def classifier():
+    """A small CNN: features (penultimate, 128 ReLU units) and a 10-way head."""
+    from deepcore import layers as L
+    from deepcore import initializers as I
+
+    features = L.serial(L.Conv2D(32, 3, strides=2, w_init=I.he_normal), L.Relu,
+                        L.Conv2D(64, 3, strides=2, w_init=I.he_normal), L.Relu,
+                        L.Flatten(), L.Dense(128, w_init=I.he_normal), L.Relu)
+    return L.serial({"features": features, "head": L.Dense(10)})
+
+
+def train_classifier(train_arrays, *, epochs: float = 2.0, seed: int = 0, batch_size: int = 128):
+    """Train :func:`classifier` with Adam(1e-3) for ``epochs`` on ``train_arrays``; returns (params, state)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from deepcore.data import make_batches
+    from deepcore.train import classifier_loss, init_state, train_step
+
+    model = classifier()
+    tx = optax.adam(1e-3)
+    state = init_state(model, jax.ShapeDtypeStruct((batch_size, 28, 28, 1), jnp.float32), tx, seed)
+    loss = classifier_loss(model)
+    step = train_step(lambda p, s, b, k, t: loss(p, s, {"x": b["image"].astype(jnp.float32) / 127.5 - 1,
+                                                         "y": b["label"]}, k, t), tx)
+    pipe = make_batches(train_arrays, batch_size, seed=seed)
+    steps = max(1, round(epochs * pipe.steps_per_epoch))
+    for i, batch in enumerate(pipe.batches(0)):
+        if i == steps:
+            break
+        state, _ = step(state, batch)
+    return state.params, state.model_state
+
+
+def load_classifier(path, train_arrays, **kw):
+    """The classifier's params from ``path`` (msgpack), training and saving it first if it is not there."""
+    import jax
+    import jax.numpy as jnp
+    from flax import serialization
+
+    template = classifier().init(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32))[1]
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return serialization.from_bytes(template, f.read()), False
+    params, _ = train_classifier(train_arrays, **kw)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(serialization.to_bytes(jax.device_get(params)))
+    os.replace(tmp, path)
+    return params, True
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def save_grid(images, path, nrow: int):
+    """Images ``(N, H, W, 1)`` in [-1, 1] -> one PNG grid with ``nrow`` rows."""
+    import numpy as np
+    from PIL import Image
+
+    x = ((np.asarray(images, np.float32)[..., 0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    n, h, w = x.shape
+    ncol = math.ceil(n / nrow)
+    grid = np.full((nrow * (h + 2) + 2, ncol * (w + 2) + 2), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = x[i]
+    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(path)
+
+
+def main(args):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from deepcore.data import load, make_batches
+    from deepcore.frechet import feature_stats, frechet_distance
+    from deepcore.gan import gan_train_step, init_gan_state, sample
+    from deepcore.models.gan import dcgan_discriminator, dcgan_generator
+    from deepcore.train import fit
+
+    common.devices(args.devices)
+    if args.devices > 1:
+        raise common.UsageError("--devices > 1 is not supported by the GAN script (one device)")
+    timed = args.steps is None and args.epochs is None
+    minutes = args.minutes if args.minutes is not None else (15.0 if timed else None)
+    t_start = time.perf_counter()
+    train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
+    if train.info.shape != (28, 28, 1):
+        raise common.UsageError(f"--dataset {args.dataset}: this DCGAN makes 28x28x1 images, got {train.info.shape}")
+    num_classes = train.info.num_classes
+    train_arrays, test_arrays = train.arrays, test.arrays
+    n_fid = args.fid_samples
+    if args.smoke:
+        train_arrays = {k: v[:2048] for k, v in train_arrays.items()}
+        test_arrays = {k: v[:512] for k, v in test_arrays.items()}
+        n_fid = min(n_fid, 256)
+    n_fid = min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+
+    # the fixed feature extractor
+    cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
+    clf_epochs = 0.1 if args.smoke else 2.0
+    clf_path = os.path.join(cache_dir, f"{args.dataset}_fid_classifier_e{clf_epochs:g}_s0.msgpack")
+    clf_params, trained_now = load_classifier(clf_path, train_arrays, epochs=clf_epochs, seed=0)
+    clf = classifier()
+    feats_fn = jax.jit(lambda p, x: clf.children[0][1].apply(p["features"], {}, x)[0])
+    logits_fn = jax.jit(lambda p, x: clf.apply(p, {}, x)[0])
+
+    def in_batches(fn, x, bs=500):
+        return np.concatenate([np.asarray(fn(clf_params, jnp.asarray(x[i:i + bs]))) for i in range(0, len(x), bs)])
+
+    unit = lambda a: a.astype(np.float32) / 127.5 - 1  # noqa: E731
+    rng = np.random.default_rng(0)
+    train_idx = rng.choice(len(train_arrays["label"]), n_fid, replace=False)
+    ref_stats = feature_stats(in_batches(feats_fn, unit(train_arrays["image"][train_idx])))
+    test_x = unit(test_arrays["image"][:n_fid])
+    fid_floor = frechet_distance(*ref_stats, *feature_stats(in_batches(feats_fn, test_x)))
+    clf_acc = float(np.mean(in_batches(logits_fn, unit(test_arrays["image"])).argmax(-1) == test_arrays["label"]))
+    print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}: "
+          f"test accuracy {clf_acc:.4f}; Fréchet distance floor (test vs train, {n_fid} each) {fid_floor:.3f}",
+          flush=True)
+
+    # the GAN
+    cond = num_classes if args.conditional else None
+    G = dcgan_generator(args.z_dim, upsample=args.upsample, num_classes=cond)
+    D = dcgan_discriminator(spectral_norm=args.spectral_norm, num_classes=cond)
+    g_tx = optax.adam(args.lr, b1=0.5)
+    d_tx = optax.adam(args.lr, b1=0.5)
+    b = args.batch_size
+    z_spec = jax.ShapeDtypeStruct((b, args.z_dim), jnp.float32)
+    x_spec = jax.ShapeDtypeStruct((b, 28, 28, 1), jnp.float32)
+    y_spec = jax.ShapeDtypeStruct((b,), jnp.int32)
+    state = init_gan_state(G, D, (z_spec, y_spec) if cond else z_spec, (x_spec, y_spec) if cond else x_spec,
+                           g_tx, d_tx, args.seed)
+    options = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,"
+                                                        "LIBRARY_FUSION_TYPE_REDUCE"} if args.ynn else None
+    step = gan_train_step(G, D, g_tx, d_tx, z_dim=args.z_dim, loss=args.loss,
+                          penalty=None if args.penalty == "none" else args.penalty, penalty_weight=args.penalty_weight,
+                          num_classes=cond, ema_decay=args.ema_decay, compiler_options=options,
+                          compute_dtype=jnp.bfloat16 if args.precision == "bfloat16" else None)
+
+    # fixed latents: samples.png shows the same z (and, conditionally, one class per column) at every eval
+    grid_z = jax.random.normal(jax.random.PRNGKey(1234), (100, args.z_dim))
+    grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
+    fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
+    fid_y = jnp.arange(n_fid) % num_classes
+    gen = jax.jit(lambda p, s, z, y: sample(G, p, s, z, y if cond else None))
+
+    def generate(params, g_state, z, y, bs=500):
+        return np.concatenate([np.asarray(gen(params, g_state, z[i:i + bs], y[i:i + bs]))
+                               for i in range(0, len(z), bs)])
+
+    def quality(params, g_state, prefix=""):
+        x = generate(params, g_state, fid_z, fid_y)
+        out = {prefix + "fid": frechet_distance(*ref_stats, *feature_stats(in_batches(feats_fn, x)))}
+        if cond:
+            out[prefix + "class_match"] = float(np.mean(in_batches(logits_fn, x).argmax(-1) == np.asarray(fid_y)))
+        return out
+
+    eval_seconds = [0.0]
+
+    def evaluate(state, _batch):
+        t = time.perf_counter()
+        m = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
+        save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
+        eval_seconds[0] += time.perf_counter() - t
+        return m
+
+    at_init = quality(state.g_params, state.g_state)
+    print(f"Fréchet distance at initialisation: {at_init['fid']:.3f}", flush=True)
+
+    pipe = make_batches({"image": train_arrays["image"], "label": train_arrays["label"]}, b, seed=args.seed)
+    if timed:
+        total = 10 ** 7
+    else:
+        total = common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
+    if args.smoke:
+        total = min(total, 4)
+    t_train = [None]
+
+    def batches(start):
+        for i, batch in enumerate(pipe.batches(start)):
+            if t_train[0] is None:
+                t_train[0] = time.perf_counter()
+            elif minutes is not None and time.perf_counter() - t_train[0] - eval_seconds[0] > 60 * minutes:
+                return
+            yield batch
+
+    eval_every = min(args.eval_every, total)
+    result = fit(step, state, batches, steps=total, eval_step=evaluate, eval_batches=lambda: [None],
+                 eval_every=eval_every, out_dir=args.out, checkpoint_every=eval_every, resume=args.resume,
+                 log_every=min(100, eval_every))
+    state = result.state
+    train_s = time.perf_counter() - (t_train[0] or time.perf_counter()) - eval_seconds[0]
+    final = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
+    save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
+    common.plot_curves(args.out, keys=("d_loss", "g_loss", "fid", "ema_fid"))
+    metrics = {"fid_final": final["fid"], "ema_fid_final": final["ema_fid"], "fid_floor_test_vs_train": fid_floor,
+               "fid_at_init": at_init["fid"], "fid_samples": n_fid, "classifier_test_accuracy": clf_acc,
+               "train_minutes": train_s / 60}
+    if cond:
+        metrics.update(class_match=final["class_match"], ema_class_match=final["ema_class_match"],
+                       class_match_at_init=at_init["class_match"])
+    trained_steps = result.step
+    print(f"after {trained_steps} steps ({train_s / 60:.1f} min of training): Fréchet distance {final['fid']:.3f} "
+          f"(EMA G {final['ema_fid']:.3f}), floor {fid_floor:.3f}, at init {at_init['fid']:.3f}", flush=True)
+    return common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=time.perf_counter() - t_start,
+                                steps=trained_steps, train_examples_per_s=(trained_steps * b / train_s) if train_s > 0 else None,
+                                extra={"stop_reason": result.stop_reason, "classifier": clf_path})
+
+
+if __name__ == "__main__":
+    p = add_flags(common.parser("gan", __doc__.splitlines()[0], batch_size=64, lr=2e-4))
+    common.run(main, p)

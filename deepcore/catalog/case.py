@@ -38,3 +38,29 @@ class Case:
 
     def spec(self, dtype=jnp.float32):
         return jax.ShapeDtypeStruct(self.shape, jnp.int32 if self.int_max else np.dtype(dtype))
+
+    def axis_name(self):
+        """The collective axis name a train-mode apply needs bound (tag ``axis_name=NAME``), or None."""
+        for t in self.tags:
+            if t.startswith("axis_name="):
+                return t.split("=", 1)[1]
+        return None
+
+
+@dataclass(frozen=True)
+class FunctionCase:
+    """A function that is not a layer (a loss, a gradient penalty) to gradient-check.
+
+    ``make(key) -> (fn, args)``: ``fn(*args)`` returns a float pytree (or ``(output, aux)`` when
+    ``has_aux``); the derivative is checked with respect to ``args[i]`` for ``i`` in ``argnums``,
+    named ``argnames`` in reports. Float arguments are converted to the check's dtype; integer ones
+    (labels) are kept. Pass randomness as a fixed key argument.
+    """
+
+    name: str
+    make: Callable
+    argnums: Tuple[int, ...] = (0,)
+    argnames: Tuple[str, ...] = ()
+    has_aux: bool = False
+    smooth: bool = True
+    tags: Tuple[str, ...] = field(default_factory=tuple)

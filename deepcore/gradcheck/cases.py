@@ -1,0 +1,108 @@
+"""Gradient checks of layers and catalog cases: a layer becomes a scalar function of (params, x).
+
+``f(params, x) = sum(apply(params, state, x, key=fixed, train=mode)[0] * u)`` with a fixed random
+cotangent ``u``; the new state is carried as auxiliary output; integer inputs (token ids) are not
+perturbed; a stochastic layer gets the same key at every evaluation, so dropout draws one mask.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepcore.core import as_spec
+from deepcore.gradcheck.checker import MODES, _ctx, _dtype_name, check_grads
+from deepcore.gradcheck.report import Report
+
+
+def layer_function(apply, state, *, key, train: bool, cotangent, axis_name: Optional[str] = None):
+    """``f(params, x) -> (<u, y>, new_state)`` for a layer's ``apply`` (``axis_name`` bound if given)."""
+
+    def run(params, x):
+        return apply(params, state, x, key=key, train=train)
+
+    if axis_name is not None:  # a size-1 named axis for layers that reduce across devices (BatchNorm)
+        unnamed = run
+
+        def run(params, x):
+            y, s = jax.vmap(lambda _: unnamed(params, x), axis_name=axis_name)(jnp.zeros(1))
+            return jax.tree.map(lambda a: a[0], (y, s))
+
+    def f(params, x):
+        y, new_state = run(params, x)
+        ys = [a for a in jax.tree.leaves(y) if jnp.issubdtype(a.dtype, jnp.floating)]
+        return sum(jnp.sum(a * u.astype(a.dtype)) for a, u in zip(ys, cotangent)), new_state
+
+    return f
+
+
+def check_layer(layer, spec, *, params=None, state=None, x=None, train: Sequence[bool] = (False, True),
+                modes: Sequence[str] = MODES, seed: int = 0, int_max: int = 0, axis_name: Optional[str] = None,
+                dtype=jnp.float64, name: Optional[str] = None, **kw) -> Report:
+    """Check a layer's derivatives with respect to its parameters and its input, in eval and train mode.
+
+    ``spec``: the input spec or shape (e.g. ``(4, 8)``); the layer is built in ``dtype`` from ``seed``
+    unless ``params``/``state`` are given; ``x`` defaults to N(0, 1) floats (ints in ``[0, int_max)``).
+    Result modes read ``"eval fast/rev"``, ``"train second/fr"``; leaves ``params/...`` and ``x``.
+    Extra keyword arguments go to :func:`~deepcore.gradcheck.check_grads` (``k``, ``full_max``, ...).
+    """
+    dt = _dtype_name(dtype)
+    spec = as_spec(spec)
+    name = name or layer.name
+    report = Report(name, dt)
+    with _ctx(dt):
+        key = jax.random.PRNGKey(seed)
+        k_init, k_x, k_u, k_apply = jax.random.split(key, 4)
+        if int_max or jnp.issubdtype(spec.dtype, jnp.integer):
+            spec = jax.ShapeDtypeStruct(spec.shape, jnp.int32)
+            if x is None:
+                x = jax.random.randint(k_x, spec.shape, 0, int_max or 2, dtype=jnp.int32)
+        else:
+            spec = jax.ShapeDtypeStruct(spec.shape, dtype)
+            if x is None:
+                x = jax.random.normal(k_x, spec.shape, dtype)
+        if params is None:
+            _, params, init_state = layer.init(k_init, spec)
+            state = init_state if state is None else state
+        state = {} if state is None else state
+        rng = np.random.default_rng(seed)
+        for mode in train:
+            out = jax.eval_shape(lambda p, xx: _float_outputs(layer, p, state, xx, k_apply, mode, axis_name),
+                                 params, x)
+            u = [jnp.asarray(rng.standard_normal(o.shape)) for o in out]
+            f = layer_function(layer.apply, state, key=k_apply, train=mode, cotangent=u, axis_name=axis_name)
+            r = check_grads(f, (params, x), (0, 1), argnames=("params", "x"), modes=modes, dtype=dtype,
+                            seed=seed + (1000 if mode else 0), has_aux=True, name=name, **kw)
+            tag = "train" if mode else "eval"
+            for res in r.results:
+                res.mode = f"{tag} {res.mode}"
+            report.results += r.results
+            report.skipped = r.skipped
+            for k_, v in r.evals.items():
+                report.evals[k_] = report.evals.get(k_, 0) + v
+    return report
+
+
+def _float_outputs(layer, params, state, x, key, train, axis_name):
+    if axis_name is None:
+        y = layer.apply(params, state, x, key=key, train=train)[0]
+    else:
+        y = jax.vmap(lambda _: layer.apply(params, state, x, key=key, train=train)[0],
+                     axis_name=axis_name)(jnp.zeros(1))
+        y = jax.tree.map(lambda a: a[0], y)
+    return [a for a in jax.tree.leaves(y) if jnp.issubdtype(a.dtype, jnp.floating)]
+
+
+def check_case(case, *, seed: int = 0, modes: Sequence[str] = MODES, dtype=jnp.float64, **kw) -> Report:
+    """Check one catalog entry: a :class:`~deepcore.catalog.Case` (train and eval) or a ``FunctionCase``."""
+    if hasattr(case, "shape"):
+        return check_layer(case.make(), case.spec(np.float64 if _dtype_name(dtype) == "float64" else dtype),
+                           modes=modes, seed=seed, int_max=case.int_max, axis_name=case.axis_name(),
+                           dtype=dtype, name=case.name, **kw)
+    with _ctx(_dtype_name(dtype)):
+        fn, args = case.make(jax.random.PRNGKey(seed))
+        r = check_grads(fn, args, case.argnums, argnames=case.argnames or None, modes=modes, dtype=dtype,
+                        seed=seed, has_aux=case.has_aux, name=case.name, **kw)
+    return r

@@ -186,8 +186,9 @@ def default_hoist_input() -> bool:
     """Whether to hoist the input projection out of the scan by default, per backend.
 
     On CPU (W3 in bench/rnn_hoist.py, 2 cores) keeping both matmuls in the loop ran as fast as Flax linen's
-    OptimizedLSTMCell, hoisting used ~30% more CPU time, and the fused single matmul used ~4% less CPU time but
-    took longer on the wall clock; on accelerators one big matmul outside the loop is the usual winner.
+    OptimizedLSTMCell (the same computation), hoisting took ~30% more CPU time, and ``"fused"`` ~4% less CPU time
+    with wall-clock results that swung both ways on a shared machine, so it stays an option until measured idle.
+    On accelerators one big matmul outside the loop is the usual winner.
     """
     return jax.default_backend() != "cpu"
 

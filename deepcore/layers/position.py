@@ -8,12 +8,10 @@
 Every function takes ``positions`` (integers, ``(T,)`` or ``(..., T)``) so that cached decoding can
 embed a token at position ``index`` without building the whole table.
 """
-import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import (Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for,
-                           simple_init)
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, param_dtype_for, simple_init
 
 
 def sinusoidal(positions, dim: int, base: float = 10000.0, dtype=jnp.float32):

@@ -10,6 +10,7 @@ from deepcore.catalog import functions as _functions
 from deepcore.catalog import layers as _layers
 from deepcore.catalog import rnn as _rnn
 from deepcore.catalog import transformer as _transformer
+from deepcore.catalog import vision as _vision
 
 LAYER_CASES = list(_layers.CASES)
 MODEL_CASES = []
@@ -18,5 +19,10 @@ LAYER_CASES += _rnn.LAYER_CASES
 MODEL_CASES += _rnn.MODEL_CASES
 LAYER_CASES += _transformer.LAYER_CASES
 MODEL_CASES += _transformer.MODEL_CASES
+MODEL_CASES += _vision.MODEL_CASES
 
 __all__ = ["Case", "FunctionCase", "LAYER_CASES", "MODEL_CASES", "FUNCTION_CASES"]
+from deepcore.catalog import gan as _gan  # noqa: E402
+LAYER_CASES += _gan.LAYER_CASES
+MODEL_CASES += _gan.MODEL_CASES
+FUNCTION_CASES += _gan.FUNCTION_CASES

@@ -3,9 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from deepcore.core import ShapeError
+from deepcore.gradcheck import assert_grads_ok
 from deepcore.layers.recurrent import (GRU, LSTM, Bidirectional, GRUCell, LSTMCell, RNN, Seq, SimpleRNN,
                                        SimpleRNNCell, length_mask, scan_cell)
 
@@ -95,9 +95,8 @@ def test_lstm_init_forget_bias_and_peepholes():
     assert float(pp["b"][H]) == 2.0
 
 
-@pytest.mark.parametrize("name,hoist,reverse", [("lstm", False, False), ("lstm", "fused", True),
-                                                ("lstm_peep", True, True), ("lstm_peep", "fused", False),
-                                                ("gru", True, False), ("rnn", False, True), ("rnn", "fused", False)])
+@pytest.mark.parametrize("name,hoist,reverse", [("lstm", False, False), ("lstm_peep", "fused", True),
+                                                ("gru", True, False), ("rnn", "fused", False)])
 def test_scan_matches_python_loop(name, hoist, reverse):
     cell, _ = CELLS[name]
     params = randomized(cell.init(jax.random.key(0), D, jnp.float32), jax.random.key(1))
@@ -196,13 +195,12 @@ def test_gradient_through_20_steps_matches_finite_differences(make):
         x = jax.random.normal(jax.random.key(2), (1, 20, 2), jnp.float64)
         _, params, _ = lay.init(jax.random.key(0), x)
         params = randomized(params, jax.random.key(1))
-        cot = jax.random.normal(jax.random.key(3), (1, 20, 2), jnp.float64)
 
-        @jax.jit
-        def loss(p, x):
-            return jnp.vdot(lay.apply(p, {}, x)[0], cot)
+        def outputs(p, x):
+            return lay.apply(p, {}, x)[0]
 
-        check_grads(loss, (params, x), order=1, modes=["rev"])
+        # per leaf in float64, forward and reverse mode against finite differences
+        assert_grads_ok(outputs, (params, x), argnums=(0, 1), modes=("fast",), name=lay.name)
         # the last output depends on the first input through 20 recurrent steps (however faintly)
         g = jax.grad(lambda x: jnp.sum(lay.apply(params, {}, x)[0][0, -1]))(x)
         assert float(jnp.abs(g[0, 0]).max()) > 0

@@ -1,0 +1,67 @@
+"""Smoke runs of experiments/mlp.py and experiments/cnn.py: the documented outputs, resume, two devices."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIELDS = {"experiment", "config", "dataset", "metrics", "wall_s", "train_examples_per_s", "steps", "versions",
+          "devices"}
+
+
+def run(script, out, *flags):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script), "--smoke", "--out", str(out),
+                           *flags], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f), proc
+
+
+def records(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def check_results(res, name, steps, better_than=0.0):
+    assert FIELDS <= set(res)
+    assert res["experiment"] == name and res["dataset"] == "fashion_mnist" and res["steps"] == steps
+    m = res["metrics"]
+    for k in ("test_accuracy", "val_accuracy"):
+        assert 0.0 <= m[k] <= 1.0
+    assert m["test_accuracy"] > better_than
+    assert res["train_examples_per_s"] > 0 and res["wall_s"] > 0
+
+
+def test_mlp_two_devices_then_resume(tmp_path):
+    out = tmp_path / "mlp"
+    first, _ = run("mlp.py", out, "--steps", "2", "--devices", "2")
+    check_results(first, "mlp", 2, better_than=0.2)    # chance is 0.1
+    assert len(first["devices"]) == 2
+    second, proc = run("mlp.py", out, "--steps", "4", "--devices", "2", "--resume")
+    check_results(second, "mlp", 4, better_than=0.2)
+    recs = records(out)
+    evals = [r for r in recs if r.get("split") == "val"]
+    assert [r["step"] for r in evals] == [1, 2, 4]   # smoke evals every steps//2: 1-2 kept, 4 added (continued)
+    assert evals[2]["val_wall_s"] >= evals[1]["val_wall_s"]    # the clock continues across the restart
+    assert "step 3/4" in proc.stdout or "step 4/4" in proc.stdout
+    assert os.path.exists(out / "curves.png")
+
+
+def test_cnn_smoke(tmp_path):
+    out = tmp_path / "cnn"
+    res, _ = run("cnn.py", out, "--widths", "8", "16", "--depths", "1", "1", "--batch-size", "32")
+    check_results(res, "cnn", 6)
+    assert res["config"]["augment"] == "crop+flip"
+    for picture in ("curves.png", "saliency.png"):
+        assert os.path.getsize(out / picture) > 1000
+    assert any(r.get("split") == "val" and "val_wall_s" in r for r in records(out))
+
+
+def test_bad_flag_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "cnn.py"), "--smoke", "--augment", "rot",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("experiments/cnn.py: error: --augment 'rot'") and "Traceback" not in proc.stderr

@@ -6,6 +6,8 @@ Bins split ``[0, 1]`` into ``num_bins`` equal intervals ``(lo, hi]`` (the first 
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -19,6 +21,7 @@ def _check(probs, labels):
     return probs, labels
 
 
+@functools.partial(jax.jit, static_argnames="num_classes")
 def per_class_accuracy(logits_or_probs, labels, num_classes: int) -> jax.Array:
     """``(num_classes,)``: the accuracy on the examples of each true class (NaN for a class with none)."""
     cm = confusion_matrix(logits_or_probs, labels, num_classes)
@@ -26,6 +29,7 @@ def per_class_accuracy(logits_or_probs, labels, num_classes: int) -> jax.Array:
     return jnp.where(rows > 0, jnp.diag(cm) / jnp.maximum(rows, 1), jnp.nan)
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
 def calibration_bins(probs, labels, num_bins: int = 15) -> dict:
     """Per confidence bin: ``count`` (int), mean ``confidence`` and ``accuracy`` (0 for an empty bin), and ``edges``."""
     probs, labels = _check(probs, labels)
@@ -40,6 +44,7 @@ def calibration_bins(probs, labels, num_bins: int = 15) -> dict:
             "edges": jnp.linspace(0.0, 1.0, num_bins + 1)}
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
 def expected_calibration_error(probs, labels, num_bins: int = 15) -> jax.Array:
     """ECE (Guo et al., 2017): ``sum_b |B_b| / N * |accuracy(B_b) - confidence(B_b)|`` (a scalar in [0, 1])."""
     bins = calibration_bins(probs, labels, num_bins)
@@ -47,12 +52,14 @@ def expected_calibration_error(probs, labels, num_bins: int = 15) -> jax.Array:
     return jnp.sum(bins["count"] / n * jnp.abs(bins["accuracy"] - bins["confidence"]))
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
 def max_calibration_error(probs, labels, num_bins: int = 15) -> jax.Array:
     """MCE: the largest ``|accuracy - confidence|`` over non-empty bins."""
     bins = calibration_bins(probs, labels, num_bins)
     return jnp.max(jnp.where(bins["count"] > 0, jnp.abs(bins["accuracy"] - bins["confidence"]), 0.0))
 
 
+@jax.jit
 def negative_log_likelihood(probs, labels, eps: float = 1e-12) -> jax.Array:
     """Mean ``-log p(label)`` in nats."""
     probs, labels = _check(probs, labels)
@@ -62,10 +69,17 @@ def negative_log_likelihood(probs, labels, eps: float = 1e-12) -> jax.Array:
 
 def classifier_report(probs, labels, num_classes: int, num_bins: int = 15) -> dict:
     """Host-side summary: ``accuracy``, ``ece``, ``mce``, ``nll_nats``, ``per_class_accuracy`` (list), ``confusion_matrix``."""
-    probs, labels = _check(probs, labels)
-    acc = jnp.mean((jnp.argmax(probs, -1) == labels).astype(jnp.float32))
-    return {"accuracy": float(acc), "ece": float(expected_calibration_error(probs, labels, num_bins)),
-            "mce": float(max_calibration_error(probs, labels, num_bins)),
-            "nll_nats": float(negative_log_likelihood(probs, labels)),
-            "per_class_accuracy": [float(a) for a in per_class_accuracy(probs, labels, num_classes)],
-            "confusion_matrix": confusion_matrix(probs, labels, num_classes).tolist()}
+    r = jax.device_get(_report(*_check(probs, labels), num_classes=num_classes, num_bins=num_bins))
+    return {"accuracy": float(r["accuracy"]), "ece": float(r["ece"]), "mce": float(r["mce"]),
+            "nll_nats": float(r["nll_nats"]), "per_class_accuracy": [float(a) for a in r["per_class_accuracy"]],
+            "confusion_matrix": r["confusion_matrix"].tolist()}
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "num_bins"))
+def _report(probs, labels, num_classes: int, num_bins: int) -> dict:
+    return {"accuracy": jnp.mean((jnp.argmax(probs, -1) == labels).astype(jnp.float32)),
+            "ece": expected_calibration_error(probs, labels, num_bins),
+            "mce": max_calibration_error(probs, labels, num_bins),
+            "nll_nats": negative_log_likelihood(probs, labels),
+            "per_class_accuracy": per_class_accuracy(probs, labels, num_classes),
+            "confusion_matrix": confusion_matrix(probs, labels, num_classes)}

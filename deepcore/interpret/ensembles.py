@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,8 +18,11 @@ import numpy as np
 from deepcore.interpret.calibration import classifier_report
 
 
+@functools.partial(jax.jit, static_argnames=("model", "use_ema"))
 def member_logits(model, states, x, *, use_ema: bool = False) -> jax.Array:
-    """``(K, B, C)`` eval-mode logits of every member of the stacked ``states`` (a leading member axis)."""
+    """``(K, B, C)`` eval-mode logits of every member of the stacked ``states`` (a leading member axis).
+
+    ``model``: a deepcore ``Layer`` (or an ``apply`` function), static under ``jit``."""
     apply = getattr(model, "apply", model)
 
     def one(params, model_state):

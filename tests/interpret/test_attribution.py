@@ -62,7 +62,7 @@ def test_saliency_matches_finite_differences():
 
 def test_integrated_gradients_completeness_on_a_nonlinear_net_and_steps_needed(net):
     fn, x = net
-    found = steps_for_tolerance(fn, x, rtol=0.01, atol=1e-4, candidates=(2, 8, 32, 128))
+    found = steps_for_tolerance(fn, x, rtol=0.01, atol=1e-4, candidates=(16, 128))
     assert found["steps"] is not None, found
     ig = integrated_gradients(fn, x, steps=found["steps"])
     gap = np.abs(completeness_gap(fn, x, ig))

@@ -16,7 +16,7 @@ CFG = LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, num_kv_head
 
 @pytest.fixture(scope="module")
 def lm():
-    params = lm_init(CFG, jax.random.PRNGKey(0))
+    params = jax.jit(lm_init, static_argnums=0)(CFG, jax.random.PRNGKey(0))   # one compile, not one per op
     tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 10), 0, CFG.vocab_size)
     return params, tokens
 
@@ -34,7 +34,7 @@ def test_stack_layout_converters_round_trip():
 
 def test_scanned_and_unrolled_stacks_agree_also_with_dropout():
     cfg = BlockConfig(2, dropout=0.3)
-    stacked = stack_init(cfg, jax.random.PRNGKey(0), 8, 3)
+    stacked = stack_init(cfg, jax.random.PRNGKey(0), 8, 2)
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 8))
     run = jax.jit(lambda blocks, train: stack_apply(cfg, blocks, x, key=jax.random.PRNGKey(2), train=train)[0],
                   static_argnums=1)
@@ -77,13 +77,15 @@ def test_cached_generation_equals_recomputing_the_context(lm):
     np.testing.assert_array_equal(t1, t2)                              # identical tokens under greedy
     np.testing.assert_array_equal(t1, jnp.argmax(l1, -1))
     # the logits each token came from are the model's logits on the generated sequence (teacher forcing)
-    full = jax.jit(lambda t: lm_apply(CFG, params, t)[0])(jnp.concatenate([prompt, t1], axis=1))
-    np.testing.assert_allclose(l1, full[:, 3:15], rtol=1e-5, atol=1e-5)
+    forward = jax.jit(lambda t: lm_apply(CFG, params, t)[0])
+    np.testing.assert_allclose(l1, forward(jnp.concatenate([prompt, t1], axis=1))[:, 3:15], rtol=1e-5, atol=1e-5)
 
-    key = jax.random.PRNGKey(7)
-    s1, _ = generate(CFG, params, prompt, 12, key=key, temperature=1.5, top_k=4, unroll_layers=False)  # scanned
-    s2, _ = generate_uncached(CFG, params, prompt, 12, key=key, temperature=1.5, top_k=4)
-    np.testing.assert_array_equal(s1, s2)
+    # sampling, with the cache in the scanned layout: logits again match teacher forcing, tokens lie in the top 4
+    s1, ls = generate(CFG, params, prompt, 12, key=jax.random.PRNGKey(7), temperature=1.5, top_k=4,
+                      unroll_layers=False)
+    np.testing.assert_allclose(ls, forward(jnp.concatenate([prompt, s1], axis=1))[:, 3:15], rtol=1e-5, atol=1e-5)
+    top4 = np.argsort(np.asarray(ls), axis=-1)[..., -4:]
+    assert np.all(np.any(top4 == np.asarray(s1)[..., None], axis=-1))
     assert not np.array_equal(s1, t1)
     with pytest.raises(ShapeError, match="exceeds max_len=24"):
         generate(CFG, params, prompt, 21, greedy=True)
@@ -107,16 +109,12 @@ def test_block_gradients_match_finite_differences():
 
 
 def test_vit_builds_and_runs_on_fashion_mnist_shapes(pool="cls", patch=7):   # mean pooling: catalog vit_tiny_mean
-    model = ViT(10, patch_size=patch, d_model=8, num_layers=2, num_heads=2, pool=pool, dropout=0.1)
+    model = ViT(10, patch_size=patch, d_model=8, num_layers=1, num_heads=2, pool=pool)
     spec, params, _ = model.init(jax.random.PRNGKey(0), (3, 28, 28, 1))
     n = (28 // patch) ** 2 + (pool == "cls")
     assert spec.shape == (3, 10) and params["positions"]["table"].shape == (n, 8)
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 28, 28, 1))
-    apply = jax.jit(lambda x, train: model.apply(params, {}, x, key=jax.random.PRNGKey(2), train=train)[0],
-                    static_argnums=1)
-    y = apply(x, False)
-    assert y.shape == (3, 10) and np.all(np.isfinite(y))
-    y_train = apply(x, True)
-    assert not np.allclose(y, y_train)
+    y = jax.jit(lambda x: model.apply(params, {}, x)[0])(x)
+    assert y.shape == (3, 10) and np.all(np.isfinite(y)) and np.std(np.asarray(y)) > 0
     with pytest.raises(ShapeError, match="divisible by patch_size"):
         model.init(jax.random.PRNGKey(0), (3, 30, 30, 1))

@@ -17,7 +17,8 @@ class Case:
     floats ~ N(0, 1). ``stochastic`` layers draw randomness in train mode and need a key there.
     ``smooth=False`` marks functions with kinks (ReLU, max-pool) where finite differences need care.
     ``batch_axis`` is the axis a single-example apply is vmapped over (None: not per-example, e.g. BatchNorm
-    without an axis name).
+    without an axis name). Tags: ``axis_name=NAME`` (train mode needs the named axis bound),
+    ``gradcheck=eval`` (train-mode gradient is a deliberate surrogate; gradient-check eval mode only).
     """
 
     name: str

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
             kw = {}
             if kind != "function":
                 both = args.both or case.stochastic or case.stateful
-                kw["train"] = (False, True) if both else (False,)
+                if not both:
+                    kw["train"] = (False,)
             try:
                 report = check_case(case, seed=seed, modes=modes, **kw)
                 summary = report.summary()

@@ -96,8 +96,14 @@ def _float_outputs(layer, params, state, x, key, train, axis_name):
 
 
 def check_case(case, *, seed: int = 0, modes: Sequence[str] = MODES, dtype=jnp.float64, **kw) -> Report:
-    """Check one catalog entry: a :class:`~deepcore.catalog.Case` (train and eval) or a ``FunctionCase``."""
+    """Check one catalog entry: a :class:`~deepcore.catalog.Case` (train and eval) or a ``FunctionCase``.
+
+    A case tagged ``gradcheck=eval`` is checked in eval mode only: its train-mode gradient is by design
+    not the derivative of its train-mode output (e.g. spectral norm's power iteration under stop_gradient).
+    """
     if hasattr(case, "shape"):
+        if "gradcheck=eval" in case.tags:  # train-mode gradient is a deliberate surrogate (spectral-norm power
+            kw["train"] = (False,)          # iteration under stop_gradient): only eval mode is a derivative
         return check_layer(case.make(), case.spec(np.float64 if _dtype_name(dtype) == "float64" else dtype),
                            modes=modes, seed=seed, int_max=case.int_max, axis_name=case.axis_name(),
                            dtype=dtype, name=case.name, **kw)

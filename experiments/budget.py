@@ -1,0 +1,134 @@
+"""A wall-clock training budget for recipes whose target is "the figure after N minutes of training".
+
+    budget = Budget(minutes=10, total_steps=None, spent=spent_before(args.out) if args.resume else 0.0)
+    tx = optax.inject_hyperparams(make_optimizer)(learning_rate=args.lr)
+    step = budget.with_lr(train_step(loss, tx), warmup_cosine(args.lr, warmup_steps=100))
+    fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps, eval_step=budget.excluded(eval_fn), ...)
+
+* Training time runs from the first batch (the first step's compilation included) and excludes the time
+  spent in evaluations; a resumed run continues the clock from the newest checkpoint's evaluation record
+  (``val_train_s``, written by :meth:`Budget.excluded`). When the budget is spent the batches stop, ``fit``
+  checkpoints the step reached and returns; resuming a finished run trains no further.
+* The learning rate follows ``progress = max(step / total_steps, train seconds / budget)``, so a cosine decay
+  ends when the time does, however fast the machine is. It is set on the host before each step (``optax``'s
+  ``inject_hyperparams`` keeps it in the optimiser state, hence in checkpoints). With a time budget two runs
+  are not bit-identical (the schedule depends on the clock); with ``--steps`` alone they are.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Callable, Iterator, Optional
+
+import common
+
+UNBOUNDED_STEPS = 10 ** 7
+
+
+def spent_before(out: str) -> float:
+    """Training seconds of the run being resumed: ``val_train_s`` of the newest checkpointed evaluation."""
+    from deepcore.train import Checkpointer
+
+    ckdir = os.path.join(out, "checkpoints")
+    if not os.path.isdir(ckdir):
+        return 0.0
+    with Checkpointer(ckdir) as ckpt:
+        last = ckpt.latest_step()
+    if last is None:
+        return 0.0
+    times = [r["val_train_s"] for r in common.read_metrics(out) if "val_train_s" in r and r["step"] <= last]
+    return max(times, default=0.0)
+
+
+def warmup_cosine(peak: float, warmup_steps: int, end_fraction: float = 0.05) -> Callable[[int, float], float]:
+    """``lr(step, progress)``: linear warm-up over ``warmup_steps`` steps, then a cosine from ``peak`` to
+    ``end_fraction * peak`` as ``progress`` goes from 0 to 1."""
+
+    def lr(step: int, progress: float) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        p = min(max(progress, 0.0), 1.0)
+        return peak * warm * (end_fraction + (1 - end_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    return lr
+
+
+class Budget:
+    """Training seconds (evaluations excluded) across resumed segments, a stop when ``minutes`` are spent, and
+    the progress ``max(step / total_steps, seconds / budget)`` for the learning-rate schedule."""
+
+    def __init__(self, minutes: Optional[float], total_steps: Optional[int], spent: float = 0.0):
+        if minutes is None and total_steps is None:
+            raise ValueError("Budget needs minutes or total_steps")
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.total_steps = total_steps
+        self.spent, self.step = spent, 0
+        self._t0: Optional[float] = None
+        self._excluded = 0.0
+
+    @property
+    def fit_steps(self) -> int:
+        """The ``steps`` to give ``fit``: ``total_steps``, or a bound never reached when only time limits."""
+        return self.total_steps if self.total_steps is not None else UNBOUNDED_STEPS
+
+    @property
+    def train_s(self) -> float:
+        """Training seconds so far, previous segments included."""
+        if self._t0 is None:
+            return self.spent
+        return self.spent + time.perf_counter() - self._t0 - self._excluded
+
+    @property
+    def expired(self) -> bool:
+        return self.seconds is not None and self.train_s >= self.seconds
+
+    def progress(self) -> float:
+        p = [self.step / self.total_steps] if self.total_steps else []
+        if self.seconds:
+            p.append(self.train_s / self.seconds)
+        return min(1.0, max(p))
+
+    def batches(self, source: Callable[[int], Iterator]) -> Callable[[int], Iterator]:
+        """``source(start_step)`` cut off when the budget is spent; tracks the step of the next update."""
+
+        def gen(start: int):
+            self.step = start
+            for batch in source(start):
+                if self._t0 is None:
+                    self._t0 = time.perf_counter()
+                if self.expired:
+                    return
+                yield batch
+                self.step += 1
+
+        return gen
+
+    def excluded(self, fn: Callable) -> Callable:
+        """``fn(state, batch) -> metrics`` whose time does not count, with ``train_s`` (a constant, so its mean
+        over the batches of an evaluation is the training time at that evaluation) added to its metrics."""
+        import jax
+        import numpy as np
+
+        def run(state, batch):
+            t = time.perf_counter()
+            out = jax.block_until_ready(fn(state, batch))
+            out = dict(out, train_s=np.float64(self.train_s - (time.perf_counter() - t)))
+            self._excluded += time.perf_counter() - t
+            return out
+
+        return run
+
+    def with_lr(self, step_fn: Callable, lr: Callable[[int, float], float]) -> Callable:
+        """``step_fn`` over an ``inject_hyperparams`` optimiser state, its ``learning_rate`` set to
+        ``lr(step, progress)`` before each update."""
+        import jax
+        import numpy as np
+
+        def step(state, batch):
+            hp = state.opt_state.hyperparams
+            old = hp["learning_rate"]
+            new = jax.device_put(np.asarray(lr(self.step, self.progress()), old.dtype), old.sharding)
+            opt_state = state.opt_state._replace(hyperparams={**hp, "learning_rate": new})
+            return step_fn(state.replace(opt_state=opt_state), batch)
+
+        return step

@@ -1,0 +1,54 @@
+"""A small vision transformer on Fashion-MNIST (or MNIST, CIFAR-10 with --dataset).
+
+    python experiments/vit.py                      # the BUILD_NOTES.md run: test accuracy after 15 minutes
+    python experiments/vit.py --pool mean          # average the patch tokens instead of a class token
+    python experiments/vit.py --smoke --out /tmp/vit
+
+Model (deepcore.models.vit.ViT): 4x4 patches (49 tokens at 28x28) projected to --d-model, a class token
+(--pool cls) or mean pooling (--pool mean), learned positions, --layers pre-LayerNorm blocks (exact GELU,
+scanned over layers), a final LayerNorm and a dense head. Training is the image-classifier recipe of mlp.py
+and cnn.py (image_classifier.py): random crops and flips, AdamW with warm-up + cosine decay, label
+smoothing, exact batched evaluation. Writes results.json, metrics.jsonl, checkpoints, curves.png and
+saliency.png.
+"""
+import common
+import image_classifier
+
+
+def make_model(num_classes, image_shape, args):
+    from deepcore.models.vit import ViT
+
+    if image_shape[0] % args.patch_size or image_shape[1] % args.patch_size:
+        raise common.UsageError(f"--patch-size {args.patch_size} must divide the {image_shape[0]}x{image_shape[1]} "
+                                f"images of {args.dataset}")
+    return ViT(num_classes, patch_size=args.patch_size, d_model=args.d_model, num_layers=args.layers,
+               num_heads=args.heads, pool=args.pool, mlp_ratio=args.mlp_ratio, dropout=args.dropout)
+
+
+def parser():
+    p = common.parser("vit", __doc__.splitlines()[0], epochs=10, batch_size=128, lr=2e-3)
+    image_classifier.add_flags(p, augment="crop+flip", weight_decay=0.05, warmup=0.05, label_smoothing=0.1,
+                               ynn="on")
+    p.add_argument("--patch-size", type=int, default=4, help="side of the square patches (must divide H and W)")
+    p.add_argument("--d-model", type=int, default=96, help="token width")
+    p.add_argument("--layers", type=int, default=4, help="transformer blocks")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (d-model must be divisible by it)")
+    p.add_argument("--mlp-ratio", type=int, default=2, help="MLP hidden width as a multiple of d-model")
+    p.add_argument("--pool", choices=("cls", "mean"), default="cls", help="class token or mean of the tokens")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings and residual branches")
+    return p
+
+
+def main(args):
+    if args.smoke:
+        args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
+    if min(args.patch_size, args.d_model, args.layers, args.heads, args.mlp_ratio) < 1 or not 0 <= args.dropout < 1:
+        raise common.UsageError("--patch-size, --d-model, --layers, --heads and --mlp-ratio must be >= 1 and "
+                                "--dropout lie in [0, 1)")
+    if args.d_model % args.heads:
+        raise common.UsageError(f"--d-model {args.d_model} must be divisible by --heads {args.heads}")
+    return image_classifier.main(args, make_model, saliency=True)
+
+
+if __name__ == "__main__":
+    common.run(main, parser())

@@ -32,7 +32,7 @@ import optax
 
 import common
 from deepcore.data import batched, compose, load, make_batches, random_crop, random_flip
-from deepcore.interpret import ensemble_report, member_probs, reliability_diagram
+from deepcore.interpret import ensemble_report, layer_stats, member_probs, reliability_diagram
 from deepcore.layers import Conv, Dense, Dropout, Flatten, MaxPool, Relu, serial
 from deepcore.train import EarlyStopping, classifier_loss, eval_step, fit, init_state, train_step
 from deepcore.train.population import init_population, population_step
@@ -123,6 +123,19 @@ def accuracy_on(model, state, arrays, batch=1000):
     return float(np.mean(logits.argmax(-1) == arrays["y"]))
 
 
+def inside(model, loss_fn, state, arrays, n=500):
+    """Per-layer statistics of the trained model on ``n`` training images (eval mode): activation norms,
+    dead-ReLU fractions and the loss gradient's norm per layer."""
+    batch = {k: v[:n] for k, v in arrays.items()}
+
+    @jax.jit
+    def stats(params, model_state):
+        grads = jax.grad(lambda p: loss_fn(p, model_state, batch, None, False)[0])(params)
+        return layer_stats(model, params, model_state, batch["x"], grads=grads)
+
+    return {k: round(float(v), 6) for k, v in stats(state.params, state.model_state).items()}
+
+
 def train_config(args, name, data, steps, steps_per_epoch):
     use_dropout, use_wd, use_aug, use_es = CONFIGS[name]
     out = os.path.join(args.out, name)
@@ -150,7 +163,7 @@ def train_config(args, name, data, steps, steps_per_epoch):
     test_acc = accuracy_on(model, result.state, data["test_all"])
     summary = {"train_accuracy": train_acc, "test_accuracy": test_acc, "gap": train_acc - test_acc,
                "steps": result.step, "stop_reason": result.stop_reason, "wall_s": round(time.perf_counter() - t0, 2),
-               "curve": curve}
+               "layers": inside(model, loss_fn, result.state, data["train"]), "curve": curve}
     with open(done, "w") as f:
         json.dump(summary, f)
     return summary

@@ -65,7 +65,7 @@ def reliability_diagram(path: str, probs, labels, *, num_bins: int = 15, title: 
                         others: Optional[dict] = None) -> str:
     """A PNG: accuracy per confidence bin against the diagonal (perfect calibration), with the ECE in the
     legend and the bin counts below. ``others``: more ``{label: probs}`` drawn on the same axes (e.g. an
-    ensemble against one member). Returns ``path``."""
+    ensemble against one member; ``probs`` may then be None). Returns ``path``."""
     from deepcore.interpret.calibration import calibration_bins, expected_calibration_error
 
     plt = _plt()

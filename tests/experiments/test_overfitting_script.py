@@ -30,6 +30,8 @@ def test_smoke_run_writes_gaps_and_pictures(tmp_path):
     assert 0.0 <= train <= 1.0 and 0.0 <= test <= 1.0 and gap == pytest.approx(train - test)
     conf = res["configurations"]["all_combined"]
     assert conf["steps"] >= 1 and conf["stop_reason"] in ("done", "early_stop") and "baseline_gap" not in m
+    layers = conf["layers"]  # per-layer statistics of the trained model, read through activation capture
+    assert 0.0 <= layers["dead_relu/relu_0"] <= 1.0 and layers["act_norm/conv_0"] > 0 and layers["grad_norm/dense_1"] > 0
     assert 0.0 <= m["ensemble_test_ece"] <= 1.0 and len(res["ensemble"]["members"]) == 2
     for picture in ("overfitting.png", "reliability.png"):
         with open(tmp_path / picture, "rb") as f:

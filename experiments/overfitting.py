@@ -153,8 +153,9 @@ def train_config(args, name, data, steps, steps_per_epoch):
     every = max(1, round(args.eval_every * steps_per_epoch))  # evaluations; checkpoints every 5th of them
     print(f"== {name}: {steps} steps, evaluating every {every}", flush=True)
     t0 = time.perf_counter()
-    result = fit(train_step(loss_fn, tx), state, pipe.batches, steps=steps,
-                 eval_step=eval_step(split_metrics(loss_fn)), eval_batches=lambda: [eval_batch], eval_every=every,
+    cdt = jnp.bfloat16 if args.precision == "bfloat16" else None
+    result = fit(train_step(loss_fn, tx, compute_dtype=cdt), state, pipe.batches, steps=steps,
+                 eval_step=eval_step(split_metrics(loss_fn), compute_dtype=cdt), eval_batches=lambda: [eval_batch], eval_every=every,
                  early_stopping=EarlyStopping("val_loss", patience=args.patience) if use_es else None,
                  out_dir=out, checkpoint_every=5 * every, resume=args.resume, log_every=every)
     curve = [{"step": r["step"], "train_accuracy": r["val_train_accuracy"], "test_accuracy": r["val_test_accuracy"],
@@ -180,7 +181,8 @@ def train_ensemble(args, data, steps):
     pipe = make_batches(data["train"], args.batch_size, seed=args.seed)
     t0 = time.perf_counter()
     print(f"== ensemble of {args.members}: {steps} steps", flush=True)
-    result = fit(population_step(classifier_loss(model), tx), states, pipe.batches, steps=steps,
+    cdt = jnp.bfloat16 if args.precision == "bfloat16" else None
+    result = fit(population_step(classifier_loss(model), tx, compute_dtype=cdt), states, pipe.batches, steps=steps,
                  out_dir=os.path.join(args.out, "ensemble"), checkpoint_every=max(1, steps // 4),
                  resume=args.resume, log_every=max(1, steps // 10))
     test = data["test_all"]
@@ -228,6 +230,8 @@ def main(args):
     unknown = [c for c in names if c not in CONFIGS]
     if unknown or not names:
         raise common.UsageError(f"--configs: unknown {unknown}; choose from {','.join(CONFIGS)}")
+    if args.devices != 1:
+        raise common.UsageError("--devices: this experiment trains small models on one device; use --devices 1")
     if args.members < 0 or args.train_examples < 1 or args.eval_every <= 0 or not 0 <= args.dropout < 1:
         raise common.UsageError("--members >= 0, --train-examples >= 1, --eval-every > 0 and 0 <= --dropout < 1")
     data, info = prepare(args)

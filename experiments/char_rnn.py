@@ -5,7 +5,7 @@
     python experiments/char_rnn.py --dataset tiny_shakespeare      # or --dataset path/to/any.txt
     python experiments/char_rnn.py --smoke --out /tmp/char_rnn
 
-Model: embedding 64 -> one recurrent layer of 512 units -> dense over the vocabulary. Random windows of
+Model: embedding 64 -> one recurrent layer of 384 units -> dense over the vocabulary. Random windows of
 128 characters, batches of 64, AdamW(2e-3, b2 0.99) with gradient clipping at 1, 100 warm-up steps and a
 cosine decay over the time budget. Reports val_loss_nats_per_char and val_bits_per_char over the whole
 validation split (textlm.py says exactly how) and the bigram baseline's figure on the same characters;
@@ -32,7 +32,7 @@ def parser():
     p = common.parser("char_rnn", __doc__.splitlines()[0], dataset="fortunes", batch_size=64, lr=2e-3)
     textlm.add_flags(p, seq_len=128, minutes=10.0, eval_every=250, warmup=100)
     p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="recurrent cell")
-    p.add_argument("--hidden", type=int, default=512, help="units per recurrent layer")
+    p.add_argument("--hidden", type=int, default=384, help="units per recurrent layer")
     p.add_argument("--embed", type=int, default=64, help="character embedding width")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on the recurrent outputs")

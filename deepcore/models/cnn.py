@@ -7,34 +7,16 @@ global average pool -> dense 10. params: ``{"stage_0": {"conv_0": {"w": (3, 3, 1
 """
 from typing import Sequence
 
-import numpy as np
-from jax import lax
-
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError
-from deepcore.layers.basic import Lambda, Relu
+from deepcore.core import Layer
+from deepcore.layers.basic import Relu
 from deepcore.layers.combinators import serial
 from deepcore.layers.conv import Conv
 from deepcore.layers.dense import Dense
 from deepcore.layers.dropout import Dropout
 from deepcore.layers.norm import BatchNorm
-from deepcore.layers.pool import GlobalAvgPool
+from deepcore.layers.pool import GlobalAvgPool, MaxPool
 from deepcore.models.mlp import flatten_last
-
-
-def max_pool_2x2() -> Layer:
-    """2x2 max-pool, stride 2, on ``(..., H, W, C)`` (odd edges dropped).
-
-    Local stand-in for ``layers.MaxPool((2, 2))``, whose ``jnp.array`` init value is a tracer under ``jit`` and
-    makes ``jit(grad(...))`` fail ("Linearization failed"); a numpy init value keeps the max monoid."""
-
-    def fn(x):
-        if x.ndim < 3:
-            raise ShapeError(f"expected input of shape (..., H, W, C), got {tuple(x.shape)}")
-        dims = (1,) * (x.ndim - 3) + (2, 2, 1)
-        return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, dims, dims, "VALID")
-
-    return Lambda(fn, "max_pool")
 
 
 def conv_bn_relu(features: int, *, batch_norm: bool = True, momentum: float = 0.9, axis_name=None,
@@ -62,7 +44,7 @@ def VGG(num_classes: int, stages: Sequence[Sequence[int]] = ((32,), (64, 64), (1
     for i, widths in enumerate(stages):
         layers = [l for w in widths for l in conv_bn_relu(w, **kw)]
         if i < len(stages) - 1:
-            layers.append(max_pool_2x2())
+            layers.append(MaxPool((2, 2)))
         named[f"stage_{i}"] = serial(*layers)
     top = [GlobalAvgPool()] if head == "avg" else [flatten_last(3)]
     for w in hidden:
@@ -73,4 +55,4 @@ def VGG(num_classes: int, stages: Sequence[Sequence[int]] = ((32,), (64, 64), (1
     return serial(named)
 
 
-__all__ = ["VGG", "conv_bn_relu", "max_pool_2x2"]
+__all__ = ["VGG", "conv_bn_relu"]

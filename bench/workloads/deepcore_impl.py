@@ -8,7 +8,6 @@ import optax
 from bench.workloads import ADAM, GAN_ADAM, inputs
 from deepcore import layers as L
 from deepcore.gan import gan_train_step, init_gan_state
-from deepcore.models.cnn import max_pool_2x2
 from deepcore.models.gan import dcgan_discriminator, dcgan_generator
 from deepcore.models.mlp import MLP
 from deepcore.models.rnn import char_lm
@@ -25,8 +24,8 @@ def model(workload, c):
         return MLP(c["sizes"][-1], widths=c["sizes"][1:-1])
     if workload == "W2":
         c1, c2, c3 = c["channels"]
-        return L.serial(L.Conv(c1, (3, 3)), L.Relu, L.Conv(c2, (3, 3)), L.Relu, max_pool_2x2(),
-                        L.Conv(c3, (3, 3)), L.Relu, max_pool_2x2(), L.GlobalAvgPool(), L.Dense(c["classes"]))
+        return L.serial(L.Conv(c1, (3, 3)), L.Relu, L.Conv(c2, (3, 3)), L.Relu, L.MaxPool((2, 2)),
+                        L.Conv(c3, (3, 3)), L.Relu, L.MaxPool((2, 2)), L.GlobalAvgPool(), L.Dense(c["classes"]))
     if workload == "W3":
         return char_lm(c["vocab"], embed=c["embed"], hidden=c["hidden"])
     if workload in ("W4", "W4L"):
@@ -51,6 +50,7 @@ def build(workload, cfg, dtype="float32"):
             state, m = step(state, batch)
             return state, m["d_loss"] + m["g_loss"]
 
+        gan.jitted = step  # the compiled step, for bench/hlo_compare.py
         return gan, state, batch
     net = model(workload, cfg)
     tx = optax.adam(**ADAM)
@@ -61,4 +61,5 @@ def build(workload, cfg, dtype="float32"):
         state, m = step(state, batch)
         return state, m["loss"]
 
+    classify.jitted = step
     return classify, state, batch

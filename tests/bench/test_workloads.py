@@ -57,7 +57,7 @@ OTHERS = [("flax_linen", "flax.linen"), ("flax_nnx", "flax.nnx"), ("equinox_impl
 def test_other_implementations_train(impl, needs):
     pytest.importorskip(needs)
     module = importlib.import_module(f"bench.workloads.{impl}")
-    for w in WORKLOADS:
+    for w in ("W1", "W5"):  # a classifier and the GAN; the plumbing run of bench/run.py covers the rest
         first, second = two_losses(module, w)
         assert np.isfinite([first, second]).all(), (impl, w)
         if w != "W5":  # a classifier at chance level: log(classes)-ish, and one Adam step lowers it

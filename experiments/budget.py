@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Callable, Iterator, Optional
 
@@ -28,17 +27,7 @@ UNBOUNDED_STEPS = 10 ** 7
 
 def spent_before(out: str) -> float:
     """Training seconds of the run being resumed: ``val_train_s`` of the newest checkpointed evaluation."""
-    from deepcore.train import Checkpointer
-
-    ckdir = os.path.join(out, "checkpoints")
-    if not os.path.isdir(ckdir):
-        return 0.0
-    with Checkpointer(ckdir) as ckpt:
-        last = ckpt.latest_step()
-    if last is None:
-        return 0.0
-    times = [r["val_train_s"] for r in common.read_metrics(out) if "val_train_s" in r and r["step"] <= last]
-    return max(times, default=0.0)
+    return common.last_checkpointed(out, "val_train_s")
 
 
 def warmup_cosine(peak: float, warmup_steps: int, end_fraction: float = 0.05) -> Callable[[int, float], float]:

@@ -35,7 +35,6 @@ def add_flags(p, *, augment: str, weight_decay: float, warmup: float, label_smoo
 
 
 def _augmenter(spec: str, image_size: int):
-    import jax
     from deepcore.data import batched, compose, random_crop, random_flip
 
     parts = [] if spec == "none" else spec.split("+")
@@ -48,7 +47,6 @@ def _augmenter(spec: str, image_size: int):
 
 def Preprocess(mean, std, augment, dtype):
     """A layer: uint8 images -> normalised ``dtype`` images, augmented in train mode (needs the step key)."""
-    import jax.numpy as jnp
     from deepcore.core import layer, require_key, simple_init
     from deepcore.data import normalize
 
@@ -89,21 +87,6 @@ def _eval_pipeline(arrays, batch_size):
 
     return make_batches(arrays, batch_size, shuffle=False, drop_remainder=False, pad_remainder=True, num_epochs=1,
                         process_index=0, process_count=1, transform=weigh)
-
-
-def _time_offset(out: str) -> float:
-    """Wall seconds already spent by the run being resumed: the newest checkpointed evaluation's ``val_wall_s``."""
-    from deepcore.train import Checkpointer
-
-    ckdir = os.path.join(out, "checkpoints")
-    if not os.path.isdir(ckdir):
-        return 0.0
-    with Checkpointer(ckdir) as ckpt:
-        last = ckpt.latest_step()
-    if last is None:
-        return 0.0
-    times = [r["val_wall_s"] for r in common.read_metrics(out) if "val_wall_s" in r and r["step"] <= last]
-    return max(times, default=0.0)
 
 
 def accuracy_at(records, seconds: float):
@@ -168,7 +151,7 @@ def main(args, make_model, *, saliency: bool = False) -> dict:
     if args.eval_every <= 0 or not 0 <= args.warmup < 1 or args.weight_decay < 0 or not 0 <= args.label_smoothing < 1:
         raise common.UsageError("need --eval-every > 0, 0 <= --warmup < 1, --weight-decay >= 0, "
                                 "0 <= --label-smoothing < 1")
-    offset = _time_offset(args.out) if args.resume else 0.0
+    offset = common.last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     info, (train, val, test) = _load(args)
     devs = common.devices(args.devices)
     mesh = parallel.make_mesh(devs)

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from deepcore.core import Layer, layer
+from deepcore.core import Layer
 from deepcore.tree import flatten_dict
 
 CAPTURED = "__captured__"  # the key under which a wrapped layer leaves its output in its state entry

@@ -2,9 +2,6 @@
 import math
 from functools import partial
 
-import jax
-import jax.numpy as jnp
-
 from deepcore import activations as A
 from deepcore.core import Layer, ShapeError, layer, simple_init
 

@@ -5,7 +5,7 @@ Children are named by kind and count (``conv_0``, ``conv_1``, ``bn_0``) unless g
 entry in the parameter dict; children without state leave none in the state dict.
 """
 from collections import Counter
-from typing import Dict, Sequence, Union
+from typing import Dict, Union
 
 import jax
 import jax.numpy as jnp

@@ -8,7 +8,6 @@ import math
 from typing import Sequence, Union
 
 import jax
-import jax.numpy as jnp
 from jax import lax
 
 from deepcore import initializers

@@ -43,7 +43,6 @@ auto-detected too.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import jax

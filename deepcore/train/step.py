@@ -13,7 +13,7 @@ The same pure update is vmapped by ``population`` and sharded by ``parallel``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from deepcore import losses, metrics
 from deepcore.core import cast
 from deepcore.train.state import TrainState
 
@@ -39,21 +40,13 @@ class DPSGD(NamedTuple):
 def classifier_loss(model, *, x: str = "x", y: str = "y", label_smoothing: float = 0.0) -> LossFn:
     """Softmax cross-entropy for a model with ``apply(params, state, batch[x]) -> (logits (B, ..., C), state)``
     and integer labels ``batch[y]: (B, ...)`` (mean over every position). Metrics: ``loss`` (nats),
-    ``accuracy``. Logits are promoted to float32 before the loss (so bfloat16 compute keeps an accurate loss)."""
+    ``accuracy``. The loss is computed in at least float32 (so bfloat16 compute keeps an accurate loss)."""
     apply = getattr(model, "apply", model)
 
     def loss_fn(params, model_state, batch, key, train):
         logits, new_state = apply(params, model_state, batch[x], key=key, train=train)
-        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-        labels = batch[y]
-        if label_smoothing:
-            targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype),
-                                          label_smoothing)
-            loss = optax.softmax_cross_entropy(logits, targets).mean()
-        else:
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-        return loss, (new_state, {"loss": loss, "accuracy": accuracy})
+        loss = losses.softmax_cross_entropy(logits, batch[y], label_smoothing=label_smoothing)
+        return loss, (new_state, {"loss": loss, "accuracy": metrics.accuracy(logits, batch[y])})
 
     return loss_fn
 

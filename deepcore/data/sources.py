@@ -151,11 +151,16 @@ def _unavailable(name: str, data_dir: str, dirs: list, why: str) -> DatasetUnava
 def _tfds_source(tfds_name: str, split: str, data_dir: str):
     """``tfds.data_source(..., download=False)``, or None when that dataset is not prepared there."""
     import tensorflow_datasets as tfds
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)  # a probe: TFDS's warnings about a folder that is not there are noise here
     try:
         return tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
     except Exception as e:  # not prepared / wrong file format / unknown split: try the next route
         log.debug("tfds.data_source(%s, %s) unavailable: %s", tfds_name, split, e)
         return None
+    finally:
+        absl_log.setLevel(level)
 
 
 def _tensorflow_installed() -> bool:

@@ -2,6 +2,11 @@
 
 A layer added to the catalog is tested here with no new code. Cases tagged ``axis_name=NAME`` (BatchNorm
 with a named batch axis) run their batched train-mode calls inside a size-1 ``vmap`` that binds ``NAME``.
+
+Compile cost decides this module's runtime, so each case compiles one float32 function that computes
+everything the float32/bfloat16 checks read (eval and train outputs, bfloat16 outputs, the per-example
+vmap, gradients), one float64 forward, and the float64 gradient check's kernels. Each case's tests form
+one xdist group so a case is built and compiled on one worker only.
 """
 import functools
 
@@ -9,16 +14,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from deepcore.catalog import LAYER_CASES
 from deepcore.core import cast
+from deepcore.gradcheck import check_case
+from deepcore.gradcheck.report import PASS
 
 CASES = {c.name: c for c in LAYER_CASES}
 assert len(CASES) == len(LAYER_CASES), "catalog case names must be unique"
 NAMES = list(CASES)
 KEY = jax.random.PRNGKey(0)
 CALL_KEY = jax.random.PRNGKey(1)
+
+
+def cases(pred=lambda case: True):
+    """Parameters for the cases that satisfy ``pred``, each in its case's xdist group."""
+    return [pytest.param(n, marks=pytest.mark.xdist_group(f"generic_{n}")) for n in NAMES if pred(CASES[n])]
 
 
 def axis_name(case):
@@ -37,6 +48,18 @@ def call(case, lay, params, state, x, *, train, key=CALL_KEY):
     return jax.tree.map(lambda a: a[0], out)
 
 
+def abstract_init(lay, spec):
+    """``(out_spec, params, state)`` of ``lay.init`` as shapes and dtypes only (nothing computed or compiled)."""
+    box = {}
+
+    def init(key):
+        box["spec"], params, state = lay.init(key, spec)
+        return params, state
+
+    params, state = jax.eval_shape(init, KEY)
+    return box["spec"], params, state
+
+
 @functools.lru_cache(maxsize=None)
 def built(name):
     """``(layer, out_spec, params, state, x)`` for a case in float32, built once per module."""
@@ -46,12 +69,62 @@ def built(name):
     return lay, spec, params, state, case.input(jax.random.PRNGKey(2))
 
 
+def loss_fn(case, lay, cotangent):
+    """A scalar of (params, state, x): the train-mode output against a fixed random cotangent."""
+
+    def loss(params, state, x):
+        y, _ = call(case, lay, params, state, x, train=True)
+        return sum(jnp.vdot(a, c.astype(a.dtype)) for a, c in zip(jax.tree.leaves(y), jax.tree.leaves(cotangent)))
+
+    return loss
+
+
+def cotangent_for(spec, dtype=jnp.float32):
+    leaves = jax.tree.leaves(spec)
+    keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
+    return [jax.random.normal(k, s.shape, dtype) for k, s in zip(keys, leaves)]
+
+
+def vmap_trains(case):
+    return (False,) if case.stochastic else (False, True)
+
+
+def everything32(case, lay, spec):
+    """``(params, state, x, key) -> dict`` of all float32/bfloat16 quantities the checks compare:
+    ``f32[train] = (y, state)``, ``bf16[train] = y`` (float inputs), ``vmap[train] = (y, state)`` of the
+    single-example apply vmapped over the batch axis (per-example cases), ``grads`` of the train-mode loss
+    with respect to the parameters (and the input, for float inputs)."""
+    loss = loss_fn(case, lay, cotangent_for(spec))
+
+    def f(params, state, x, key):
+        out = {"f32": {t: call(case, lay, params, state, x, train=t, key=key) for t in (False, True)}}
+        if not case.int_max:
+            xb = x.astype(jnp.bfloat16)
+            out["bf16"] = {t: call(case, lay, params, state, xb, train=t, key=key)[0] for t in (False, True)}
+        if case.batch_axis is not None:
+            ax = case.batch_axis
+            out["vmap"] = {t: jax.vmap(lambda xi, t=t: lay.apply(params, state, xi, key=key, train=t),
+                                       in_axes=ax, out_axes=(ax, 0), axis_name=axis_name(case))(x)
+                           for t in vmap_trains(case)}
+        out["grads"] = jax.grad(loss, argnums=(0,) if case.int_max else (0, 2))(params, state, x)
+        return out
+
+    return f
+
+
 @functools.lru_cache(maxsize=None)
-def forward(name):
-    """A jitted ``(params, state, x, key) -> {False: eval (y, state), True: train (y, state)}``, one compile per case
-    and dtype, shared by the tests below."""
-    case, lay = CASES[name], built(name)[0]
-    return jax.jit(lambda p, s, x, k: {t: call(case, lay, p, s, x, train=t, key=k) for t in (False, True)})
+def compiled32(name):
+    """:func:`everything32` jitted: the one float32 compile of a case, shared by the tests below."""
+    case = CASES[name]
+    lay, spec = built(name)[:2]
+    return jax.jit(everything32(case, lay, spec))
+
+
+@functools.lru_cache(maxsize=None)
+def results32(name, key_seed=None):
+    lay, spec, params, state, x = built(name)
+    key = CALL_KEY if key_seed is None else jax.random.PRNGKey(key_seed)
+    return compiled32(name)(params, state, x, key)
 
 
 def assert_close(a, b, rtol, atol, what=""):
@@ -71,11 +144,10 @@ def same_layout(s1, s2):
         assert (a.shape, a.dtype) == (b.shape, b.dtype)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", cases())
 def test_init_spec_matches_apply_output(name):
-    case = CASES[name]
     lay, spec, params, state, x = built(name)
-    outs = forward(name)(params, state, x, CALL_KEY)
+    outs = results32(name)["f32"]
     for train in (False, True):
         y, new_state = outs[train]
         assert_matches_spec(y, spec)
@@ -84,46 +156,48 @@ def test_init_spec_matches_apply_output(name):
             assert_close(new_state, state, 0, 0, "eval mode must leave the state unchanged")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", cases())
 def test_jit_matches_eager_without_leaks(name):
     case = CASES[name]
-    lay, _, params, state, x = built(name)
-    with jax.checking_leaks():
-        y_jit = forward(name)(params, state, x, CALL_KEY)[True]
+    lay, spec, params, state, x = built(name)
+    with jax.checking_leaks():  # every trace of the case (outputs, bfloat16, vmap, gradients) leaks no tracer
+        jax.eval_shape(everything32(case, lay, spec), params, state, x, CALL_KEY)
+    y_jit = results32(name)["f32"][True]
     assert_close(y_jit, call(case, lay, params, state, x, train=True), 1e-5, 1e-5)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if CASES[n].batch_axis is not None])
+@pytest.mark.parametrize("name", cases(lambda c: c.batch_axis is not None))
 def test_vmap_of_single_example_matches_batched(name):
     case = CASES[name]
-    lay, _, params, state, x = built(name)
-    ax = case.batch_axis
-    trains = (False,) if case.stochastic else (False, True)
-    per_example = jax.jit(lambda x: {t: jax.vmap(lambda xi: lay.apply(params, state, xi, key=CALL_KEY, train=t),
-                                                 in_axes=ax, out_axes=(ax, 0), axis_name=axis_name(case))(x)
-                                     for t in trains})(x)
-    batched = forward(name)(params, state, x, CALL_KEY)
-    for train in trains:
-        (y_v, s_v), (y_b, s_b) = per_example[train], batched[train]
+    res = results32(name)
+    for train in vmap_trains(case):
+        (y_v, s_v), (y_b, s_b) = res["vmap"][train], res["f32"][train]
         assert_close(y_v, y_b, 1e-5, 1e-5, f"train={train}")
         # per-example state (e.g. running statistics from a pmean) must equal the batched state for every example
         assert_close(s_v, jax.tree.map(lambda a, b: jnp.broadcast_to(a, b.shape), s_b, s_v), 1e-5, 1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@functools.lru_cache(maxsize=None)
+def forward64(name):
+    """A jitted ``(params, state, x, key) -> {False: eval (y, state), True: train (y, state)}`` (float64)."""
+    case, lay = CASES[name], built(name)[0]
+    return jax.jit(lambda p, s, x, k: {t: call(case, lay, p, s, x, train=t, key=k) for t in (False, True)})
+
+
+@pytest.mark.parametrize("name", cases())
 def test_float64_end_to_end(name):
     case = CASES[name]
     lay, _, params32, state32, x32 = built(name)
-    outs32 = forward(name)(params32, state32, x32, CALL_KEY)
+    outs32 = results32(name)["f32"]
     with jax.enable_x64(True):
-        spec, p64, s64 = lay.init(KEY, case.spec(jnp.float64))
+        spec, p64, s64 = abstract_init(lay, case.spec(jnp.float64))
         if not case.int_max:  # integer inputs give no float dtype to follow: those parameters are cast below
             for leaf in jax.tree.leaves((p64, s64)):
                 assert leaf.dtype == jnp.float64
         # the float32 build's weights in float64 give the float32 answer to float32 precision
         params, state = cast(params32, jnp.float64), cast(state32, jnp.float64)
         x = x32 if case.int_max else x32.astype(jnp.float64)
-        outs = forward(name)(params, state, x, CALL_KEY)
+        outs = forward64(name)(params, state, x, CALL_KEY)
         for train in (False, True):
             y = outs[train][0]
             for leaf in jax.tree.leaves(y):
@@ -134,17 +208,16 @@ def test_float64_end_to_end(name):
             assert_matches_spec(y, spec)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not CASES[n].int_max])
+@pytest.mark.parametrize("name", cases(lambda c: not c.int_max))
 def test_bfloat16_compute_with_float32_params(name):
     case = CASES[name]
-    lay, _, params, state, x = built(name)
-    spec, p16, s16 = lay.init(KEY, case.spec(jnp.bfloat16))
+    lay = built(name)[0]
+    spec, p16, s16 = abstract_init(lay, case.spec(jnp.bfloat16))
     for leaf in jax.tree.leaves((p16, s16)):
         assert leaf.dtype == jnp.float32, "bfloat16 inputs keep float32 master parameters"
-    outs = forward(name)(params, state, x.astype(jnp.bfloat16), CALL_KEY)
-    outs32 = forward(name)(params, state, x, CALL_KEY)
+    res = results32(name)
     for train in (False, True):
-        y, y32 = outs[train][0], outs32[train][0]
+        y, y32 = res["bf16"][train], res["f32"][train][0]
         for leaf in jax.tree.leaves(y):
             assert leaf.dtype == jnp.bfloat16
         # bfloat16 keeps 8 significant bits (relative step 2**-8 ~ 0.4%); a few roundings stay within 5%
@@ -152,66 +225,41 @@ def test_bfloat16_compute_with_float32_params(name):
     assert_matches_spec(y, spec)
 
 
-def loss_fn(case, lay, state, cotangent):
-    """A scalar of (params, x): the train-mode output against a fixed random cotangent."""
-
-    def loss(params, x):
-        y, _ = call(case, lay, params, state, x, train=True)
-        return sum(jnp.vdot(a, c.astype(a.dtype)) for a, c in zip(jax.tree.leaves(y), jax.tree.leaves(cotangent)))
-
-    return loss
-
-
-def cotangent_for(spec, dtype=jnp.float32):
-    leaves = jax.tree.leaves(spec)
-    keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
-    return [jax.random.normal(k, s.shape, dtype) for k, s in zip(keys, leaves)]
-
-
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", cases())
 def test_gradients_are_finite(name):
     case = CASES[name]
     lay, spec, params, state, x = built(name)
-    loss = loss_fn(case, lay, state, cotangent_for(spec))
-    if case.int_max:
-        grads = jax.jit(jax.grad(lambda p: loss(p, x)))(params)
-    else:
-        grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+    grads = results32(name)["grads"]
+    if not case.int_max:
         assert grads[1].shape == x.shape
     for g in jax.tree.leaves(grads):
         assert bool(jnp.all(jnp.isfinite(g)))
     if params:
-        assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads[0] if not case.int_max else grads))
+        assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads[0]))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", cases())
 def test_gradients_match_finite_differences(name):
-    # jax.test_util.check_grads until deepcore.gradcheck (the project's checker) replaces it here.
+    # the project's checker in float64, train mode (eval mode only for cases tagged gradcheck=eval, whose
+    # train-mode gradient is a deliberate surrogate): parameters and float inputs against finite differences
     case = CASES[name]
-    lay, spec, params32, state32, x32 = built(name)
-    with jax.enable_x64(True):
-        params, state = cast(params32, jnp.float64), cast(state32, jnp.float64)
-        x = x32 if case.int_max else x32.astype(jnp.float64)
-        eps = None
-        if not case.smooth:
-            # keep clear of kinks: inputs away from 0 and a step far below the gap between random values
-            x, eps = x + 0.1 * jnp.sign(x), 1e-6
-        loss = jax.jit(loss_fn(case, lay, state, cotangent_for(spec, jnp.float64)))
-        if case.int_max:
-            check_grads(lambda p: loss(p, x), (params,), order=1, modes=["rev"], eps=eps)
-        else:
-            check_grads(loss, (params, x), order=1, modes=["rev"], eps=eps)
+    report = check_case(case, modes=("fast",), train=(True,))
+    assert report.ok, report.table()
+    rev = [r for r in report.results if r.mode.endswith("fast/rev")]
+    assert rev and all(r.verdict == PASS for r in rev), report.table()
+    floats = [a for a in jax.tree.leaves(built(name)[2]) if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert len({r.path for r in rev}) == len(floats) + (0 if case.int_max else 1), "every parameter and x checked"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", cases())
 def test_keys_stochastic_layers_need_one_and_are_deterministic_with_it(name):
     case = CASES[name]
     lay, _, params, state, x = built(name)
-    f = forward(name)
     if case.stochastic:
         with pytest.raises(ValueError, match="needs a PRNG key"):
             call(case, lay, params, state, x, train=True, key=None)
-        y1, y2, y3 = (f(params, state, x, jax.random.PRNGKey(k))[True][0] for k in (5, 5, 6))
+        y1, y3 = (results32(name, k)["f32"][True][0] for k in (5, 6))
+        y2 = compiled32(name)(params, state, x, jax.random.PRNGKey(5))["f32"][True][0]
         assert_close(y1, y2, 0, 0)
         assert any(bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(y1), jax.tree.leaves(y3)))
     else:

@@ -71,7 +71,8 @@ def measure(impl, workload, steps, warmup, dtype, size="full"):
         times.append(time.perf_counter() - t)
     wall = time.perf_counter() - wall0
     own = own_cpu_seconds() - cpu0
-    others = None if busy0 is None else max(0.0, (busy_seconds() - busy0 - own) / wall)
+    # /proc/stat counts in clock ticks (10 ms): too coarse for runs much shorter than a second
+    others = None if busy0 is None or wall < 0.5 else max(0.0, (busy_seconds() - busy0 - own) / wall)
     return {"impl": impl, "workload": workload, "dtype": dtype, "steps": steps, "step_s": statistics.median(times),
             "step_min_s": min(times), "first_step_s": first_step_s, "build_s": build_s,
             "cpu_per_step_s": own / steps, "others_cores": others, "loadavg": [load_before, loadavg()],

@@ -54,7 +54,7 @@ def main():
     out = {}
     for impl in (args.a, args.b):
         jaxpr, compiled = program(impl, args.workload, args.dtype)
-        text = compiled.as_text()
+        text = re.sub(r"/\*.*?\*/", "", compiled.as_text())  # drop /*index=N*/ comments
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         out[impl] = (count_eqns(jaxpr), collections.Counter(OP.findall(text)), cost)

@@ -13,7 +13,9 @@ timed steps, or the load average less this process's own CPU use exceeded 1.5.
 
 Full plan (no --workloads/--impls/--dtype given): float32 W1-W5 in all six implementations, the larger
 transformer W4L (d 512, 8 layers, context 256, batch 8) in pure_jax, deepcore and torch, and bfloat16 W1-W5
-plus W4L in pure_jax and deepcore. Implementations whose package is missing are skipped with a note.
+(plus W4L on a GPU) in pure_jax and deepcore. Implementations whose package is missing are skipped with a note.
+RESULTS.md is rewritten after every job (a cut-short run keeps what it measured); each job's raw JSON is
+appended to RESULTS.jsonl next to it.
 """
 import argparse
 import importlib.metadata
@@ -36,10 +38,11 @@ NEEDS = {"flax_nnx": "flax", "flax_linen": "flax", "equinox": "equinox", "torch"
 FLAG_OTHERS_CORES, FLAG_LOAD = 0.25, 1.5
 
 
-def full_plan():
+def full_plan(backend):
     jobs = [(i, w, "float32") for w in WORKLOADS for i in IMPLS]
     jobs += [(i, "W4L", "float32") for i in ("pure_jax", "deepcore", "torch")]
-    jobs += [(i, w, "bfloat16") for w in WORKLOADS + ("W4L",) for i in ("pure_jax", "deepcore")]
+    bf16 = WORKLOADS + (("W4L",) if backend != "cpu" else ())  # the larger model's bf16 MFU is a GPU figure
+    jobs += [(i, w, "bfloat16") for w in bf16 for i in ("pure_jax", "deepcore")]
     return jobs
 
 
@@ -82,7 +85,7 @@ def summarise(results, peak):
             out[key] = {"error": rounds[-1].get("error", "no result")}
             continue
         step = statistics.median(r["step_s"] for r in ok)
-        gflops = GFLOP[key[1]] / step
+        gflops = GFLOP[key[1]] / step if peak else float("nan")  # no peak: a smoke run at tiny sizes
         out[key] = {"step_ms": 1e3 * step, "rounds_ms": [1e3 * r["step_s"] for r in ok],
                     "first_s": statistics.median(r["first_step_s"] for r in ok), "gflops": gflops,
                     "peak_frac": gflops / peak if peak else None, "flagged": sum(map(flagged, ok)), "n": len(ok),
@@ -136,14 +139,21 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--timeout", type=int, default=900, help="seconds per job")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--size", default="full", choices=("full", "tiny"), help="tiny: test-sized models (a smoke run)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the job records already in the .jsonl next to --out and run only the missing rounds")
     ap.add_argument("--note", default="", help="a line printed at the top of RESULTS.md")
     args = ap.parse_args()
+    harness = [sys.executable, str(HERE / "harness.py")]
+    t0 = time.perf_counter()
+    peaks = [run_job(harness + ["--peak"], args.timeout)[0]]
+    backend = peaks[0].get("backend", "cpu")
     if args.workloads or args.impls or args.dtype:
         ws = (args.workloads or ",".join(WORKLOADS)).split(",")
         impls = (args.impls or ",".join(IMPLS)).split(",")
         jobs = [(i, w, d) for d in (args.dtype or "float32").split(",") for w in ws for i in impls]
     else:
-        jobs = full_plan()
+        jobs = full_plan(backend)
     bad = [j for j in jobs if j[0] not in IMPLS or j[1] not in CONFIGS or j[2] not in ("float32", "bfloat16")]
     if bad:
         ap.error(f"unknown implementation, workload or dtype in {bad}")
@@ -151,24 +161,40 @@ def main():
     for i in missing:
         print(f"skipping {i}: package {NEEDS[i]!r} is not installed (pip install -e '.[bench]')", flush=True)
     jobs = [j for j in jobs if j[0] not in missing]
-    harness = [sys.executable, str(HERE / "harness.py")]
-    t0 = time.perf_counter()
-    peaks = [run_job(harness + ["--peak"], args.timeout)[0]]
     results = {j: [] for j in jobs}
+    raw = Path(args.out).with_suffix(".jsonl")
+    if args.resume and raw.exists():
+        for line in raw.read_text().splitlines():
+            rec = json.loads(line)
+            key = (rec["impl"], rec["workload"], rec["dtype"])
+            if key in results and len(results[key]) < args.rounds:
+                results[key].append(rec)
+    else:
+        raw.write_text("")
+
+    def write():
+        ok = [p for p in peaks if "peak_gflops" in p]
+        peak = statistics.median(p["peak_gflops"] for p in ok) if ok else None
+        done = {k: v for k, v in results.items() if v}
+        write_results(args.out, summarise(done, peak if args.size == "full" else None), ok, sys.argv[1:], time.perf_counter() - t0, args.note)
+
     for r in range(args.rounds):
         k = (r * len(jobs)) // args.rounds  # rotate the order: each job starts a round at a different place
         for impl, w, d in jobs[k:] + jobs[:k]:
+            if len(results[(impl, w, d)]) > r:  # measured before (--resume)
+                continue
             res, took = run_job(harness + ["--impl", impl, "--workload", w, "--dtype", d, "--steps", str(args.steps),
-                                           "--warmup", str(args.warmup)], args.timeout)
+                                           "--warmup", str(args.warmup), "--size", args.size], args.timeout)
             results[(impl, w, d)].append(res)
+            with raw.open("a") as f:
+                f.write(json.dumps(dict(res, round=r + 1, impl=impl, workload=w, dtype=d)) + "\n")
+            write()
             fig = (f"{1e3 * res['step_s']:.1f} ms/step, first step {res['first_step_s']:.1f} s, others "
                    f"{res['others_cores'] or 0:.2f} cores" + (" FLAGGED" if flagged(res) else "")) if "step_s" in res \
                 else f"FAILED: {res['error']}"
             print(f"round {r + 1}/{args.rounds} {impl:10s} {w:4s} {d:8s} {fig} ({took:.0f} s)", flush=True)
     peaks.append(run_job(harness + ["--peak"], args.timeout)[0])
-    peaks = [p for p in peaks if "peak_gflops" in p]
-    peak = statistics.median(p["peak_gflops"] for p in peaks) if peaks else None
-    write_results(args.out, summarise(results, peak), peaks, sys.argv[1:], time.perf_counter() - t0, args.note)
+    write()
     print(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.workloads import GFLOP, TINY, WORKLOADS, inputs, transformer_gflop  # noqa: E402
+from bench.workloads import GFLOP, TINY, inputs, transformer_gflop  # noqa: E402
 from bench.workloads import deepcore_impl, pure_jax  # noqa: E402
 
 

@@ -9,6 +9,9 @@ from deepcore import tree
 from deepcore.core import layer, simple_init
 from deepcore.layers import Dense, Relu, parallel, residual, serial
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("test_tree")
+
 
 def Counter():
     """A tiny stateful layer (counts its calls) so the summary has a state row."""

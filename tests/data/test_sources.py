@@ -13,6 +13,9 @@ import tensorflow_datasets as tfds
 from deepcore.data import formats, sources
 from deepcore.data.sources import DatasetUnavailable, load, load_text
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("data_test_sources")
+
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FORTUNES_DIR = "/usr/share/games/fortunes"
 

@@ -4,9 +4,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+# scripts that prepare Fashion-MNIST in the default data dir run on one xdist worker, one at a time
+SHARED_DATA = pytest.mark.xdist_group("fashion_mnist_default_data_dir")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@SHARED_DATA
 def test_gan_smoke_run(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "gan.py"), "--smoke", "--out", str(out)],

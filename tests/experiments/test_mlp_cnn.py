@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+# scripts that prepare Fashion-MNIST in the default data dir run on one xdist worker, one at a time
+SHARED_DATA = pytest.mark.xdist_group("fashion_mnist_default_data_dir")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIELDS = {"experiment", "config", "dataset", "metrics", "wall_s", "train_examples_per_s", "steps", "versions",
           "devices"}
@@ -34,6 +36,7 @@ def check_results(res, name, steps, better_than=0.0):
     assert res["train_examples_per_s"] > 0 and res["wall_s"] > 0
 
 
+@SHARED_DATA
 def test_mlp_two_devices_then_resume(tmp_path):
     out = tmp_path / "mlp"
     first, _ = run("mlp.py", out, "--steps", "2", "--devices", "2")
@@ -49,6 +52,7 @@ def test_mlp_two_devices_then_resume(tmp_path):
     assert os.path.exists(out / "curves.png")
 
 
+@SHARED_DATA
 def test_cnn_smoke(tmp_path):
     out = tmp_path / "cnn"
     res, _ = run("cnn.py", out, "--widths", "8", "16", "--depths", "1", "1", "--batch-size", "32")

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+# scripts that prepare Fashion-MNIST in the default data dir run on one xdist worker, one at a time
+SHARED_DATA = pytest.mark.xdist_group("fashion_mnist_default_data_dir")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "experiments", "overfitting.py")
 
@@ -15,6 +17,7 @@ def run(*flags, out):
                           timeout=600, cwd=ROOT)
 
 
+@SHARED_DATA
 @pytest.mark.realdata
 def test_smoke_run_writes_gaps_and_pictures(tmp_path):
     # all regularisers combined (every code path of the configurations) plus a 2-member ensemble

@@ -8,6 +8,9 @@ from deepcore.interpret import (attribution_map, completeness_gap, gradient_x_in
                                 save_overlays, smoothgrad, steps_for_tolerance)
 from deepcore.layers import Conv, Dense, Flatten, Relu, Tanh, serial
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("interpret_test_attribution")
+
 B, D, K = 3, 6, 4
 
 

@@ -7,6 +7,9 @@ import pytest
 from deepcore.interpret import capture, grad_norms, layer_paths, layer_stats, split_captured, with_capture
 from deepcore.layers import BatchNorm, Dense, Relu, Tanh, parallel, residual, serial
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("interpret_test_capture")
+
 
 def make():
     block = residual(serial(Dense(8), Relu, Dense(8)))

@@ -11,6 +11,9 @@ from deepcore.core import ShapeError
 from deepcore.layers.attention import MultiHeadAttention, attention, init_cache, self_attention
 from deepcore.layers.position import LearnedPositions, rope, sinusoidal
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("layers_test_attention")
+
 B, T, N, H = 2, 6, 4, 8
 jit_attention = jax.jit(attention, static_argnames=("causal", "implementation"))
 

@@ -9,6 +9,9 @@ from deepcore.gradcheck import assert_grads_ok
 from deepcore.layers.recurrent import (GRU, LSTM, Bidirectional, GRUCell, LSTMCell, RNN, Seq, SimpleRNN,
                                        SimpleRNNCell, length_mask, scan_cell)
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("layers_test_recurrent")
+
 D, H = 3, 4
 
 

@@ -9,6 +9,9 @@ from deepcore.core import ShapeError
 from deepcore.layers.recurrent import Seq, length_mask
 from deepcore.models.rnn import char_lm, sample, seq_classifier
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("models_test_rnn")
+
 V = 11
 
 

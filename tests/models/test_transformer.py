@@ -11,6 +11,9 @@ from deepcore.models.transformer import (BlockConfig, LMConfig, TransformerBlock
                                          stack_init, stack_layers, to_scanned, to_unscanned, unstack_layers)
 from deepcore.models.vit import ViT
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("models_test_transformer")
+
 CFG = LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, num_kv_heads=2, max_len=24)
 
 

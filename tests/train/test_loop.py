@@ -13,6 +13,9 @@ import _common as C
 from deepcore.train import classifier_loss, eval_step, init_state, train_step
 from deepcore.train.loop import EarlyStopping, fit
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("train_test_loop")
+
 MODEL = C.model()
 LOSS = classifier_loss(MODEL)
 

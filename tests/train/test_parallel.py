@@ -13,6 +13,9 @@ import _common as C
 from deepcore.train import classifier_loss, init_state, train_step
 from deepcore.train.loop import fit
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("train_test_parallel")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_worker.py")
 ENV = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}

@@ -11,6 +11,9 @@ from deepcore.layers import serial
 from deepcore.train import (DPSGD, classifier_loss, eval_step, init_state, make_update, per_example_grads,
                             train_step)
 
+# module-scoped fixtures: the whole file on one xdist worker so they are built once
+pytestmark = pytest.mark.xdist_group("train_test_step")
+
 MODEL = C.model()
 LOSS = classifier_loss(MODEL)
 BATCH = C.batch_at(0)

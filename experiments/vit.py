@@ -28,7 +28,7 @@ def make_model(num_classes, image_shape, args):
 def parser():
     p = common.parser("vit", __doc__.splitlines()[0], epochs=10, batch_size=128, lr=2e-3)
     image_classifier.add_flags(p, augment="crop+flip", weight_decay=0.05, warmup=0.05, label_smoothing=0.1,
-                               ynn="on")
+                               ynn="off")
     p.add_argument("--patch-size", type=int, default=4, help="side of the square patches (must divide H and W)")
     p.add_argument("--d-model", type=int, default=96, help="token width")
     p.add_argument("--layers", type=int, default=4, help="transformer blocks")

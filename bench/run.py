@@ -99,7 +99,8 @@ def write_results(path, summary, peaks, args, wall_s, note):
     lines = ["# Benchmark results", ""]
     if note:
         lines += [f"**{note}**", ""]
-    lines += [f"Command: `python bench/run.py {' '.join(args)}`  ", f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+    shown = [a for i, a in enumerate(args) if a != "--note" and (i == 0 or args[i - 1] != "--note")]
+    lines += [f"Command: `python bench/run.py {' '.join(shown)}`  ", f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
               f"total wall time {wall_s / 60:.1f} min  ", f"Machine: {machine()}  ",
               f"Backend: {peaks[0]['backend'] if peaks else '?'} ({peaks[0]['device'] if peaks else '?'})  ",
               "fp32 matmul peak (2048x2048 jit matmul, median of 20): "

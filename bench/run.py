@@ -89,7 +89,7 @@ def summarise(results, peak):
         out[key] = {"step_ms": 1e3 * step, "rounds_ms": [1e3 * r["step_s"] for r in ok],
                     "first_s": statistics.median(r["first_step_s"] for r in ok), "gflops": gflops,
                     "peak_frac": gflops / peak if peak else None, "flagged": sum(map(flagged, ok)), "n": len(ok),
-                    "others": max((r["others_cores"] or 0.0) for r in ok), "device": ok[0]["device"],
+                    "others": max((r["others_cores"] for r in ok if r["others_cores"] is not None), default=None), "device": ok[0]["device"],
                     "loss": (ok[0]["first_loss"], ok[0]["last_loss"])}
     return out
 
@@ -123,9 +123,10 @@ def write_results(path, summary, peaks, args, wall_s, note):
                 lines.append(f"| {impl} | failed: {s['error'][:120]} |  |  |  |  |  |  |  |  |")
                 continue
             ratio = f"{s['step_ms'] / base:.2f}" if base else "-"
+            others = "n/a" if s["others"] is None else f"{s['others']:.2f}"
             frac = f"{100 * s['peak_frac']:.0f}%" if s["peak_frac"] else "-"
             lines.append(f"| {impl} | {s['step_ms']:.1f} | {' '.join(f'{x:.1f}' for x in s['rounds_ms'])} | {ratio} | "
-                         f"{s['gflops']:.0f} | {frac} | {s['first_s']:.1f} | {s['flagged']}/{s['n']} | {s['others']:.2f} | {s['device']} |")
+                         f"{s['gflops']:.0f} | {frac} | {s['first_s']:.1f} | {s['flagged']}/{s['n']} | {others} | {s['device']} |")
         lines.append("")
     Path(path).write_text("\n".join(lines))
 
@@ -191,8 +192,9 @@ def main():
             with raw.open("a") as f:
                 f.write(json.dumps(dict(res, round=r + 1, impl=impl, workload=w, dtype=d)) + "\n")
             write()
+            others = "n/a" if res.get("others_cores") is None else f"{res['others_cores']:.2f}"
             fig = (f"{1e3 * res['step_s']:.1f} ms/step, first step {res['first_step_s']:.1f} s, others "
-                   f"{res['others_cores'] or 0:.2f} cores" + (" FLAGGED" if flagged(res) else "")) if "step_s" in res \
+                   f"{others} cores" + (" FLAGGED" if flagged(res) else "")) if "step_s" in res \
                 else f"FAILED: {res['error']}"
             print(f"round {r + 1}/{args.rounds} {impl:10s} {w:4s} {d:8s} {fig} ({took:.0f} s)", flush=True)
     peaks.append(run_job(harness + ["--peak"], args.timeout)[0])

@@ -70,7 +70,8 @@ class BlockConfig:
 def block_init(cfg: BlockConfig, key, d_model: int, dtype=jnp.float32) -> dict:
     """Parameters of one block on ``d_model`` features, in ``dtype``."""
     ka, kf, kp, kb1, kb2 = jax.random.split(key, 5)
-    ln = LayerNorm(epsilon=cfg.epsilon).init(key, jax.ShapeDtypeStruct((d_model,), dtype))[1]
+    norm = LayerNorm(epsilon=cfg.epsilon)
+    ln_attn, ln_mlp = (norm.init(key, jax.ShapeDtypeStruct((d_model,), dtype))[1] for _ in range(2))  # own buffers
     hidden = cfg.mlp_ratio * d_model
     mlp = {"fc": {"w": cfg.w_init(kf, (d_model, hidden), dtype)}, "proj": {"w": cfg.w_init(kp, (hidden, d_model), dtype)}}
     if cfg.use_bias:
@@ -78,7 +79,7 @@ def block_init(cfg: BlockConfig, key, d_model: int, dtype=jnp.float32) -> dict:
         mlp["proj"]["b"] = cfg.b_init(kb2, (d_model,), dtype)
     attn = init_attention(ka, d_model, cfg.num_heads, head_dim=cfg.head_dim, num_kv_heads=cfg.num_kv_heads,
                           use_bias=cfg.use_bias, w_init=cfg.w_init, b_init=cfg.b_init, dtype=dtype)
-    return {"ln_attn": ln, "attn": attn, "ln_mlp": dict(ln), "mlp": mlp}
+    return {"ln_attn": ln_attn, "attn": attn, "ln_mlp": ln_mlp, "mlp": mlp}
 
 
 def _dense(p, x):

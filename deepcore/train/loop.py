@@ -212,12 +212,18 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         rec = {"step": step_no, "split": "train", **mean}
         if progress.examples_per_step and steps_s == steps_s:
             rec["examples_per_s"] = steps_s * progress.examples_per_step
+        now = time.perf_counter()
+        if now > data_clock["since"]:  # share of the wall time the loop spent waiting for (and placing) batches
+            rec["data_wait_fraction"] = data_clock["wait"] / (now - data_clock["since"])
+        data_clock.update(wait=0.0, since=now)
         record(rec)
         if main:
             progress.log(step_no, mean)
 
+    data_clock = {"wait": 0.0, "since": time.perf_counter()}
     try:
         while t < steps:
+            waited = time.perf_counter()
             try:
                 batch = next(it)
             except StopIteration:
@@ -226,10 +232,13 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
             if progress is None:
                 rows = jax.tree.leaves(batch)[0].shape[0] * jax.process_count()
                 progress = _Progress(steps, start, stream, tty, rows)
-            state, metrics = step_fn(state, put_batch(batch))
+            device_batch = put_batch(batch)
+            data_clock["wait"] += time.perf_counter() - waited
+            state, metrics = step_fn(state, device_batch)
             t += 1
             if t == start + 1:  # time from the end of the first (compiling) step
                 jax.block_until_ready(metrics)
+                data_clock.update(wait=0.0, since=time.perf_counter())
                 progress.t0, progress.s0 = time.perf_counter(), t
             bad = check(*pending) if pending is not None else None
             pending = (t, metrics)

@@ -55,17 +55,22 @@ def check_layer(layer, spec, *, params=None, state=None, x=None, train: Sequence
     with _ctx(dt):
         key = jax.random.PRNGKey(seed)
         k_init, k_x, k_u, k_apply = jax.random.split(key, 4)
-        if int_max or jnp.issubdtype(spec.dtype, jnp.integer):
-            spec = jax.ShapeDtypeStruct(spec.shape, jnp.int32)
-            if x is None:
-                x = jax.random.randint(k_x, spec.shape, 0, int_max or 2, dtype=jnp.int32)
-        else:
-            spec = jax.ShapeDtypeStruct(spec.shape, dtype)
-            if x is None:
-                x = jax.random.normal(k_x, spec.shape, dtype)
-        if params is None:
-            _, params, init_state = layer.init(k_init, spec)
-            state = init_state if state is None else state
+        integer = bool(int_max) or jnp.issubdtype(spec.dtype, jnp.integer)
+        spec = jax.ShapeDtypeStruct(spec.shape, jnp.int32 if integer else dtype)
+        build_params = params is None
+
+        @jax.jit  # one compilation for the input and the initialisers (eagerly, each draw compiles alone)
+        def build(k_init, k_x):
+            x = (jax.random.randint(k_x, spec.shape, 0, int_max or 2, dtype=jnp.int32) if integer
+                 else jax.random.normal(k_x, spec.shape, dtype))
+            return x, (layer.init(k_init, spec)[1:] if build_params else None)
+
+        if x is None or build_params:
+            x_new, built = build(k_init, k_x)
+            x = x_new if x is None else x
+            if build_params:
+                params, init_state = built
+                state = init_state if state is None else state
         state = {} if state is None else state
         rng = np.random.default_rng(seed)
         for mode in train:

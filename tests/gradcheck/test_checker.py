@@ -117,3 +117,13 @@ def test_cli_fails_on_a_wrong_gradient(capsys, monkeypatch):
     monkeypatch.setattr(catalog, "LAYER_CASES", catalog.LAYER_CASES + [bad])
     assert main(["--filter", "^bad_tanh$"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_cli_worker_processes_give_the_same_rows_in_catalog_order(capsys):
+    assert main(["--filter", "^(dense|relu|embedding)$", "--json", "--jobs", "1"]) == 0
+    serial = json.loads(capsys.readouterr().out)["rows"]
+    assert main(["--filter", "^(dense|relu|embedding)$", "--json", "--jobs", "2"]) == 0
+    parallel = json.loads(capsys.readouterr().out)["rows"]
+    key = lambda r: (r["name"], r["mode"], r["max_rel_err"], r["verdict"])  # noqa: E731
+    assert [key(r) for r in parallel] == [key(r) for r in serial]
+    assert [r["name"] for r in parallel][::3] == ["dense", "relu", "embedding"]

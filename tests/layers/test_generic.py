@@ -27,6 +27,17 @@ KEY = jax.random.PRNGKey(0)
 CALL_KEY = jax.random.PRNGKey(1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def quick_backend_compiles():
+    """This module's cost is compiling hundreds of small functions; XLA's CPU backend at optimisation level 0
+    (``jax_disable_most_optimizations``: the same HLO, no expensive LLVM passes) compiles them in about half
+    the time. Restored afterwards: other modules run in the same xdist worker."""
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
 def cases(pred=lambda case: True):
     """Parameters for the cases that satisfy ``pred``, each in its case's xdist group."""
     return [pytest.param(n, marks=pytest.mark.xdist_group(f"generic_{n}")) for n in NAMES if pred(CASES[n])]

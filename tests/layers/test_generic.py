@@ -8,6 +8,7 @@ everything the float32/bfloat16 checks read (eval and train outputs, bfloat16 ou
 vmap, gradients), one float64 forward, and the float64 gradient check's kernels. Each case's tests form
 one xdist group so a case is built and compiled on one worker only.
 """
+import contextlib
 import functools
 
 import jax
@@ -36,6 +37,17 @@ def quick_backend_compiles():
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", old)
+
+
+@contextlib.contextmanager
+def backend_optimizations():
+    """Full XLA backend optimisation inside the block (for code that runs, not just compiles, its kernels)."""
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", old)
 
 
 def cases(pred=lambda case: True):
@@ -254,7 +266,8 @@ def test_gradients_match_finite_differences(name):
     # the project's checker in float64, train mode (eval mode only for cases tagged gradcheck=eval, whose
     # train-mode gradient is a deliberate surrogate): parameters and float inputs against finite differences
     case = CASES[name]
-    report = check_case(case, modes=("fast",), train=(True,))
+    with backend_optimizations():  # the checker runs each kernel dozens of times: unoptimised float64 convs crawl
+        report = check_case(case, modes=("fast",), train=(True,))
     assert report.ok, report.table()
     rev = [r for r in report.results if r.mode.endswith("fast/rev")]
     assert rev and all(r.verdict == PASS for r in rev), report.table()

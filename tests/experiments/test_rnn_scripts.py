@@ -1,40 +1,16 @@
 """experiments/char_rnn.py and seq_classify.py: smoke runs, a time-budget stop then a resume, one-line errors;
 the bigram baseline by hand, the exact validation figure of textlm.py, the training-time budget of budget.py."""
-import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from deepcore.models.bigram import bigram_bits, bigram_nats, fit_bigram
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
+from _scripts import FIELDS, records, run, script  # also puts experiments/ on sys.path
 import budget  # noqa: E402
 import textlm  # noqa: E402
-
-FIELDS = {"experiment", "config", "dataset", "metrics", "wall_s", "train_examples_per_s", "steps", "versions",
-          "devices"}
-
-
-def script(name, *flags, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", name), *flags], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def run(name, out, *flags):
-    proc = script(name, "--smoke", "--out", str(out), *flags)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(os.path.join(out, "results.json")) as f:
-        return json.load(f), proc
-
-
-def records(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 # ----------------------------------------------------------------------------- the bigram baseline

@@ -1,35 +1,12 @@
 """experiments/char_transformer.py and vit.py: smoke runs write the documented files, one-line errors for bad
 flags, and the sliding-window sampler of char_transformer.py equals decoding each window from scratch."""
-import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
-FIELDS = {"experiment", "config", "dataset", "metrics", "wall_s", "train_examples_per_s", "steps", "versions",
-          "devices"}
-
-
-def script(name, *flags, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", name), *flags], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def run(name, out, *flags):
-    proc = script(name, "--smoke", "--out", str(out), *flags)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(os.path.join(out, "results.json")) as f:
-        return json.load(f), proc
-
-
-def records(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+from _scripts import FIELDS, records, run, script  # also puts experiments/ on sys.path
 
 
 def test_sliding_generate_equals_greedy_decoding_of_each_window():

@@ -1,31 +1,11 @@
 """Smoke runs of experiments/mlp.py and experiments/cnn.py: the documented outputs, resume, two devices."""
-import json
 import os
-import subprocess
-import sys
 
 import pytest
+from _scripts import FIELDS, records, run, script
 
 # scripts that prepare Fashion-MNIST in the default data dir run on one xdist worker, one at a time
 SHARED_DATA = pytest.mark.xdist_group("fashion_mnist_default_data_dir")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIELDS = {"experiment", "config", "dataset", "metrics", "wall_s", "train_examples_per_s", "steps", "versions",
-          "devices"}
-
-
-def run(script, out, *flags):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script), "--smoke", "--out", str(out),
-                           *flags], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(os.path.join(out, "results.json")) as f:
-        return json.load(f), proc
-
-
-def records(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
-
-
 def check_results(res, name, steps, better_than=0.0):
     assert FIELDS <= set(res)
     assert res["experiment"] == name and res["dataset"] == "fashion_mnist" and res["steps"] == steps
@@ -64,8 +44,7 @@ def test_cnn_smoke(tmp_path):
 
 
 def test_bad_flag_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "cnn.py"), "--smoke", "--augment", "rot",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    proc = script("cnn.py", "--smoke", "--augment", "rot", "--out", str(tmp_path), timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("experiments/cnn.py: error: --augment 'rot'") and "Traceback" not in proc.stderr

@@ -103,12 +103,17 @@ def devices(n: int):
 def run(main: Callable[[argparse.Namespace], dict], p: argparse.ArgumentParser, argv=None) -> Optional[dict]:
     """Parse flags and call ``main(args)``; known failures become one line on stderr and exit status 2."""
     from deepcore.data import DatasetUnavailable
+    from deepcore.train.checkpoint import CheckpointMismatch
 
     args = parse(p, argv)
     try:
         return main(args)
     except (DatasetUnavailable, UsageError, FileExistsError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except CheckpointMismatch as e:
+        print(f"{p.prog}: error: --resume: {e}; resume with the flags of that run, or use a new --out",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"{p.prog}: interrupted; continue with --resume --out {args.out}", file=sys.stderr)

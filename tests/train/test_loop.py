@@ -133,3 +133,19 @@ def test_bad_arguments_and_existing_checkpoints_without_resume_are_clear_errors(
     fit(adam_step, fresh(), C.batches, steps=2, out_dir=str(tmp_path), checkpoint_every=2, stream=io.StringIO())
     with pytest.raises(FileExistsError, match="newest: step 2"):
         fit(adam_step, fresh(), C.batches, steps=4, out_dir=str(tmp_path), checkpoint_every=2, resume=False)
+
+
+def test_resuming_into_another_model_names_the_differing_arrays(tmp_path, adam_step):
+    from deepcore.layers import Dense, Relu, serial
+    from deepcore.train.checkpoint import CheckpointMismatch
+
+    tx = optax.adam(1e-2)
+    fit(adam_step, init_state(MODEL, C.spec(), tx, seed=0), C.batches, steps=2, out_dir=str(tmp_path),
+        checkpoint_every=2, stream=io.StringIO())
+    wider = init_state(serial(Dense(C.HIDDEN + 1), Relu, Dense(C.HIDDEN), Relu, Dense(C.CLASSES)), C.spec(), tx, 0)
+    with pytest.raises(CheckpointMismatch, match=r"step 2 .*params/dense_0/b: saved \(16,\) float32, expected "
+                                                 r"\(17,\) float32; params/dense_0/w: .*; \.\.\. and \d+ more"):
+        fit(adam_step, wider, C.batches, steps=4, out_dir=str(tmp_path), checkpoint_every=2, stream=io.StringIO())
+    shallower = init_state(serial(Dense(C.HIDDEN), Relu, Dense(C.CLASSES)), C.spec(), tx, 0)
+    with pytest.raises(CheckpointMismatch, match="params/dense_1/w: saved .*expected"):
+        fit(adam_step, shallower, C.batches, steps=4, out_dir=str(tmp_path), checkpoint_every=2, stream=io.StringIO())

@@ -134,6 +134,33 @@ def plot_saliency(path, images, maps, labels, preds, class_names):
     return path
 
 
+def calibration(model, state, test, dtype, out_dir, class_names) -> dict:
+    """Bias and calibration on the test split: ``calibration.json`` (accuracy, ECE, MCE, NLL, per-class
+    accuracy, confusion matrix with rows = true class) and ``reliability.png``. Returns the report."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from deepcore.core import cast
+    from deepcore.interpret import classifier_report, reliability_diagram
+
+    @jax.jit
+    def probs_fn(state, images):
+        params = state.params if dtype == jnp.float32 else cast(state.params, dtype)
+        logits, _ = model.apply(params, state.model_state, images, train=False)
+        return jax.nn.softmax(logits.astype(jnp.float32), -1)
+
+    images, labels = test["image"], test["label"]
+    probs = np.concatenate([np.asarray(probs_fn(state, images[i:i + EVAL_BATCH]))
+                            for i in range(0, len(labels), EVAL_BATCH)])
+    report = classifier_report(probs, labels, num_classes=len(class_names))
+    with open(os.path.join(out_dir, "calibration.json"), "w") as f:
+        json.dump(dict(report, class_names=list(class_names)), f, indent=1)
+    reliability_diagram(os.path.join(out_dir, "reliability.png"), probs, labels,
+                        title=f"test split: accuracy {report['accuracy']:.4f}, ECE {report['ece']:.4f}")
+    return report
+
+
 def main(args, make_model, *, saliency: bool = False) -> dict:
     """Train ``make_model(num_classes, image_shape, args)`` on ``args.dataset``; write the run's files."""
     t_start = time.perf_counter()
@@ -223,6 +250,9 @@ def main(args, make_model, *, saliency: bool = False) -> dict:
         metrics[f"val_accuracy_at_{minutes}min"] = accuracy_at(records, 60 * minutes)
     common.plot_curves(args.out)
     extra = {"parameters": n_params, "stop_reason": result.stop_reason}
+    report = calibration(model, result.state, test, cdt, args.out, info.class_names)
+    metrics.update({"test_ece": report["ece"], "test_mce": report["mce"], "test_nll_nats": report["nll_nats"],
+                    "test_worst_class_accuracy": min(report["per_class_accuracy"])})
     if saliency:
         k = 8
         x = jnp.asarray(test["image"][:k])

@@ -1,4 +1,5 @@
 """Smoke runs of experiments/mlp.py and experiments/cnn.py: the documented outputs, resume, two devices."""
+import json
 import os
 
 import pytest
@@ -30,6 +31,11 @@ def test_mlp_two_devices_then_resume(tmp_path):
     assert evals[2]["val_wall_s"] >= evals[1]["val_wall_s"]    # the clock continues across the restart
     assert "step 3/4" in proc.stdout or "step 4/4" in proc.stdout
     assert os.path.exists(out / "curves.png")
+    other = script("mlp.py", "--smoke", "--out", str(out), "--steps", "6", "--devices", "2", "--resume",
+                   "--widths", "64")    # another model than the checkpoint's: one line, the arrays named
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr[-2000:]
+    last = other.stderr.strip().splitlines()[-1]
+    assert last.startswith("experiments/mlp.py: error: --resume: the checkpoint at step 4") and "params/" in last
 
 
 @SHARED_DATA
@@ -38,8 +44,14 @@ def test_cnn_smoke(tmp_path):
     res, _ = run("cnn.py", out, "--widths", "8", "16", "--depths", "1", "1", "--batch-size", "32")
     check_results(res, "cnn", 6)
     assert res["config"]["augment"] == "crop+flip"
-    for picture in ("curves.png", "saliency.png"):
+    for picture in ("curves.png", "saliency.png", "reliability.png"):
         assert os.path.getsize(out / picture) > 1000
+    cal = json.loads((out / "calibration.json").read_text())
+    matrix = cal["confusion_matrix"]
+    assert len(matrix) == 10 and sum(map(sum, matrix)) == 256           # every smoke test example, once
+    assert abs(cal["accuracy"] - res["metrics"]["test_accuracy"]) < 1e-6  # the same model on the same split
+    assert 0.0 <= res["metrics"]["test_ece"] <= 1.0
+    assert res["metrics"]["test_worst_class_accuracy"] == min(cal["per_class_accuracy"])
     assert any(r.get("split") == "val" and "val_wall_s" in r for r in records(out))
 
 

@@ -1,20 +1,15 @@
 """experiments/overfitting.py --smoke: results.json with a generalisation gap per configuration, the pictures."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from _scripts import records, script
 
 # scripts that prepare Fashion-MNIST in the default data dir run on one xdist worker, one at a time
 SHARED_DATA = pytest.mark.xdist_group("fashion_mnist_default_data_dir")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "experiments", "overfitting.py")
 
 
 def run(*flags, out):
-    return subprocess.run([sys.executable, SCRIPT, "--out", str(out), *flags], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+    return script("overfitting.py", "--out", str(out), *flags, timeout=600)
 
 
 @SHARED_DATA
@@ -39,8 +34,7 @@ def test_smoke_run_writes_gaps_and_pictures(tmp_path):
     for picture in ("overfitting.png", "reliability.png"):
         with open(tmp_path / picture, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(tmp_path / "all_combined" / "metrics.jsonl") as f:  # fit's log: train/test accuracy per evaluation
-        evals = [json.loads(line) for line in f if '"val"' in line]
+    evals = [r for r in records(tmp_path / "all_combined") if r.get("split") == "val"]  # fit's log, per evaluation
     assert evals and all("val_train_accuracy" in r and "val_test_accuracy" in r for r in evals)
 
 

@@ -3,7 +3,8 @@
     budget = Budget(minutes=10, total_steps=None, spent=spent_before(args.out) if args.resume else 0.0)
     tx = optax.inject_hyperparams(make_optimizer)(learning_rate=args.lr)
     step = budget.with_lr(train_step(loss, tx), warmup_cosine(args.lr, warmup_steps=100))
-    fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps, eval_step=budget.excluded(eval_fn), ...)
+    fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps, eval_step=budget.excluded(eval_fn),
+        time_left=budget.time_left, ...)
 
 * Training time runs from the first batch (the first step's compilation included) and excludes the time
   spent in evaluations; a resumed run continues the clock from the newest checkpoint's evaluation record
@@ -21,9 +22,6 @@ import time
 from typing import Callable, Iterator, Optional
 
 import common
-
-UNBOUNDED_STEPS = 10 ** 7
-
 
 def spent_before(out: str) -> float:
     """Training seconds of the run being resumed: ``val_train_s`` of the newest checkpointed evaluation."""
@@ -56,9 +54,13 @@ class Budget:
         self._excluded = 0.0
 
     @property
-    def fit_steps(self) -> int:
-        """The ``steps`` to give ``fit``: ``total_steps``, or a bound never reached when only time limits."""
-        return self.total_steps if self.total_steps is not None else UNBOUNDED_STEPS
+    def fit_steps(self) -> Optional[int]:
+        """The ``steps`` to give ``fit``: ``total_steps``, or None (until the time is spent)."""
+        return self.total_steps
+
+    def time_left(self) -> float:
+        """Training seconds left (infinite without a time budget): ``fit``'s ``time_left``."""
+        return float("inf") if self.seconds is None else self.seconds - self.train_s
 
     @property
     def train_s(self) -> float:

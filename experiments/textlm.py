@@ -216,13 +216,11 @@ def main(args, make_model, generate, *, describe: str = "") -> dict:
           f"{baseline['bigram_val_bits_per_char']:.4f} bits/char", flush=True)
     result = fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps, eval_step=eval_fn,
                  eval_batches=lambda: val, eval_every=every, out_dir=args.out, checkpoint_every=every,
-                 resume=args.resume, put_batch=put, log_every=max(1, min(50, every)))
+                 resume=args.resume, put_batch=put, log_every=max(1, min(50, every)), time_left=budget.time_left)
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
     state, steps_done = result.state, result.step
     train_s = budget.train_s
-    if budget.expired:
-        print(f"time budget of {minutes:g} min reached at step {steps_done}", flush=True)
 
     records = common.read_metrics(args.out)
     last = [r for r in records if r.get("split") == "val"]

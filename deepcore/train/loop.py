@@ -44,7 +44,7 @@ class EarlyStopping(NamedTuple):
 class FitResult(NamedTuple):
     state: object          # the final state (after a NaN stop: the last good checkpoint's, when there is one)
     step: int              # updates applied in ``state``
-    stop_reason: str       # "done", "early_stop", "nonfinite" or "data_exhausted"
+    stop_reason: str       # "done", "early_stop", "nonfinite", "time_budget" or "data_exhausted"
     message: str
     history: list          # every record also written to metrics.jsonl
     best: Optional[float]  # best value of the early-stopping metric
@@ -87,10 +87,12 @@ def _fmt_time(s: float) -> str:
 
 
 class _Progress:
-    """A one-line bar on a terminal (redrawn at most 5 times a second), plain log lines otherwise."""
+    """A one-line bar on a terminal (redrawn at most 5 times a second), plain log lines otherwise. ``total``
+    None: no bar, no step total; ``time_left()``: seconds of a time budget, the ETA when that comes sooner."""
 
-    def __init__(self, total: int, start: int, stream, tty: Optional[bool], examples_per_step: Optional[int]):
-        self.total, self.stream = total, stream
+    def __init__(self, total: Optional[int], start: int, stream, tty: Optional[bool],
+                 examples_per_step: Optional[int], time_left: Optional[Callable[[], float]] = None):
+        self.total, self.stream, self.time_left = total, stream, time_left
         self.tty = stream.isatty() if tty is None else tty
         self.examples_per_step = examples_per_step
         self.t0, self.s0, self.last_draw = time.perf_counter(), start, 0.0
@@ -98,22 +100,30 @@ class _Progress:
     def rate(self, step: int):
         dt = time.perf_counter() - self.t0
         steps_s = (step - self.s0) / dt if dt > 0 and step > self.s0 else float("nan")
-        return steps_s, (self.total - step) / steps_s if steps_s == steps_s and steps_s > 0 else float("inf")
+        eta = float("inf")
+        if self.total is not None and steps_s == steps_s and steps_s > 0:
+            eta = (self.total - step) / steps_s
+        if self.time_left is not None:
+            eta = min(eta, max(0.0, self.time_left()))
+        return steps_s, eta
 
     def text(self, step: int, metrics: dict) -> str:
         steps_s, eta = self.rate(step)
         ex = f" {steps_s * self.examples_per_step:,.0f} ex/s" if self.examples_per_step and steps_s == steps_s else ""
         shown = _shown(metrics)
-        return f"step {step}/{self.total}{ex} ETA {_fmt_time(eta)} {shown}".rstrip()
+        of = f"/{self.total}" if self.total is not None else ""
+        return f"step {step}{of}{ex} ETA {_fmt_time(eta)} {shown}".rstrip()
 
     def update(self, step: int, metrics: dict, force: bool = False):
         if not self.tty:
             return
         now = time.perf_counter()
         if force or now - self.last_draw > 0.2:
-            frac = step / max(self.total, 1)
-            bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
-            self.stream.write(f"\r[{bar}] {self.text(step, metrics)}\x1b[K")
+            bar = ""
+            if self.total is not None:
+                frac = step / max(self.total, 1)
+                bar = "[" + "#" * int(20 * frac) + "." * (20 - int(20 * frac)) + "] "
+            self.stream.write(f"\r{bar}{self.text(step, metrics)}\x1b[K")
             self.stream.flush()
             self.last_draw = now
 
@@ -139,22 +149,26 @@ def _truncate_jsonl(path: str, after_step: int) -> list:
     return kept
 
 
-def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: int,
+def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: Optional[int],
         eval_step: Optional[Callable] = None, eval_batches: Optional[Callable[[], Iterable]] = None,
         eval_every: Optional[int] = None, early_stopping: Optional[EarlyStopping] = None,
         out_dir: Optional[str] = None, checkpoint_every: Optional[int] = None, keep: int = 3, resume: bool = True,
-        log_every: int = 100, put_batch: Callable = lambda b: b, stream=None, tty: Optional[bool] = None) -> FitResult:
-    """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` up to ``steps`` total updates.
+        log_every: int = 100, put_batch: Callable = lambda b: b, stream=None, tty: Optional[bool] = None,
+        time_left: Optional[Callable[[], float]] = None) -> FitResult:
+    """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` up to ``steps`` total updates
+    (``None``: until the batches run out).
 
     * ``out_dir``: writes ``metrics.jsonl`` and checkpoints (``out_dir/checkpoints``); with ``resume`` it
       continues from the newest checkpoint there (``state`` is then only the layout template).
     * ``eval_every``: run ``eval_step`` over ``eval_batches()`` every that many steps and at the end.
     * ``checkpoint_every``: save every that many steps (and at the end), keeping the last ``keep``.
     * ``put_batch``: host batch -> device batch (e.g. ``partial(parallel.shard_batch, mesh=mesh)``).
+    * ``time_left``: seconds left of a time budget whose batches stop when it is spent; the progress ETA
+      uses it, and the stop is reported as ``"time_budget"`` rather than ``"data_exhausted"``.
     * A non-finite ``loss`` or ``grad_norm`` stops training with a message naming the step and quantity.
     Only process 0 prints and writes metrics; every process must call ``fit`` (checkpoints are collective).
     """
-    if steps < 0 or log_every < 1 or (eval_every is not None and eval_every < 1) or \
+    if (steps is not None and steps < 0) or log_every < 1 or (eval_every is not None and eval_every < 1) or \
             (checkpoint_every is not None and checkpoint_every < 1):
         raise ValueError(f"fit: steps must be >= 0 and log_every, eval_every, checkpoint_every >= 1; got "
                          f"steps={steps}, log_every={log_every}, eval_every={eval_every}, "
@@ -222,16 +236,19 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
 
     data_clock = {"wait": 0.0, "since": time.perf_counter()}
     try:
-        while t < steps:
+        while steps is None or t < steps:
             waited = time.perf_counter()
             try:
                 batch = next(it)
             except StopIteration:
-                stop_reason, message = "data_exhausted", f"the batches ran out at step {t}"
+                if time_left is not None and time_left() <= 0:
+                    stop_reason, message = "time_budget", f"time budget spent at step {t}"
+                else:
+                    stop_reason, message = "data_exhausted", f"the batches ran out at step {t}"
                 break
             if progress is None:
                 rows = jax.tree.leaves(batch)[0].shape[0] * jax.process_count()
-                progress = _Progress(steps, start, stream, tty, rows)
+                progress = _Progress(steps, start, stream, tty, rows, time_left)
             device_batch = put_batch(batch)
             data_clock["wait"] += time.perf_counter() - waited
             state, metrics = step_fn(state, device_batch)
@@ -280,7 +297,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
                 ckpt.save(t, state, meta)
             if stop:
                 break
-        if pending is not None and stop_reason == "done":
+        if pending is not None and stop_reason in ("done", "time_budget", "data_exhausted"):
             bad = check(*pending)
             if bad is not None:
                 stop_reason, message = "nonfinite", bad + "; training stopped"

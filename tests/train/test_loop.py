@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -149,3 +150,28 @@ def test_resuming_into_another_model_names_the_differing_arrays(tmp_path, adam_s
     shallower = init_state(serial(Dense(C.HIDDEN), Relu, Dense(C.CLASSES)), C.spec(), tx, 0)
     with pytest.raises(CheckpointMismatch, match="params/dense_1/w: saved .*expected"):
         fit(adam_step, shallower, C.batches, steps=4, out_dir=str(tmp_path), checkpoint_every=2, stream=io.StringIO())
+
+
+def test_unbounded_steps_under_a_time_budget(tmp_path, adam_step):
+    import itertools
+
+    fresh = lambda: init_state(MODEL, C.spec(), optax.adam(1e-2), seed=0)
+    clock = {"left": 100.0}
+
+    def budgeted(start):   # a time budget's batches: they stop when the time is spent (here after 6 steps)
+        for b in itertools.islice(C.batches(start), 6):
+            clock["left"] -= 10.0
+            yield b
+        clock["left"] = -1.0
+
+    out = io.StringIO()
+    r = fit(adam_step, fresh(), budgeted, steps=None, log_every=3, out_dir=str(tmp_path), checkpoint_every=3,
+            stream=out, time_left=lambda: clock["left"])
+    assert r.stop_reason == "time_budget" and r.step == 6 and "time budget spent at step 6" in r.message
+    lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("step")]
+    assert lines[0].startswith("step 3 ") and "ETA 0:01:10" in lines[0]   # no step total; the ETA is the time left
+    bar = io.StringIO()
+    fit(adam_step, fresh(), lambda s: itertools.islice(C.batches(s), 4), steps=None, stream=bar, tty=True)
+    assert not re.search(r"\[[#.]{20}\]", bar.getvalue()) and "\rstep 4 " in bar.getvalue()  # no bar: no total
+    plain = fit(adam_step, fresh(), lambda s: itertools.islice(C.batches(s), 2), steps=None, stream=io.StringIO())
+    assert plain.stop_reason == "data_exhausted" and plain.step == 2

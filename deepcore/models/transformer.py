@@ -227,47 +227,38 @@ def TransformerStack(num_layers: int, num_heads: int, *, scan: bool = True, rema
 
 # ----------------------------------------------------------------------------- decoder-only language model
 
-@dataclass(frozen=True)
-class LMConfig:
+@dataclass(frozen=True, kw_only=True)
+class LMConfig(BlockConfig):
     """A decoder-only LM: tokens ``(..., T)`` int -> logits ``(..., T, vocab_size)``, ``T <= max_len``.
 
     ``positions``: ``"learned"`` (a ``(max_len, D)`` table), ``"sinusoidal"``, ``"rope"`` (rotary, in every
-    attention layer) or ``"none"``. ``tie_embeddings``: the head is the token table transposed.
-    Block options (``num_kv_heads``, ``dropout``, ``implementation``, ...) are :class:`BlockConfig` fields.
+    attention layer) or ``"none"``. ``tie_embeddings``: the head is the token table transposed. The block
+    options (``num_heads``, ``num_kv_heads``, ``dropout``, ``implementation``, ...) are the inherited
+    :class:`BlockConfig` fields, given by keyword; every block is causal, and rotary iff ``positions="rope"``.
     """
 
     vocab_size: int
     d_model: int
     num_layers: int
-    num_heads: int
     max_len: int
     positions: str = "learned"
     tie_embeddings: bool = False
     head_bias: bool = False
     scan: bool = True
     remat: bool = False
-    num_kv_heads: Optional[int] = None
-    head_dim: Optional[int] = None
-    mlp_ratio: int = 4
-    approximate_gelu: bool = True
-    dropout: float = 0.0
-    use_bias: bool = True
-    rope_base: float = 10000.0
-    implementation: str = "xla"
-    epsilon: float = 1e-5
-    w_init: Callable = gpt_init
-    b_init: Callable = initializers.zeros
-    dtype: Any = None
 
     def __post_init__(self):
+        super().__post_init__()
         if self.positions not in ("learned", "sinusoidal", "rope", "none"):
             raise ValueError(f"positions must be 'learned', 'sinusoidal', 'rope' or 'none', got {self.positions!r}")
+        if not self.causal or self.rope:
+            raise ValueError("LMConfig: a decoder LM is causal, and rotary positions are positions='rope' "
+                             "(leave causal and rope at their defaults)")
 
     @property
     def block(self) -> BlockConfig:
-        names = {f.name for f in fields(BlockConfig)} - {"causal", "rope"}
-        return BlockConfig(causal=True, rope=self.positions == "rope",
-                           **{k: getattr(self, k) for k in names})
+        shared = {f.name: getattr(self, f.name) for f in fields(BlockConfig)}
+        return BlockConfig(**dict(shared, causal=True, rope=self.positions == "rope"))
 
     def replace(self, **changes) -> "LMConfig":
         return replace(self, **changes)

@@ -121,3 +121,14 @@ def test_vit_builds_and_runs_on_fashion_mnist_shapes(pool="cls", patch=7):   # m
     assert y.shape == (3, 10) and np.all(np.isfinite(y)) and np.std(np.asarray(y)) > 0
     with pytest.raises(ShapeError, match="divisible by patch_size"):
         model.init(jax.random.PRNGKey(0), (3, 30, 30, 1))
+
+
+def test_lm_config_is_a_block_config_with_lm_fields():
+    cfg = LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, max_len=24, positions="rope", dropout=0.1)
+    assert cfg.block.rope and cfg.block.causal and cfg.block.dropout == 0.1 and cfg.block.num_heads == 4
+    with pytest.raises(ValueError, match="causal"):
+        LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, max_len=24, causal=False)
+    with pytest.raises(ValueError, match="positions"):
+        LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, max_len=24, positions="alibi")
+    with pytest.raises(ValueError, match="implementation"):
+        LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, max_len=24, implementation="flash")

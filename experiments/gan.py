@@ -21,6 +21,7 @@ import os
 import time
 
 import common
+from budget import Budget, spent_before
 
 
 def add_flags(p):
@@ -204,41 +205,27 @@ def main(args):
             out[prefix + "class_match"] = float(np.mean(in_batches(logits_fn, x).argmax(-1) == np.asarray(fid_y)))
         return out
 
-    eval_seconds = [0.0]
-
     def evaluate(state, _batch):
-        t = time.perf_counter()
         m = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
         save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
-        eval_seconds[0] += time.perf_counter() - t
         return m
 
     at_init = quality(state.g_params, state.g_state)
     print(f"Fréchet distance at initialisation: {at_init['fid']:.3f}", flush=True)
 
     pipe = make_batches({"image": train_arrays["image"], "label": train_arrays["label"]}, b, seed=args.seed)
-    if timed:
-        total = 10 ** 7
-    else:
-        total = common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
+    total = None if timed else common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
     if args.smoke:
-        total = min(total, 4)
-    t_train = [None]
-
-    def batches(start):
-        for i, batch in enumerate(pipe.batches(start)):
-            if t_train[0] is None:
-                t_train[0] = time.perf_counter()
-            elif minutes is not None and time.perf_counter() - t_train[0] - eval_seconds[0] > 60 * minutes:
-                return
-            yield batch
-
-    eval_every = min(args.eval_every, total)
-    result = fit(step, state, batches, steps=total, eval_step=evaluate, eval_batches=lambda: [None],
-                 eval_every=eval_every, out_dir=args.out, checkpoint_every=eval_every, resume=args.resume,
-                 log_every=min(100, eval_every))
+        total = min(total or 4, 4)
+    # training time excludes evaluations and continues across --resume (budget.py)
+    budget = Budget(minutes, total, spent_before(args.out) if args.resume else 0.0)
+    eval_every = min(args.eval_every, total or args.eval_every)
+    result = fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps,
+                 eval_step=budget.excluded(evaluate), eval_batches=lambda: [None], eval_every=eval_every,
+                 out_dir=args.out, checkpoint_every=eval_every, resume=args.resume, log_every=min(100, eval_every),
+                 time_left=budget.time_left)
     state = result.state
-    train_s = time.perf_counter() - (t_train[0] or time.perf_counter()) - eval_seconds[0]
+    train_s = budget.train_s
     final = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
     save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
     common.plot_curves(args.out, keys=("d_loss", "g_loss", "fid", "ema_fid"))

@@ -185,9 +185,10 @@ def GRUCell(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializ
 def default_hoist_input() -> bool:
     """Whether to hoist the input projection out of the scan by default, per backend.
 
-    On CPU (W3 in bench/rnn_hoist.py, 2 cores) keeping both matmuls in the loop ran as fast as Flax linen's
-    OptimizedLSTMCell (the same computation), hoisting took ~30% more CPU time, and ``"fused"`` ~4% less CPU time
-    with wall-clock results that swung both ways on a shared machine, so it stays an option until measured idle.
+    On CPU (W3 in bench/rnn_hoist.py, 2 idle cores) keeping both matmuls in the loop ran as fast as Flax linen's
+    OptimizedLSTMCell (the same computation; 0.99-1.00x), hoisting was ~30% slower, and ``"fused"`` 4% faster
+    (0.96x in two idle runs; it used to swing both ways on a shared machine), so ``"fused"`` is the option to pass
+    for the last few percent.
     On accelerators one big matmul outside the loop is the usual winner.
     """
     return jax.default_backend() != "cpu"

@@ -18,7 +18,8 @@ class Case:
     ``smooth=False`` marks functions with kinks (ReLU, max-pool) where finite differences need care.
     ``batch_axis`` is the axis a single-example apply is vmapped over (None: not per-example, e.g. BatchNorm
     without an axis name). Tags: ``axis_name=NAME`` (train mode needs the named axis bound),
-    ``gradcheck=eval`` (train-mode gradient is a deliberate surrogate; gradient-check eval mode only).
+    ``gradcheck=eval`` (train-mode gradient is a deliberate surrogate; gradient-check eval mode only),
+    ``gradcheck=first-order`` (exact gradient, surrogate Hessian by design; no second-order check).
     """
 
     name: str

@@ -18,7 +18,7 @@ MODEL_CASES = [
     # train mode runs the power iteration under stop_gradient (the usual spectral-norm convention), so its
     # gradient is by design not the derivative of the train-mode output: check the eval-mode function only
     Case("dcgan_discriminator_sn", lambda: dcgan_discriminator((3, 4), spectral_norm=True), (2, 8, 8, 1),
-         stateful=True, smooth=False, tags=("gradcheck=eval",)),
+         stateful=True, smooth=False, tags=("gradcheck=eval", "gradcheck=first-order")),
 ]
 
 

@@ -127,3 +127,18 @@ def test_cli_worker_processes_give_the_same_rows_in_catalog_order(capsys):
     key = lambda r: (r["name"], r["mode"], r["max_rel_err"], r["verdict"])  # noqa: E731
     assert [key(r) for r in parallel] == [key(r) for r in serial]
     assert [r["name"] for r in parallel][::3] == ["dense", "relu", "embedding"]
+
+
+def test_spectral_norm_hessian_is_a_surrogate_so_its_case_skips_second_order():
+    # sigma = v^T W u with u, v held constant (Miyato et al.): the gradient is exact (dv is orthogonal to v), the
+    # Hessian is not, and the checker sees it; the catalog case is therefore tagged first-order only
+    from deepcore.gradcheck.cases import check_layer
+
+    case = _case("dcgan_discriminator_sn")
+    assert "gradcheck=first-order" in case.tags
+    second = check_layer(case.make(), case.spec(np.float64), modes=("second",), train=(False,), seed=0,
+                         dtype=jnp.float64, name=case.name)
+    assert not second.ok and {r.mode for r in second.failures()} <= {"eval second/rr", "eval second/fr"}
+    report = check_case(case, modes=MODES, seed=1)
+    assert report.ok and not [r for r in report.results if "second" in r.mode]
+    assert report.by_mode("eval fast/rev") and report.by_mode("eval full/fwd")

@@ -134,21 +134,16 @@ def plot_saliency(path, images, maps, labels, preds, class_names):
     return path
 
 
-def calibration(model, state, test, dtype, out_dir, class_names) -> dict:
-    """Bias and calibration on the test split: ``calibration.json`` (accuracy, ECE, MCE, NLL, per-class
-    accuracy, confusion matrix with rows = true class) and ``reliability.png``. Returns the report."""
+def calibration(logits_fn, state, test, out_dir, class_names) -> dict:
+    """Bias and calibration on the test split from ``logits_fn(state, images) -> float32 logits``:
+    ``calibration.json`` (accuracy, ECE, MCE, NLL, per-class accuracy, confusion matrix with rows = true class)
+    and ``reliability.png``. Returns the report."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
-    from deepcore.core import cast
     from deepcore.interpret import classifier_report, reliability_diagram
 
-    @jax.jit
-    def probs_fn(state, images):
-        params = state.params if dtype == jnp.float32 else cast(state.params, dtype)
-        logits, _ = model.apply(params, state.model_state, images, train=False)
-        return jax.nn.softmax(logits.astype(jnp.float32), -1)
+    probs_fn = jax.jit(lambda state, images: jax.nn.softmax(logits_fn(state, images), -1))
 
     images, labels = test["image"], test["label"]
     probs = np.concatenate([np.asarray(probs_fn(state, images[i:i + EVAL_BATCH]))
@@ -206,10 +201,12 @@ def main(args, make_model, *, saliency: bool = False) -> dict:
                       compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
                       **shardings)
 
-    def eval_metrics(state, batch):
+    def eval_logits(state, images):  # eval mode, in the compute dtype; float32 logits
         params = state.params if cdt == jnp.float32 else cast(state.params, cdt)
-        logits, _ = model.apply(params, state.model_state, batch["image"], train=False)
-        logits = logits.astype(jnp.float32)
+        return model.apply(params, state.model_state, images, train=False)[0].astype(jnp.float32)
+
+    def eval_metrics(state, batch):
+        logits = eval_logits(state, batch["image"])
         w = batch["weight"]
         xent = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         return {"loss": jnp.sum(w * xent), "accuracy": jnp.sum(w * (jnp.argmax(logits, -1) == batch["label"]))}
@@ -250,7 +247,7 @@ def main(args, make_model, *, saliency: bool = False) -> dict:
         metrics[f"val_accuracy_at_{minutes}min"] = accuracy_at(records, 60 * minutes)
     common.plot_curves(args.out)
     extra = {"parameters": n_params, "stop_reason": result.stop_reason}
-    report = calibration(model, result.state, test, cdt, args.out, info.class_names)
+    report = calibration(eval_logits, result.state, test, args.out, info.class_names)
     metrics.update({"test_ece": report["ece"], "test_mce": report["mce"], "test_nll_nats": report["nll_nats"],
                     "test_worst_class_accuracy": min(report["per_class_accuracy"])})
     if saliency:

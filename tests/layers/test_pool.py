@@ -75,3 +75,21 @@ def test_pool_rank_error():
     with pytest.raises(ShapeError, match=r"max_pool: expected input of shape \(\.\.\., H, W, C\) with at least 3 dims, "
                                          r"got \(4, 3\)"):
         L.MaxPool2D(2).apply({}, {}, jnp.ones((4, 3)))
+
+
+@pytest.mark.parametrize("window,padding", [((2, 2), "VALID"), ((2, 3), ((0, 0), (0, 0))), ((2,), "VALID")])
+def test_max_pool_tiling_windows_matches_reduce_window_and_its_gradient(window, padding):
+    """Exactly tiling windows take the reshape-and-max route; values and (tie-free) gradients equal XLA's."""
+    from jax import lax
+
+    rank = len(window)
+    x = jax.random.normal(jax.random.PRNGKey(2), (3,) + (4, 6)[:rank] + (5,))   # sizes divisible by window
+    dims = (1,) + window + (1,)
+    ref = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, dims, "VALID")
+    pool = lambda x: L.MaxPool(window, None, padding).apply({}, {}, x)[0]
+    np.testing.assert_array_equal(pool(x), ref(x))
+    np.testing.assert_allclose(pool(x), np_pool(np.asarray(x), window, window, "VALID", "max"), rtol=1e-6)
+    w = jax.random.normal(jax.random.PRNGKey(3), ref(x).shape)
+    g_pool = jax.grad(lambda x: jnp.sum(w * pool(x)))(x)
+    np.testing.assert_array_equal(g_pool, jax.grad(lambda x: jnp.sum(w * ref(x)))(x))
+    assert int(jnp.sum(g_pool != 0)) == w.size                  # one winner per window

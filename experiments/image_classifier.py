@@ -20,7 +20,8 @@ YNN_FUSION = {"xla_cpu_experimental_ynn_fusion_type":
               "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE"}
 
 
-def add_flags(p, *, augment: str, weight_decay: float, warmup: float, label_smoothing: float, ynn: str):
+def add_flags(p, *, augment: str, weight_decay: float, warmup: float, label_smoothing: float, ynn: str,
+              tta: str = "none"):
     """Flags of the image-classifier recipe (on top of :func:`common.parser`'s)."""
     p.add_argument("--augment", default=augment,
                    help="training augmentation: 'none' or '+'-joined 'crop' (random crop after padding, 2 px at "
@@ -28,6 +29,9 @@ def add_flags(p, *, augment: str, weight_decay: float, warmup: float, label_smoo
     p.add_argument("--weight-decay", type=float, default=weight_decay, help="AdamW decoupled weight decay")
     p.add_argument("--warmup", type=float, default=warmup, help="linear warm-up, as a fraction of all steps")
     p.add_argument("--label-smoothing", type=float, default=label_smoothing)
+    p.add_argument("--tta", choices=("none", "flip"), default=tta,
+                   help="test-time augmentation of every evaluation: 'flip' averages the class probabilities of "
+                        "each image and its left-right mirror")
     p.add_argument("--eval-every", type=float, default=1.0, help="evaluate (and checkpoint) every this many epochs")
     p.add_argument("--ynn-fusion", choices=("on", "off"), default=ynn,
                    help="on a CPU, compile the steps with XLA's YNNPACK fusion (faster convolutions)")
@@ -87,6 +91,19 @@ def _eval_pipeline(arrays, batch_size):
 
     return make_batches(arrays, batch_size, shuffle=False, drop_remainder=False, pad_remainder=True, num_epochs=1,
                         process_index=0, process_count=1, transform=weigh)
+
+
+def flip_averaged(logits_fn):
+    """Flip test-time augmentation: ``images (N, H, W, C) -> (N, classes)`` log of the mean of the class
+    probabilities that ``logits_fn`` gives each image and its left-right mirror."""
+    import jax
+    import jax.numpy as jnp
+
+    def apply(images):
+        views = jnp.stack([jax.nn.log_softmax(logits_fn(images)), jax.nn.log_softmax(logits_fn(images[:, :, ::-1]))])
+        return jax.nn.logsumexp(views, axis=0) - jnp.log(2.0)
+
+    return apply
 
 
 def accuracy_at(records, seconds: float):
@@ -175,6 +192,8 @@ def main(args, make_model, *, saliency: bool = False) -> dict:
                                 "0 <= --label-smoothing < 1")
     offset = common.last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     info, (train, val, test) = _load(args)
+    if args.tta == "flip" and len(info.shape) != 3:
+        raise common.UsageError(f"--tta flip needs images (height, width, channels); {args.dataset} gives {info.shape}")
     devs = common.devices(args.devices)
     mesh = parallel.make_mesh(devs)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else jnp.float32
@@ -201,9 +220,10 @@ def main(args, make_model, *, saliency: bool = False) -> dict:
                       compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
                       **shardings)
 
-    def eval_logits(state, images):  # eval mode, in the compute dtype; float32 logits
+    def eval_logits(state, images):  # eval mode, in the compute dtype; float32 logits (log-probabilities with TTA)
         params = state.params if cdt == jnp.float32 else cast(state.params, cdt)
-        return model.apply(params, state.model_state, images, train=False)[0].astype(jnp.float32)
+        logits = lambda x: model.apply(params, state.model_state, x, train=False)[0].astype(jnp.float32)
+        return logits(images) if args.tta == "none" else flip_averaged(logits)(images)
 
     def eval_metrics(state, batch):
         logits = eval_logits(state, batch["image"])

@@ -41,9 +41,9 @@ def test_mlp_two_devices_then_resume(tmp_path):
 @SHARED_DATA
 def test_cnn_smoke(tmp_path):
     out = tmp_path / "cnn"
-    res, _ = run("cnn.py", out, "--widths", "8", "16", "--depths", "1", "1", "--batch-size", "32")
+    res, _ = run("cnn.py", out, "--widths", "8", "16", "--depths", "1", "1", "--batch-size", "32", "--tta", "flip")
     check_results(res, "cnn", 6)
-    assert res["config"]["augment"] == "crop+flip"
+    assert res["config"]["augment"] == "crop+flip" and res["config"]["tta"] == "flip"
     for picture in ("curves.png", "saliency.png", "reliability.png"):
         assert os.path.getsize(out / picture) > 1000
     cal = json.loads((out / "calibration.json").read_text())
@@ -53,6 +53,25 @@ def test_cnn_smoke(tmp_path):
     assert 0.0 <= res["metrics"]["test_ece"] <= 1.0
     assert res["metrics"]["test_worst_class_accuracy"] == min(cal["per_class_accuracy"])
     assert any(r.get("split") == "val" and "val_wall_s" in r for r in records(out))
+
+
+def test_flip_tta_averages_probabilities_and_ignores_the_mirror():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from image_classifier import flip_averaged
+
+    k1, k2 = jax.random.split(jax.random.key(0))
+    w = jax.random.normal(k1, (6 * 5 * 2, 4))
+    logits = lambda x: x.reshape(len(x), -1) @ w            # not flip-invariant by itself
+    x = jax.random.normal(k2, (3, 6, 5, 2))
+    mirror = x[:, :, ::-1]
+    assert not np.allclose(logits(x), logits(mirror), atol=1e-3)
+    out = flip_averaged(logits)(x)
+    want = jnp.log((jax.nn.softmax(logits(x)) + jax.nn.softmax(logits(mirror))) / 2)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, flip_averaged(logits)(mirror), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jnp.exp(out).sum(-1), 1.0, rtol=1e-5)
 
 
 def test_bad_flag_is_one_line(tmp_path):

@@ -45,8 +45,8 @@ def MaxPool(window: Sequence[int], strides=None, padding: Padding = "VALID") -> 
     """
 
     def reduce(x, dims, steps, pad):
-        if dims == steps and (pad == "VALID" or not any(map(any, pad))) and all(
-                n % d == 0 for n, d in zip(x.shape, dims)):
+        unpadded = pad == "VALID" if isinstance(pad, str) else not any(lo or hi for lo, hi in pad)
+        if dims == steps and unpadded and all(n % d == 0 for n, d in zip(x.shape, dims)):
             tiles = sum(((n // d, d) for n, d in zip(x.shape, dims)), ())
             return x.reshape(tiles).max(axis=tuple(range(1, 2 * x.ndim, 2)))
         return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, dims, steps, pad)

@@ -1,7 +1,7 @@
 """Time one implementation of one workload in this process and print one JSON line.
 
     python bench/harness.py --impl pure_jax --workload W1 [--steps 20] [--warmup 3] [--dtype float32]
-    python bench/harness.py --peak            # fp32 2048x2048 jit matmul, median of 20
+    python bench/harness.py --peak            # fp32 and bf16 jit matmul peaks (2048 on CPU, 8192 on GPU), median of 20
 
 Reported: ``first_step_s`` (the first call: trace + compile + one step, synced), ``step_s`` (the median of
 ``--steps`` synced steps after ``--warmup`` more), the process CPU time per step (``cpu_per_step_s``), and
@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-IMPLS = ("pure_jax", "deepcore", "flax_linen", "flax_nnx", "equinox", "torch")
-MODULES = {"pure_jax": "pure_jax", "deepcore": "deepcore_impl", "flax_linen": "flax_linen",
+IMPLS = ("pure_jax", "deepcore", "deepcore_unrolled", "flax_linen", "flax_nnx", "equinox", "torch")
+MODULES = {"pure_jax": "pure_jax", "deepcore": "deepcore_impl", "deepcore_unrolled": "deepcore_unrolled",
+           "flax_linen": "flax_linen",
            "flax_nnx": "flax_nnx", "equinox": "equinox_impl", "torch": "torch_impl"}
 
 
@@ -87,20 +88,26 @@ def device(impl):
     return str(jax.devices()[0].device_kind)
 
 
-def peak(n=2048, reps=20):
-    """Median GFLOP/s of an fp32 ``n x n`` matmul under ``jax.jit`` (the machine's practical peak)."""
+def peak(n=None, reps=20):
+    """Median GFLOP/s of ``n x n`` matmuls under ``jax.jit``, float32 and bfloat16: the machine's practical peak.
+
+    ``n`` defaults to 2048 on a CPU and 8192 on an accelerator (a 2048 matmul cannot fill a GPU). float32 runs
+    at JAX's default precision, as the workloads do (on recent NVIDIA GPUs that is TF32 on the tensor cores)."""
     import jax
     import jax.numpy as jnp
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     f = jax.jit(lambda a, b: a @ b)
-    jax.block_until_ready(f(a, a))
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+    out = {}
+    for name in ("float32", "bfloat16"):
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.dtype(name))
         jax.block_until_ready(f(a, a))
-        times.append(time.perf_counter() - t)
-    return {"peak_gflops": 2 * n ** 3 / statistics.median(times) / 1e9, "backend": jax.default_backend(),
-            "device": str(jax.devices()[0].device_kind), "loadavg": loadavg()}
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            jax.block_until_ready(f(a, a))
+            times.append(time.perf_counter() - t)
+        out["peak_gflops" if name == "float32" else "peak_bf16_gflops"] = 2 * n ** 3 / statistics.median(times) / 1e9
+    return dict(out, n=n, backend=jax.default_backend(), device=str(jax.devices()[0].device_kind), loadavg=loadavg())
 
 
 def main():

@@ -7,13 +7,19 @@ Each (implementation, workload, dtype) runs in a fresh process (``bench/harness.
 interleaved round-robin, the order rotated each round, so drift on the machine hits all of them alike.
 Per job: the median over rounds of each round's median step time, its ratio to the hand-written JAX step
 (``pure_jax``), achieved GFLOP/s (the workload table's GFLOP/step over the step time) and that as a fraction
-of the fp32 matmul peak (2048x2048 jit matmul, median of 20, measured before and after), and the first-step
+of the matmul peak of its dtype (fp32 or bf16 jit matmul, 2048 square on a CPU and 8192 on a GPU, median of 20,
+measured before and after), and the first-step
 (trace + compile) latency. A round is flagged when other processes used more than 0.25 cores during its
 timed steps, or the load average less this process's own CPU use exceeded 1.5.
 
 Full plan (no --workloads/--impls/--dtype given): float32 W1-W5 in all six implementations, the larger
-transformer W4L (d 512, 8 layers, context 256, batch 8) in pure_jax and deepcore, and bfloat16 W1-W5
-(plus W4L on a GPU) in pure_jax and deepcore. Implementations whose package is missing are skipped with a note.
+transformer W4L (d 512, 8 layers, context 256, batch 8) in pure_jax and deepcore, W4 and W4L also in
+deepcore_unrolled (the blocks unrolled rather than scanned), and bfloat16 W1-W5
+in pure_jax and deepcore. On a GPU the plan is cut to what an accelerator adds: W1-W5 float32 in pure_jax,
+deepcore and PyTorch, and the transformers W4L and W4XL (d 1024, 8 layers, context 512, batch 32: W4L is too
+small to fill a GPU) in float32 and bfloat16 in the same three, whose bf16 rows give the model FLOPs utilisation.
+Implementations whose package is missing are skipped with a note. ``--deadline`` stops starting jobs after that
+many minutes (rounds run round-robin, so every job has the same number of rounds, give or take one).
 RESULTS.md is rewritten after every job (a cut-short run keeps what it measured); each job's raw JSON is
 appended to RESULTS.jsonl next to it.
 """
@@ -34,15 +40,20 @@ sys.path.insert(0, str(HERE.parent))
 from bench.harness import IMPLS  # noqa: E402
 from bench.workloads import CONFIGS, GFLOP, WORKLOADS  # noqa: E402
 
+MAIN = tuple(i for i in IMPLS if i != "deepcore_unrolled")  # deepcore_unrolled differs on the transformers alone
 NEEDS = {"flax_nnx": "flax", "flax_linen": "flax", "equinox": "equinox", "torch": "torch"}
 FLAG_OTHERS_CORES, FLAG_LOAD = 0.25, 1.5
 
 
 def full_plan(backend):
-    jobs = [(i, w, "float32") for w in WORKLOADS for i in IMPLS]
-    jobs += [(i, "W4L", "float32") for i in ("pure_jax", "deepcore")]  # ~1 min a job: the 45-minute budget
-    bf16 = WORKLOADS + (("W4L",) if backend != "cpu" else ())  # the larger model's bf16 MFU is a GPU figure
-    jobs += [(i, w, "bfloat16") for w in bf16 for i in ("pure_jax", "deepcore")]
+    if backend != "cpu":  # process start-up dominates on a GPU: measure what it adds over the CPU tables
+        three = ("pure_jax", "deepcore", "torch")
+        return ([(i, w, "float32") for w in WORKLOADS for i in three]
+                + [(i, w, d) for d in ("float32", "bfloat16") for w in ("W4L", "W4XL") for i in three])
+    jobs = [(i, w, "float32") for w in WORKLOADS for i in MAIN]
+    jobs += [("deepcore_unrolled", "W4", "float32")]  # the transformer's blocks unrolled instead of scanned
+    jobs += [(i, "W4L", "float32") for i in ("pure_jax", "deepcore", "deepcore_unrolled")]  # ~1 min a job
+    jobs += [(i, w, "bfloat16") for w in WORKLOADS for i in ("pure_jax", "deepcore")]
     return jobs
 
 
@@ -76,8 +87,8 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; " + ", ".join(versions)
 
 
-def summarise(results, peak):
-    """{(impl, workload, dtype): summary} over the rounds that returned a figure."""
+def summarise(results, peaks):
+    """{(impl, workload, dtype): summary} over the rounds that returned a figure; ``peaks``: {dtype: GFLOP/s}."""
     out = {}
     for key, rounds in results.items():
         ok = [r for r in rounds if "step_s" in r]
@@ -85,7 +96,8 @@ def summarise(results, peak):
             out[key] = {"error": rounds[-1].get("error", "no result")}
             continue
         step = statistics.median(r["step_s"] for r in ok)
-        gflops = GFLOP[key[1]] / step if peak else float("nan")  # no peak: a smoke run at tiny sizes
+        peak = (peaks or {}).get(key[2])
+        gflops = GFLOP[key[1]] / step if peaks else float("nan")  # no peaks: a smoke run at tiny sizes
         out[key] = {"step_ms": 1e3 * step, "rounds_ms": [1e3 * r["step_s"] for r in ok],
                     "first_s": statistics.median(r["first_step_s"] for r in ok), "gflops": gflops,
                     "peak_frac": gflops / peak if peak else None, "flagged": sum(map(flagged, ok)), "n": len(ok),
@@ -94,8 +106,18 @@ def summarise(results, peak):
     return out
 
 
+def peak_medians(peaks):
+    """{dtype: median GFLOP/s} over the peak measurements that returned one."""
+    out = {}
+    for dtype, key in (("float32", "peak_gflops"), ("bfloat16", "peak_bf16_gflops")):
+        got = [p[key] for p in peaks if key in p]
+        if got:
+            out[dtype] = statistics.median(got)
+    return out
+
+
 def write_results(path, summary, peaks, args, wall_s, note):
-    peak = statistics.median(p["peak_gflops"] for p in peaks) if peaks else None
+    used = peak_medians(peaks)
     lines = ["# Benchmark results", ""]
     if note:
         lines += [f"**{note}**", ""]
@@ -103,10 +125,14 @@ def write_results(path, summary, peaks, args, wall_s, note):
     lines += [f"Command: `python bench/run.py {' '.join(shown)}`  ", f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
               f"total wall time {wall_s / 60:.1f} min  ", f"Machine: {machine()}  ",
               f"Backend: {peaks[0]['backend'] if peaks else '?'} ({peaks[0]['device'] if peaks else '?'})  ",
-              "fp32 matmul peak (2048x2048 jit matmul, median of 20): "
-              + (", ".join(f"{p['peak_gflops']:.0f}" for p in peaks) + f" GFLOP/s (used: {peak:.0f})" if peaks else "not measured"),
+              (f"Matmul peaks ({peaks[0].get('n', 2048)} square jit matmul, median of 20, before and after): fp32 "
+               + ", ".join(f"{p['peak_gflops']:.0f}" for p in peaks) + f" GFLOP/s (used: {used['float32']:.0f}); bf16 "
+               + ", ".join(f"{p['peak_bf16_gflops']:.0f}" for p in peaks if 'peak_bf16_gflops' in p)
+               + (f" GFLOP/s (used: {used['bfloat16']:.0f})" if "bfloat16" in used else "not measured")
+               if peaks else "Matmul peaks: not measured"),
               "", "Step time: median over rounds of each round's median synced step; ratio: to the hand-written JAX "
-              "step (pure_jax); GFLOP/s from the workload table's GFLOP/step; first step: trace + compile + one step. "
+              "step (pure_jax); GFLOP/s from the workload table's GFLOP/step; 'of peak': of the matmul peak of the row's dtype "
+              "(for bf16 rows on a GPU this is the model FLOPs utilisation); first step: trace + compile + one step. "
               f"Flagged rounds: other processes used > {FLAG_OTHERS_CORES} cores, or load average less our own use > "
               f"{FLAG_LOAD}; 'others' is the most other processes used in any round, in cores.", ""]
     groups = sorted({(w, d) for (_, w, d) in summary}, key=lambda k: (k[1] != "float32", k[0]))
@@ -145,6 +171,7 @@ def main():
     ap.add_argument("--resume", action="store_true",
                     help="keep the job records already in the .jsonl next to --out and run only the missing rounds")
     ap.add_argument("--note", default="", help="a line printed at the top of RESULTS.md")
+    ap.add_argument("--deadline", type=float, default=None, help="minutes after which no further job is started")
     args = ap.parse_args()
     harness = [sys.executable, str(HERE / "harness.py")]
     t0 = time.perf_counter()
@@ -152,7 +179,7 @@ def main():
     backend = peaks[0].get("backend", "cpu")
     if args.workloads or args.impls or args.dtype:
         ws = (args.workloads or ",".join(WORKLOADS)).split(",")
-        impls = (args.impls or ",".join(IMPLS)).split(",")
+        impls = (args.impls or ",".join(MAIN)).split(",")
         jobs = [(i, w, d) for d in (args.dtype or "float32").split(",") for w in ws for i in impls]
     else:
         jobs = full_plan(backend)
@@ -165,6 +192,7 @@ def main():
     jobs = [j for j in jobs if j[0] not in missing]
     results = {j: [] for j in jobs}
     raw = Path(args.out).with_suffix(".jsonl")
+    raw.parent.mkdir(parents=True, exist_ok=True)
     if args.resume and raw.exists():
         for line in raw.read_text().splitlines():
             rec = json.loads(line)
@@ -177,15 +205,22 @@ def main():
 
     def write():
         ok = [p for p in peaks if "peak_gflops" in p]
-        peak = statistics.median(p["peak_gflops"] for p in ok) if ok else None
         done = {k: v for k, v in results.items() if v}
-        write_results(args.out, summarise(done, peak if args.size == "full" else None), ok, sys.argv[1:], time.perf_counter() - t0, args.note)
+        write_results(args.out, summarise(done, peak_medians(ok) if args.size == "full" else None), ok, sys.argv[1:],
+                      time.perf_counter() - t0, args.note)
 
+    late = False
     for r in range(args.rounds):
+        if late:
+            break
         k = (r * len(jobs)) // args.rounds  # rotate the order: each job starts a round at a different place
         for impl, w, d in jobs[k:] + jobs[:k]:
             if len(results[(impl, w, d)]) > r:  # measured before (--resume)
                 continue
+            if args.deadline is not None and time.perf_counter() - t0 > 60 * args.deadline:
+                print(f"deadline of {args.deadline} min reached in round {r + 1}: no further jobs", flush=True)
+                late = True
+                break
             res, took = run_job(harness + ["--impl", impl, "--workload", w, "--dtype", d, "--steps", str(args.steps),
                                            "--warmup", str(args.warmup), "--size", args.size], args.timeout)
             results[(impl, w, d)].append(res)

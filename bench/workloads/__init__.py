@@ -1,10 +1,10 @@
-"""The benchmark workloads W1-W5 (and W4L, a larger transformer), shared by every implementation.
+"""The benchmark workloads W1-W5 (and W4L, W4XL: larger transformers), shared by every implementation.
 
 Each implementation module (``pure_jax``, ``deepcore_impl``, ``flax_linen``, ``flax_nnx``, ``equinox_impl``,
 ``torch_impl``) defines ``build(workload, cfg, dtype) -> (step, state, batch)`` with
 ``step(state, batch) -> (state, loss)``, and ``sync(loss)`` (wait for the device, return a float).
 ``cfg`` is a dict from :data:`CONFIGS` (or :data:`TINY` for tests); ``inputs(workload, cfg)`` gives the
-numpy batch every implementation starts from (``numpy.random.default_rng(0)``).
+numpy batch every implementation starts from (``numpy.random.default_rng(0)``). W4XL is sized for a GPU.
 ``dtype`` is the compute dtype ("float32" or "bfloat16"); parameters and optimiser state stay float32.
 """
 import numpy as np
@@ -18,6 +18,7 @@ CONFIGS = {
     "W3": dict(batch=64, vocab=96, embed=128, hidden=256, T=64),
     "W4": dict(batch=32, vocab=96, d=256, heads=4, layers=4, T=128),
     "W4L": dict(batch=8, vocab=96, d=512, heads=8, layers=8, T=256),
+    "W4XL": dict(batch=32, vocab=96, d=1024, heads=16, layers=8, T=512),  # GPU-sized
     "W5": dict(batch=64, z=64, hw=28, g_channels=(128, 64), d_channels=(64, 128)),
 }
 TINY = {
@@ -26,6 +27,7 @@ TINY = {
     "W3": dict(batch=4, vocab=11, embed=6, hidden=8, T=5),
     "W4": dict(batch=2, vocab=11, d=16, heads=2, layers=2, T=8),
     "W4L": dict(batch=2, vocab=11, d=16, heads=2, layers=2, T=8),
+    "W4XL": dict(batch=2, vocab=11, d=16, heads=2, layers=2, T=8),
     "W5": dict(batch=4, z=8, hw=8, g_channels=(8, 4), d_channels=(4, 8)),
 }
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
@@ -38,8 +40,9 @@ def transformer_gflop(c) -> float:
     return 3 * per_token * c["batch"] * T / 1e9
 
 
-# GFLOP per training step (bench-workloads.md's table; W4L by the same rule)
+# GFLOP per training step (bench-workloads.md's table; W4L and W4XL by the same rule)
 GFLOP = {"W1": 1.03, "W2": 22.4, "W3": 10.3, "W4": 84.4, "W4L": round(transformer_gflop(CONFIGS["W4L"]), 1),
+         "W4XL": round(transformer_gflop(CONFIGS["W4XL"]), 1),
          "W5": 11.2}
 
 
@@ -56,7 +59,7 @@ def inputs(workload: str, cfg: dict) -> dict:
     if workload == "W3":
         seq = rng.integers(0, cfg["vocab"], (b, cfg["T"] + 1)).astype(np.int32)
         return {"x": seq[:, :-1].copy(), "y": seq[:, 1:].copy()}
-    if workload in ("W4", "W4L"):
+    if workload.startswith("W4"):
         seq = rng.integers(0, cfg["vocab"], (b, cfg["T"] + 1)).astype(np.int32)
         return {"x": seq[:, :-1].copy(), "y": seq[:, 1:].copy()}
     if workload == "W5":

@@ -218,7 +218,7 @@ def build(workload, cfg, dtype="float32", params=None):
         state = ((g, d), (tx.init(g), tx.init(d)), jax.random.PRNGKey(1))
         return gan_step(tx, dtype, cfg), state, batch
     tx = optax.adam(**ADAM)
-    if workload in ("W4", "W4L"):
+    if workload.startswith("W4"):
         init, apply = gpt_init, lambda p, x: gpt_apply(p, x, cfg["heads"])
     else:
         init, apply = MODELS[workload]

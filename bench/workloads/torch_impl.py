@@ -1,5 +1,5 @@
 """PyTorch eager: ``nn.Module``s (images NCHW), ``torch.optim.Adam``, the default thread count; CUDA when
-available, else CPU. Under bfloat16 the forward runs in ``torch.autocast`` (float32 master weights)."""
+available (float32 matmuls in TF32 there, as under JAX), else CPU. Under bfloat16 the forward runs in ``torch.autocast`` (float32 master weights)."""
 import contextlib
 
 import numpy as np
@@ -10,6 +10,8 @@ from torch import nn
 from bench.workloads import ADAM, GAN_ADAM, inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cuda":
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls, as JAX's default precision uses on such GPUs
 
 
 def sync(loss):
@@ -88,7 +90,7 @@ def discriminator(c):
 
 
 def model(workload, c):
-    return {"W1": mlp, "W2": cnn, "W3": CharLSTM, "W4": GPT, "W4L": GPT}[workload](c)
+    return {"W1": mlp, "W2": cnn, "W3": CharLSTM, "W4": GPT, "W4L": GPT, "W4XL": GPT}[workload](c)
 
 
 def _tensor(a):

@@ -66,10 +66,15 @@ def run_job(cmd, timeout):
 
 
 def flagged(r):
+    """Did something else load the machine during this job's timed steps? Judged by the other processes' CPU
+    time where it was measured; only where the timed steps were too short for that (W1 on a CPU), by the load
+    average, which lags by minutes (a job that follows a busy spell can be flagged wrongly)."""
     others = r.get("others_cores")
+    if others is not None:
+        return others > FLAG_OTHERS_CORES
     own = r["cpu_per_step_s"] / r["step_s"] if r.get("step_s") else 0.0
     load = max(x for x in r["loadavg"] if x is not None) - own if all(r.get("loadavg") or [None]) else 0.0
-    return (others is not None and others > FLAG_OTHERS_CORES) or load > FLAG_LOAD
+    return load > FLAG_LOAD
 
 
 def machine():
@@ -116,13 +121,13 @@ def peak_medians(peaks):
     return out
 
 
-def write_results(path, summary, peaks, args, wall_s, note):
+def write_results(path, summary, peaks, args, wall_s, note, date=None):
     used = peak_medians(peaks)
     lines = ["# Benchmark results", ""]
     if note:
         lines += [f"**{note}**", ""]
     shown = [a for i, a in enumerate(args) if a != "--note" and (i == 0 or args[i - 1] != "--note")]
-    lines += [f"Command: `python bench/run.py {' '.join(shown)}`  ", f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+    lines += [f"Command: `python bench/run.py {' '.join(shown)}`  ", f"Date: {date or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
               f"total wall time {wall_s / 60:.1f} min  ", f"Machine: {machine()}  ",
               f"Backend: {peaks[0]['backend'] if peaks else '?'} ({peaks[0]['device'] if peaks else '?'})  ",
               (f"Matmul peaks ({peaks[0].get('n', 2048)} square jit matmul, median of 20, before and after): fp32 "
@@ -157,6 +162,32 @@ def write_results(path, summary, peaks, args, wall_s, note):
     Path(path).write_text("\n".join(lines))
 
 
+def log_peak(raw, p):
+    with raw.open("a") as f:
+        f.write(json.dumps(dict(p, kind="peak")) + "\n")
+
+
+def render(raw, out, rounds):
+    """Rewrite ``out`` from the job, peak and run records in ``raw`` (after a change to the report's rules)."""
+    results, peaks, runs = {}, [], []
+    for line in raw.read_text().splitlines():
+        rec = json.loads(line)
+        kind = rec.get("kind")
+        if kind == "peak":
+            peaks.append(rec)
+        elif kind == "run":
+            runs.append(rec)
+        else:
+            got = results.setdefault((rec["impl"], rec["workload"], rec["dtype"]), [])
+            if len(got) < rounds:
+                got.append(rec)
+    ok = [p for p in peaks if "peak_gflops" in p]
+    argv = runs[-1]["argv"] if runs else ["(recorded without its command)"]
+    write_results(out, summarise(results, peak_medians(ok) or None), ok, argv, sum(r["wall_s"] for r in runs),
+                  runs[-1].get("note", "") if runs else "", runs[-1].get("date") if runs else None)
+    print(f"wrote {out} from {raw}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workloads", help=f"comma-separated, from {sorted(CONFIGS)}")
@@ -172,11 +203,17 @@ def main():
                     help="keep the job records already in the .jsonl next to --out and run only the missing rounds")
     ap.add_argument("--note", default="", help="a line printed at the top of RESULTS.md")
     ap.add_argument("--deadline", type=float, default=None, help="minutes after which no further job is started")
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: rewrite --out from the records in the .jsonl next to it")
     args = ap.parse_args()
+    raw = Path(args.out).with_suffix(".jsonl")
+    if args.render:
+        return render(raw, args.out, args.rounds)
     harness = [sys.executable, str(HERE / "harness.py")]
     t0 = time.perf_counter()
     peaks = [run_job(harness + ["--peak"], args.timeout)[0]]
     backend = peaks[0].get("backend", "cpu")
+    earlier_peaks = []
     if args.workloads or args.impls or args.dtype:
         ws = (args.workloads or ",".join(WORKLOADS)).split(",")
         impls = (args.impls or ",".join(MAIN)).split(",")
@@ -191,20 +228,25 @@ def main():
         print(f"skipping {i}: package {NEEDS[i]!r} is not installed (pip install -e '.[bench]')", flush=True)
     jobs = [j for j in jobs if j[0] not in missing]
     results = {j: [] for j in jobs}
-    raw = Path(args.out).with_suffix(".jsonl")
     raw.parent.mkdir(parents=True, exist_ok=True)
     if args.resume and raw.exists():
         for line in raw.read_text().splitlines():
             rec = json.loads(line)
+            if rec.get("kind") == "peak":
+                earlier_peaks.append(rec)
+                continue
+            if rec.get("kind") == "run":
+                continue
             key = (rec["impl"], rec["workload"], rec["dtype"])
             results.setdefault(key, [])  # jobs outside this invocation's plan stay in RESULTS.md
             if len(results[key]) < args.rounds:
                 results[key].append(rec)
     else:
         raw.write_text("")
+    log_peak(raw, peaks[0])
 
     def write():
-        ok = [p for p in peaks if "peak_gflops" in p]
+        ok = [p for p in earlier_peaks + peaks if "peak_gflops" in p]
         done = {k: v for k, v in results.items() if v}
         write_results(args.out, summarise(done, peak_medians(ok) if args.size == "full" else None), ok, sys.argv[1:],
                       time.perf_counter() - t0, args.note)
@@ -233,7 +275,11 @@ def main():
                 else f"FAILED: {res['error']}"
             print(f"round {r + 1}/{args.rounds} {impl:10s} {w:4s} {d:8s} {fig} ({took:.0f} s)", flush=True)
     peaks.append(run_job(harness + ["--peak"], args.timeout)[0])
+    log_peak(raw, peaks[-1])
     write()
+    with raw.open("a") as f:
+        f.write(json.dumps({"kind": "run", "argv": sys.argv[1:], "wall_s": time.perf_counter() - t0, "note": args.note,
+                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}) + "\n")
     print(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
 

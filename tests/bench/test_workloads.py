@@ -68,16 +68,3 @@ def test_unrolled_transformer_same_losses_as_scanned():
     from bench.workloads import deepcore_unrolled
     np.testing.assert_allclose(two_losses(deepcore_unrolled, "W4"), two_losses(deepcore_impl, "W4"), rtol=1e-5)
 
-
-def test_run_plan_and_peaks_by_dtype():
-    from bench import run
-    cpu, gpu = run.full_plan("cpu"), run.full_plan("gpu")
-    assert ("equinox", "W2", "float32") in cpu and ("deepcore_unrolled", "W1", "float32") not in cpu
-    assert ("deepcore", "W4XL", "bfloat16") in gpu and all(i in ("pure_jax", "deepcore", "torch") for i, _, _ in gpu)
-    peaks = run.peak_medians([{"peak_gflops": 100.0, "peak_bf16_gflops": 300.0}, {"peak_gflops": 120.0}])
-    assert peaks == {"float32": 110.0, "bfloat16": 300.0}
-    rec = {"step_s": 0.5, "first_step_s": 2.0, "others_cores": 0.0, "loadavg": [0.1, 0.2], "cpu_per_step_s": 1.0,
-           "device": "cpu", "first_loss": 2.0, "last_loss": 1.0}
-    s = run.summarise({("deepcore", "W1", "float32"): [rec], ("deepcore", "W1", "bfloat16"): [rec]}, peaks)
-    assert math.isclose(s[("deepcore", "W1", "float32")]["peak_frac"], GFLOP["W1"] / 0.5 / 110.0)
-    assert math.isclose(s[("deepcore", "W1", "bfloat16")]["peak_frac"], GFLOP["W1"] / 0.5 / 300.0)

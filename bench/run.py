@@ -121,14 +121,14 @@ def peak_medians(peaks):
     return out
 
 
-def write_results(path, summary, peaks, args, wall_s, note, date=None):
+def write_results(path, summary, peaks, args, wall_s, note, date=None, host=None):
     used = peak_medians(peaks)
     lines = ["# Benchmark results", ""]
     if note:
         lines += [f"**{note}**", ""]
     shown = [a for i, a in enumerate(args) if a != "--note" and (i == 0 or args[i - 1] != "--note")]
     lines += [f"Command: `python bench/run.py {' '.join(shown)}`  ", f"Date: {date or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-              f"total wall time {wall_s / 60:.1f} min  ", f"Machine: {machine()}  ",
+              f"total wall time {wall_s / 60:.1f} min  ", f"Machine: {host or machine()}  ",
               f"Backend: {peaks[0]['backend'] if peaks else '?'} ({peaks[0]['device'] if peaks else '?'})  ",
               (f"Matmul peaks ({peaks[0].get('n', 2048)} square jit matmul, median of 20, before and after): fp32 "
                + ", ".join(f"{p['peak_gflops']:.0f}" for p in peaks) + f" GFLOP/s (used: {used['float32']:.0f}); bf16 "
@@ -184,7 +184,8 @@ def render(raw, out, rounds):
     ok = [p for p in peaks if "peak_gflops" in p]
     argv = runs[-1]["argv"] if runs else ["(recorded without its command)"]
     write_results(out, summarise(results, peak_medians(ok) or None), ok, argv, sum(r["wall_s"] for r in runs),
-                  runs[-1].get("note", "") if runs else "", runs[-1].get("date") if runs else None)
+                  runs[-1].get("note", "") if runs else "", runs[-1].get("date") if runs else None,
+                  runs[-1].get("machine") if runs else None)
     print(f"wrote {out} from {raw}")
 
 
@@ -279,7 +280,7 @@ def main():
     write()
     with raw.open("a") as f:
         f.write(json.dumps({"kind": "run", "argv": sys.argv[1:], "wall_s": time.perf_counter() - t0, "note": args.note,
-                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}) + "\n")
+                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}) + "\n")
     print(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
 

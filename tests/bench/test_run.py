@@ -36,10 +36,12 @@ def test_render_rewrites_results_from_the_records(tmp_path):
     recs = [dict(REC, kind="peak", peak_gflops=100.0, peak_bf16_gflops=200.0, n=2048, backend="cpu", device="cpu")]
     recs += [dict(REC, impl=i, workload="W1", dtype="float32", round=r, step_s=s)
              for r in (1, 2, 3) for i, s in (("pure_jax", 0.004), ("deepcore", 0.005))]
-    recs.append({"kind": "run", "argv": ["--rounds", "3"], "wall_s": 60.0, "note": "a note", "date": "2026-01-02 03:04 UTC"})
+    recs.append({"kind": "run", "argv": ["--rounds", "3"], "wall_s": 60.0, "note": "a note", "date": "2026-01-02 03:04 UTC",
+                 "machine": "a test machine"})
     raw.write_text("".join(json.dumps(r) + "\n" for r in recs))
     run.render(raw, tmp_path / "R.md", rounds=3)
     text = (tmp_path / "R.md").read_text()
+    assert "Machine: a test machine" in text
     assert "**a note**" in text and "2026-01-02 03:04 UTC" in text and "bench/run.py --rounds 3" in text
     assert "| deepcore | 5.0 | 5.0 5.0 5.0 | 1.25 |" in text  # median step, rounds, ratio to the floor
     assert "fp32 100 GFLOP/s (used: 100); bf16 200 GFLOP/s (used: 200)" in text

@@ -4,8 +4,8 @@
     python bench/op_profile.py --impl torch --workload W2               # PyTorch: torch.profiler's aten ops
 
 Runs ``--warmup`` steps, then profiles ``--steps`` more and prints the wall time per step, the operations'
-time per step grouped into kinds (convolution, matmul, elementwise/fused, layout: transpose/copy, reduction,
-other) and the ``--top`` most expensive operations. JAX: ``jax.profiler.trace`` with a Perfetto trace, each
+time per step grouped into kinds (library fusion: XLA:CPU's YNNPACK kernels, which hold the dots and most
+convolutions; convolution, matmul, elementwise/fused, layout: transpose/copy, reduction, other) and the ``--top`` most expensive operations. JAX: ``jax.profiler.trace`` with a Perfetto trace, each
 executed HLO op (thunk) as one event; PyTorch: the self CPU time of each op. Op times are summed over the
 threads that ran them, so they can exceed the wall time where ops overlap.
 """
@@ -27,7 +27,9 @@ from bench.harness import IMPLS, MODULES  # noqa: E402
 # runtime bookkeeping events in JAX's trace, not operations of the program
 _NOT_OPS = re.compile(r"^(\$|end: |ThunkExecutor|PjitFunction|CommonPjRt|PjRt|Allocate|Handle inputs|ParseArguments|"
                       r"PythonRefManager|np\.asarray|TfrtCpu|Execute|copy_to_host|BufferFromPyval)")
-KINDS = (("convolution", re.compile(r"conv", re.I)),
+KINDS = (("library fusion (YNNPACK/XNNPACK/oneDNN: dots or convolutions with their elementwise neighbours)",
+          re.compile(r"^(ynn|xnn|onednn)_?fusion", re.I)),
+         ("convolution", re.compile(r"conv", re.I)),
          ("matmul", re.compile(r"dot|gemm|matmul|\bmm\b|addmm|bmm|linear", re.I)),
          ("layout", re.compile(r"transpose|copy|permute|contiguous|pad|slice|concat|reshape", re.I)),
          ("reduction", re.compile(r"reduce|sum|max_pool|avg_pool|mean|softmax", re.I)),

@@ -127,7 +127,7 @@ def write_results(path, summary, peaks, args, wall_s, note, date=None, host=None
     if note:
         lines += [f"**{note}**", ""]
     shown = [a for i, a in enumerate(args) if a != "--note" and (i == 0 or args[i - 1] != "--note")]
-    lines += [f"Command: `python bench/run.py {' '.join(shown)}`  ", f"Date: {date or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+    lines += [f"Command: `{' '.join(['python bench/run.py'] + shown)}`  ", f"Date: {date or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
               f"total wall time {wall_s / 60:.1f} min  ", f"Machine: {host or machine()}  ",
               f"Backend: {peaks[0]['backend'] if peaks else '?'} ({peaks[0]['device'] if peaks else '?'})  ",
               (f"Matmul peaks ({peaks[0].get('n', 2048)} square jit matmul, median of 20, before and after): fp32 "
@@ -138,8 +138,9 @@ def write_results(path, summary, peaks, args, wall_s, note, date=None, host=None
               "", "Step time: median over rounds of each round's median synced step; ratio: to the hand-written JAX "
               "step (pure_jax); GFLOP/s from the workload table's GFLOP/step; 'of peak': of the matmul peak of the row's dtype "
               "(for bf16 rows on a GPU this is the model FLOPs utilisation); first step: trace + compile + one step. "
-              f"Flagged rounds: other processes used > {FLAG_OTHERS_CORES} cores, or load average less our own use > "
-              f"{FLAG_LOAD}; 'others' is the most other processes used in any round, in cores.", ""]
+              f"Flagged rounds: other processes used > {FLAG_OTHERS_CORES} cores during the timed steps (where the steps "
+              f"were too short to measure that, 'others' n/a: the 1-minute load average less our own use > {FLAG_LOAD}); "
+              "'others' is the most other processes used in any round, in cores.", ""]
     groups = sorted({(w, d) for (_, w, d) in summary}, key=lambda k: (k[1] != "float32", k[0]))
     for w, d in groups:
         lines += [f"## {w} ({d}, {GFLOP[w]} GFLOP/step, {CONFIGS[w]})", "",

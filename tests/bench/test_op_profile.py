@@ -15,6 +15,7 @@ def test_kinds_of_operation_names():
     assert kind("transpose_copy_fusion.1") == "layout"
     assert kind("wrapped_reduce-window") == kind("aten::max_pool2d_with_indices") == "reduction"
     assert kind("loop_add_fusion") == kind("aten::clamp_min") == "elementwise/fused"
+    assert kind("ynn_fusion.21").startswith("library fusion") and kind("ynn_fusion") == kind("ynn_fusion.3")
 
 
 def test_profile_of_a_conv_step_finds_its_convolutions():

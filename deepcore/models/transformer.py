@@ -13,6 +13,12 @@ A stack keeps its blocks in ``params["blocks"]`` in one of two layouts:
   ``lax.scan`` so compile time stays flat in depth;
 * unrolled (``scan=False``): a list of ``L`` block dicts, run by a Python loop.
 
+Run time differs too. The scanned backward pass reads the activations it saved from stacked ``(L, ...)``
+buffers that the forward pass fills slice by slice (zero-initialised, then copied). On a 2-core CPU that made
+the 4-layer W4 benchmark step 886 ms scanned against 729 ms unrolled, while the 8-layer W4L step went the other
+way, 2810 against 3602 ms (``bench/RESULTS.md``). Measure both for a shallow model whose step time matters more
+than its compile time.
+
 :func:`stack_layers` / :func:`unstack_layers` (and :func:`to_scanned` / :func:`to_unscanned` on a whole
 model) convert between them. Indexing stacked parameters inside a Python loop (``blocks["w"][i]``) is the
 slow mix of both and is never done here.

@@ -101,12 +101,13 @@ def test_char_rnn_budget_stop_then_resume_writes_the_documented_files(tmp_path):
     assert "step 4/4" in proc.stdout and "step 1/" not in proc.stdout    # continued from step 1
     m, V = second["metrics"], second["vocab_size"]
     assert m["val_bits_per_char"] == pytest.approx(m["val_loss_nats_per_char"] / math.log(2), rel=1e-6)
-    assert m["val_loss_nats_per_char"] < math.log(V)        # learned something in 4 steps (uniform: ln V)
+    assert m["val_loss_nats_per_char"] < math.log(V) + 0.1  # near uniform (ln V) after 4 warm-up steps
     assert 2.0 < m["bigram_val_bits_per_char"] < math.log2(V)
     assert m["bits_per_char_below_bigram"] == pytest.approx(m["bigram_val_bits_per_char"] - m["val_bits_per_char"])
     assert m["train_minutes"] > 0 and m["val_characters"] == textlm.SMOKE_CHARS["validation"] - 1
     vals = [r for r in records(out) if r.get("split") == "val"]
     assert [r["step"] for r in vals] == [1, 4]                      # the budget stop's evaluation kept
+    assert vals[1]["val_loss"] < vals[0]["val_loss"]                # the resumed steps 2-4 learned something
     assert vals[1]["val_train_s"] >= vals[0]["val_train_s"] > 0     # the training clock continues
     samples = (out / "samples.txt").read_text(encoding="utf-8", errors="surrogateescape")
     assert samples.startswith("char_rnn on fortunes after 4 steps")

@@ -10,7 +10,8 @@ Per job: the median over rounds of each round's median step time, its ratio to t
 of the matmul peak of its dtype (fp32 or bf16 jit matmul, 2048 square on a CPU and 8192 on a GPU, median of 20,
 measured before and after), and the first-step
 (trace + compile) latency. A round is flagged when other processes used more than 0.25 cores during its
-timed steps, or the load average less this process's own CPU use exceeded 1.5.
+timed steps (where those were too short to measure that: when the load average less this process's own CPU use
+exceeded 1.5).
 
 Full plan (no --workloads/--impls/--dtype given): float32 W1-W5 in all six implementations, the larger
 transformer W4L (d 512, 8 layers, context 256, batch 8) in pure_jax and deepcore, W4 and W4L also in
@@ -20,8 +21,9 @@ deepcore and PyTorch, and the transformers W4L and W4XL (d 1024, 8 layers, conte
 small to fill a GPU) in float32 and bfloat16 in the same three, whose bf16 rows give the model FLOPs utilisation.
 Implementations whose package is missing are skipped with a note. ``--deadline`` stops starting jobs after that
 many minutes (rounds run round-robin, so every job has the same number of rounds, give or take one).
-RESULTS.md is rewritten after every job (a cut-short run keeps what it measured); each job's raw JSON is
-appended to RESULTS.jsonl next to it.
+RESULTS.md is rewritten after every job (a cut-short run keeps what it measured); each job's raw JSON, the peak
+measurements and a record of the run are appended to RESULTS.jsonl next to it. ``--resume`` runs only the rounds
+missing from it; ``--render`` rewrites RESULTS.md from it without measuring anything.
 """
 import argparse
 import importlib.metadata

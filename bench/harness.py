@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 IMPLS = ("pure_jax", "deepcore", "deepcore_unrolled", "flax_linen", "flax_nnx", "equinox", "torch")
 MODULES = {"pure_jax": "pure_jax", "deepcore": "deepcore_impl", "deepcore_unrolled": "deepcore_unrolled",
-           "flax_linen": "flax_linen",
-           "flax_nnx": "flax_nnx", "equinox": "equinox_impl", "torch": "torch_impl"}
+           "flax_linen": "flax_linen", "flax_nnx": "flax_nnx", "equinox": "equinox_impl", "torch": "torch_impl"}
 
 
 def busy_seconds():

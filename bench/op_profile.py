@@ -5,8 +5,8 @@
 
 Runs ``--warmup`` steps, then profiles ``--steps`` more and prints the wall time per step, the operations'
 time per step grouped into kinds (library fusion: XLA:CPU's YNNPACK kernels, which hold the dots and most
-convolutions; convolution, matmul, elementwise/fused, layout: transpose/copy, reduction, other) and the ``--top`` most expensive operations. JAX: ``jax.profiler.trace`` with a Perfetto trace, each
-executed HLO op (thunk) as one event; PyTorch: the self CPU time of each op. Op times are summed over the
+convolutions; convolution, matmul, elementwise/fused, layout: transpose/copy, reduction, other) and the
+``--top`` most expensive operations. JAX: ``jax.profiler.trace`` with a Perfetto trace, each executed HLO op (thunk) as one event; PyTorch: the self CPU time of each op. Op times are summed over the
 threads that ran them, so they can exceed the wall time where ops overlap.
 """
 import argparse

@@ -170,8 +170,9 @@ def log_peak(raw, p):
         f.write(json.dumps(dict(p, kind="peak")) + "\n")
 
 
-def render(raw, out, rounds):
-    """Rewrite ``out`` from the job, peak and run records in ``raw`` (after a change to the report's rules)."""
+def read_records(raw, rounds):
+    """The records in the .jsonl ``raw``: ``({(impl, workload, dtype): [job record per round, at most rounds]},
+    [peak records], [run records])``."""
     results, peaks, runs = {}, [], []
     for line in raw.read_text().splitlines():
         rec = json.loads(line)
@@ -184,6 +185,12 @@ def render(raw, out, rounds):
             got = results.setdefault((rec["impl"], rec["workload"], rec["dtype"]), [])
             if len(got) < rounds:
                 got.append(rec)
+    return results, peaks, runs
+
+
+def render(raw, out, rounds):
+    """Rewrite ``out`` from the job, peak and run records in ``raw`` (after a change to the report's rules)."""
+    results, peaks, runs = read_records(raw, rounds)
     ok = [p for p in peaks if "peak_gflops" in p]
     argv = runs[-1]["argv"] if runs else ["(recorded without its command)"]
     write_results(out, summarise(results, peak_medians(ok) or None), ok, argv, sum(r["wall_s"] for r in runs),
@@ -217,7 +224,6 @@ def main():
     t0 = time.perf_counter()
     peaks = [run_job(harness + ["--peak"], args.timeout)[0]]
     backend = peaks[0].get("backend", "cpu")
-    earlier_peaks = []
     if args.workloads or args.impls or args.dtype:
         ws = (args.workloads or ",".join(WORKLOADS)).split(",")
         impls = (args.impls or ",".join(MAIN)).split(",")
@@ -233,18 +239,11 @@ def main():
     jobs = [j for j in jobs if j[0] not in missing]
     results = {j: [] for j in jobs}
     raw.parent.mkdir(parents=True, exist_ok=True)
+    earlier_peaks = []
     if args.resume and raw.exists():
-        for line in raw.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("kind") == "peak":
-                earlier_peaks.append(rec)
-                continue
-            if rec.get("kind") == "run":
-                continue
-            key = (rec["impl"], rec["workload"], rec["dtype"])
-            results.setdefault(key, [])  # jobs outside this invocation's plan stay in RESULTS.md
-            if len(results[key]) < args.rounds:
-                results[key].append(rec)
+        done, earlier_peaks, _ = read_records(raw, args.rounds)
+        for key, recs in done.items():  # jobs outside this invocation's plan stay in RESULTS.md
+            results.setdefault(key, []).extend(recs)
     else:
         raw.write_text("")
     log_peak(raw, peaks[0])

@@ -1,5 +1,6 @@
 """PyTorch eager: ``nn.Module``s (images NCHW), ``torch.optim.Adam``, the default thread count; CUDA when
-available (float32 matmuls in TF32 there, as under JAX), else CPU. Under bfloat16 the forward runs in ``torch.autocast`` (float32 master weights)."""
+available (float32 matmuls in TF32 there, as under JAX), else CPU. Under bfloat16 the forward runs in
+``torch.autocast`` (float32 master weights)."""
 import contextlib
 
 import numpy as np

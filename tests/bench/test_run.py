@@ -18,8 +18,7 @@ def test_run_plan_and_peaks_by_dtype():
     assert ("deepcore", "W4XL", "bfloat16") in gpu and all(i in ("pure_jax", "deepcore", "torch") for i, _, _ in gpu)
     peaks = run.peak_medians([{"peak_gflops": 100.0, "peak_bf16_gflops": 300.0}, {"peak_gflops": 120.0}])
     assert peaks == {"float32": 110.0, "bfloat16": 300.0}
-    rec = REC
-    s = run.summarise({("deepcore", "W1", "float32"): [rec], ("deepcore", "W1", "bfloat16"): [rec]}, peaks)
+    s = run.summarise({("deepcore", "W1", "float32"): [REC], ("deepcore", "W1", "bfloat16"): [REC]}, peaks)
     assert math.isclose(s[("deepcore", "W1", "float32")]["peak_frac"], GFLOP["W1"] / 0.5 / 110.0)
     assert math.isclose(s[("deepcore", "W1", "bfloat16")]["peak_frac"], GFLOP["W1"] / 0.5 / 300.0)
 

@@ -67,4 +67,3 @@ def test_other_implementations_train(impl, needs):
 def test_unrolled_transformer_same_losses_as_scanned():
     from bench.workloads import deepcore_unrolled
     np.testing.assert_allclose(two_losses(deepcore_unrolled, "W4"), two_losses(deepcore_impl, "W4"), rtol=1e-5)
-

@@ -15,8 +15,10 @@ damaged ones aside to ``DIR-damaged/<step>`` and saying so (:mod:`deepcore.train
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
+import sys
 from typing import Callable, Optional
 
 import jax
@@ -62,8 +64,12 @@ def _disk_bytes(path: str) -> int:
     return sum(os.stat(os.path.join(root, f)).st_blocks * 512 for root, _, files in os.walk(path) for f in files)
 
 
-def _mb(n: float) -> str:
-    return f"{n / 2**20:.2f} MiB"
+def _size(n: float) -> str:
+    """``"88 KiB"``, ``"1.4 MiB"``, ``"12.0 GiB"``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**10:.0f} KiB"
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -72,6 +78,38 @@ def _no_space(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+class _OrbaxNoise(logging.Filter):
+    """Drops orbax's own error logs (each with a traceback) of a failed save, which reaches the caller as one
+    :class:`CheckpointWriteError` line, and, while ``quiet`` > 0 (restore attempts), its warnings too."""
+
+    quiet = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (from_orbax and (record.levelno >= logging.ERROR or
+                                    (self.quiet and record.levelno >= logging.WARNING)))
+
+
+_NOISE = _OrbaxNoise()
+
+
+def _quiet_orbax() -> None:
+    """Install (once) the log filter above and an unraisable-exception hook that drops the "Event loop is
+    closed" errors tensorstore's callbacks raise after a failed read or write (dozens of tracebacks that
+    would bury the one-line report); every other unraisable exception goes to the previous hook."""
+    logger = logging.getLogger("absl")
+    if _NOISE in logger.filters:
+        return
+    logger.addFilter(_NOISE)
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -91,6 +129,7 @@ class Checkpointer:
                                                enable_async_checkpointing=async_save)
         handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         self._mgr = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+        _quiet_orbax()
         self._writing: Optional[tuple] = None  # (step, bytes of its arrays) of the save last started
         self._failed = False
 
@@ -122,8 +161,8 @@ class Checkpointer:
         if last is not None:
             nbytes = max(nbytes, _disk_bytes(os.path.join(self.directory, str(last))))
         if _no_space(exc):
-            why = (f"no space left on device (a checkpoint needs about {_mb(nbytes)}, "
-                   f"{_mb(shutil.disk_usage(self.directory).free)} free)")
+            why = (f"no space left on device (a checkpoint needs about {_size(nbytes)}, "
+                   f"{_size(shutil.disk_usage(self.directory).free)} free)")
         else:
             why = damage.one_line(exc, self.directory)
         kept = f"checkpoints up to step {last} are intact" if last is not None else "no earlier checkpoint"

@@ -20,7 +20,7 @@ from deepcore.train.guard import describe
 
 # files every orbax checkpoint of a Checkpointer holds (relative to DIR/<step>)
 REQUIRED = ("state/_METADATA", "state/manifest.ocdbt", "meta/metadata")
-_HINTS = {"OUT_OF_RANGE": "is shorter than the manifest says (truncated)", "NOT_FOUND": "is missing",
+_HINTS = {"OUT_OF_RANGE": "is truncated, shorter than the manifest says", "NOT_FOUND": "is missing",
           "DATA_LOSS": "is corrupt"}
 
 
@@ -29,8 +29,8 @@ class DamagedCheckpoints(RuntimeError):
 
 
 def one_line(exc: BaseException, root: str) -> str:
-    """A short reason for a failed read or write: ``state/d/1f2e...: is shorter than the manifest says
-    (truncated)`` for tensorstore's errors, else the exception's first 200 characters on one line."""
+    """A short reason for a failed read or write: ``state/d/1f2e... is truncated, shorter than the manifest
+    says`` for tensorstore's errors, else the exception's type and first 200 characters on one line."""
     text = " ".join(str(exc).split()).split(" [tensorstore_spec")[0]
     code = re.match(r"([A-Z_]{4,}): ", text)
     files = re.findall(r'local file "([^"]+)"', text)
@@ -65,10 +65,11 @@ def set_aside(directory: str, step: int) -> str:
 
 def restore_intact(ckpt, template, check: Optional[Callable] = None, say: Callable = print):
     """``(state, meta)`` of the newest intact checkpoint of ``ckpt`` (see the module docstring)."""
-    from deepcore.train.checkpoint import CheckpointMismatch
+    from deepcore.train.checkpoint import _NOISE, CheckpointMismatch
 
     failures = []
     for step in sorted(ckpt.all_steps(), reverse=True):
+        _NOISE.quiet += 1  # orbax's warnings about the damaged files: the reason is reported below, in one line
         try:
             state, meta = ckpt.restore(template, step)
         except CheckpointMismatch:
@@ -76,6 +77,8 @@ def restore_intact(ckpt, template, check: Optional[Callable] = None, say: Callab
         except Exception as e:  # noqa: BLE001: any failure to read back is damage; the reason is reported
             failures.append((step, reason(os.path.join(ckpt.directory, str(step)), e)))
             continue
+        finally:
+            _NOISE.quiet -= 1
         bad = check(state) if check is not None else []
         if bad:
             failures.append((step, f"non-finite values in {describe(bad)}"))

@@ -153,8 +153,9 @@ class Checkpointer:
     def _write_failed(self, exc: BaseException) -> CheckpointWriteError:
         """Remove the unfinished temporaries, then one line: where, why, how much space, what is intact."""
         self._failed = True
-        for name in ocp.path.step.tmp_checkpoints(self.directory):
-            shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        if jax.process_index() == 0:  # the primary process owns the directory, as in orbax's own cleanup
+            for name in ocp.path.step.tmp_checkpoints(self.directory):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         step, nbytes = self._writing or (None, 0)
         self._mgr.reload()
         last = self._mgr.latest_step()

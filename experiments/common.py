@@ -4,9 +4,14 @@ The contract (one script per family, ``python experiments/NAME.py [flags]``):
 
 * flags ``--dataset --data-dir --epochs|--steps --batch-size --lr --seed --out --resume --devices --precision
   --smoke``; defaults reproduce the figure BUILD_NOTES.md reports for the script;
-* ``--out`` receives ``results.json``, ``metrics.jsonl``, checkpoints (``--resume`` continues from the newest)
-  and pictures (``curves.png`` and a family picture);
-* a missing dataset, a bad flag value or an unwritable ``--out`` is one clear line on stderr (exit 2).
+* ``--out`` receives ``results.json``, ``metrics.jsonl``, checkpoints (``--resume`` continues from the newest
+  intact one) and pictures (``curves.png`` and a family picture);
+* a missing dataset, a bad flag value or an unwritable ``--out`` is one clear line on stderr (exit 2);
+* one run per ``--out``: a run holds ``OUT/run.lock`` (its pid and host), a second run on the same folder stops
+  with one line (exit 2); the lock of a killed run is recognised as stale and taken over;
+* ``--resume`` on a folder without a checkpoint stops with one line (exit 2), creating and changing nothing,
+  rather than training from step 0 (a mistyped ``--out`` must not start a new run silently);
+* a checkpoint that cannot be written (a full disk) or no intact checkpoint to resume from: one line, exit 2.
 """
 from __future__ import annotations
 
@@ -64,17 +69,36 @@ def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
         p.error(f"--batch-size {args.batch_size} must be divisible by --devices {args.devices}")
     if args.resume and not args.out:
         p.error("--resume needs --out (the folder of the run to continue)")
+    check_resume(p.prog, args)
     setup_devices(args.devices)
     args.out = args.out or os.path.join("runs", f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         os.makedirs(args.out, exist_ok=True)
-        probe = os.path.join(args.out, ".write-test")
+        probe = os.path.join(args.out, f".write-test-{os.getpid()}")
         with open(probe, "w"):
             pass
         os.remove(probe)
     except OSError as e:
         p.error(f"--out {args.out} is not writable: {e.strerror}")
     return args
+
+
+def has_checkpoint(out: str) -> bool:
+    """Whether a ``checkpoints`` folder anywhere under ``out`` holds a committed step (``checkpoints/<step>``)."""
+    for root, dirs, _ in os.walk(out):
+        if os.path.basename(root) == "checkpoints" and any(d.isdigit() for d in dirs):
+            return True
+    return False
+
+
+def check_resume(prog: str, args: argparse.Namespace) -> None:
+    """``--resume`` without a checkpoint under ``--out``: one line on stderr and exit 2, before anything is
+    created (the choice documented in the module docstring: stop, do not start afresh)."""
+    if args.resume and not has_checkpoint(args.out):
+        state = "does not exist" if not os.path.isdir(args.out) else "holds no checkpoint"
+        print(f"{prog}: error: --resume: {args.out} {state}, so there is nothing to continue; "
+              f"run without --resume to start a new run", file=sys.stderr)
+        sys.exit(2)
 
 
 def setup_devices(n: int) -> None:
@@ -107,7 +131,7 @@ def run(main: Callable[[argparse.Namespace], dict], p: argparse.ArgumentParser, 
 
     args = parse(p, argv)
     try:
-        return main(args)
+        return locked(main, args, p.prog)
     except (DatasetUnavailable, UsageError, FileExistsError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -118,6 +142,28 @@ def run(main: Callable[[argparse.Namespace], dict], p: argparse.ArgumentParser, 
     except KeyboardInterrupt:
         print(f"{p.prog}: interrupted; continue with --resume --out {args.out}", file=sys.stderr)
         sys.exit(130)
+
+
+def locked(main: Callable[[argparse.Namespace], dict], args: argparse.Namespace, prog: str) -> Optional[dict]:
+    """``main(args)`` holding ``--out``'s run lock; a folder in use, a checkpoint that cannot be written or no
+    intact checkpoint to resume from is one line on stderr and exit status 2."""
+    from deepcore.train.checkpoint import CheckpointWriteError
+    from deepcore.train.damage import DamagedCheckpoints
+    from deepcore.train.runlock import RunLock, RunLocked
+
+    try:
+        with RunLock(args.out) as lock:
+            if lock.stale:
+                print(f"{prog}: {args.out}: taking over the lock of pid {lock.stale.get('pid')} on host "
+                      f"{lock.stale.get('host')}, which is no longer running", file=sys.stderr)
+            return main(args)
+    except RunLocked as e:
+        print(f"{prog}: error: --out {e}", file=sys.stderr)
+    except CheckpointWriteError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+    except DamagedCheckpoints as e:
+        print(f"{prog}: error: --resume: {e}; move them away or use a new --out", file=sys.stderr)
+    sys.exit(2)
 
 
 def num_steps(args, steps_per_epoch: int, smoke_steps: int = 5) -> int:

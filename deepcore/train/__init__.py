@@ -1,7 +1,8 @@
 """Training: the state pytree, compiled step builders, parallel layouts, populations, checkpoints, the loop.
 
 Submodules: ``state``, ``step``, ``parallel`` (mesh, sharding, multi-process), ``population`` (vmapped
-training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``).
+training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``), ``progress`` (its output), ``guard``
+(the whole-state non-finite check), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run per folder).
 """
 from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.loop import EarlyStopping, FitResult, evaluate, fit

@@ -5,14 +5,26 @@ A checkpoint is ``DIR/<step>/`` holding the :class:`TrainState` (``state``) and 
 temporary directory and renames it when complete, so a process killed during a save (even with
 SIGKILL) leaves the previous checkpoint as the newest restorable one; unfinished temporaries are
 ignored and cleaned up on the next start.
+
+Faults: a save that cannot be written (a full disk, ...) raises :class:`CheckpointWriteError`, one line
+naming the directory and, for a full disk, the space a checkpoint needs; its unfinished temporary is
+removed and the earlier checkpoints are untouched. :meth:`Checkpointer.restore_intact` restores the
+newest checkpoint that reads back whole (and passes a check, e.g. all values finite), moving newer
+damaged ones aside to ``DIR-damaged/<step>`` and saying so (:mod:`deepcore.train.damage`).
 """
 from __future__ import annotations
 
+import errno
+import logging
 import os
-from typing import Optional
+import shutil
+import sys
+from typing import Callable, Optional
 
 import jax
 import orbax.checkpoint as ocp
+
+from deepcore.train import damage
 
 
 def abstract_like(state):
@@ -43,12 +55,72 @@ def mismatches(saved: dict, wanted: dict, limit: int = 3) -> list:
     return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (e.g. a full disk); the earlier checkpoints are intact."""
+
+
+def _disk_bytes(path: str) -> int:
+    """Bytes a directory occupies on its filesystem (allocated blocks, so a tmpfs's pages count)."""
+    return sum(os.stat(os.path.join(root, f)).st_blocks * 512 for root, _, files in os.walk(path) for f in files)
+
+
+def _size(n: float) -> str:
+    """``"88 KiB"``, ``"1.4 MiB"``, ``"12.0 GiB"``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**10:.0f} KiB"
+
+
+def _no_space(exc: BaseException) -> bool:
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class _OrbaxNoise(logging.Filter):
+    """Drops orbax's own error logs (each with a traceback) of a failed save, which reaches the caller as one
+    :class:`CheckpointWriteError` line, and, while ``quiet`` > 0 (restore attempts), its warnings too."""
+
+    quiet = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (from_orbax and (record.levelno >= logging.ERROR or
+                                    (self.quiet and record.levelno >= logging.WARNING)))
+
+
+_NOISE = _OrbaxNoise()
+
+
+def _quiet_orbax() -> None:
+    """Install (once) the log filter above and an unraisable-exception hook that drops the "Event loop is
+    closed" errors tensorstore's callbacks raise after a failed read or write (dozens of tracebacks that
+    would bury the one-line report); every other unraisable exception goes to the previous hook."""
+    logger = logging.getLogger("absl")
+    if _NOISE in logger.filters:
+        return
+    logger.addFilter(_NOISE)
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 class Checkpointer:
     """``Checkpointer(dir, keep=3)``: ``save(step, state, meta)``, ``latest_step()``, ``restore(template, step)``
-    (which raises :class:`CheckpointMismatch`, naming the differing arrays, when the shapes do not fit).
+    (which raises :class:`CheckpointMismatch`, naming the differing arrays, when the shapes do not fit),
+    ``restore_intact(template, check)`` (the newest checkpoint that is not damaged).
 
     Saves are asynchronous (the arrays are copied to host before ``save`` returns, then written in the
-    background); ``wait()`` blocks until the last save is on disk, ``close()`` waits and releases.
+    background); ``wait()`` blocks until the last save is on disk, ``close()`` waits and releases. A save
+    that fails to write raises :class:`CheckpointWriteError` from ``save`` (of this step, or of the next
+    one when the background write failed), ``wait`` or ``close``.
     """
 
     def __init__(self, directory: str, *, keep: Optional[int] = 3, async_save: bool = True):
@@ -57,10 +129,46 @@ class Checkpointer:
                                                enable_async_checkpointing=async_save)
         handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         self._mgr = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+        _quiet_orbax()
+        self._writing: Optional[tuple] = None  # (step, bytes of its arrays) of the save last started
+        self._failed = False
 
     def save(self, step: int, state, meta: Optional[dict] = None, *, force: bool = True) -> bool:
+        self._finish()  # a failed background write of the previous save is reported as that step's
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {}))
-        return self._mgr.save(int(step), args=args, force=force)
+        self._writing = (int(step), sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(state)))
+        try:
+            return self._mgr.save(int(step), args=args, force=force)
+        except Exception as e:  # noqa: BLE001: any failure to write is reported as one line, then re-raised
+            raise self._write_failed(e) from e
+
+    def _finish(self) -> None:
+        if self._failed:
+            raise CheckpointWriteError(f"{self.directory}: an earlier checkpoint save failed; no more saves")
+        try:
+            self._mgr.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise self._write_failed(e) from e
+
+    def _write_failed(self, exc: BaseException) -> CheckpointWriteError:
+        """Remove the unfinished temporaries, then one line: where, why, how much space, what is intact."""
+        self._failed = True
+        if jax.process_index() == 0:  # the primary process owns the directory, as in orbax's own cleanup
+            for name in ocp.path.step.tmp_checkpoints(self.directory):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        step, nbytes = self._writing or (None, 0)
+        self._mgr.reload()
+        last = self._mgr.latest_step()
+        if last is not None:
+            nbytes = max(nbytes, _disk_bytes(os.path.join(self.directory, str(last))))
+        if _no_space(exc):
+            why = (f"no space left on device (a checkpoint needs about {_size(nbytes)}, "
+                   f"{_size(shutil.disk_usage(self.directory).free)} free)")
+        else:
+            why = damage.one_line(exc, self.directory)
+        kept = f"checkpoints up to step {last} are intact" if last is not None else "no earlier checkpoint"
+        return CheckpointWriteError(f"the checkpoint of step {step} could not be written to {self.directory}: {why}; "
+                                    f"its unfinished files were removed; {kept}")
 
     def latest_step(self) -> Optional[int]:
         return self._mgr.latest_step()
@@ -85,12 +193,30 @@ class Checkpointer:
                                                               meta=ocp.args.JsonRestore()))
         return out["state"], dict(out["meta"] or {})
 
+    def restore_intact(self, template, check: Optional[Callable] = None, say: Callable = print):
+        """``(state, meta)`` of the newest checkpoint that restores and for which ``check(state)`` (e.g.
+        :func:`deepcore.train.guard.nonfinite_paths`) returns nothing; each newer, damaged one is moved to
+        ``DIR-damaged/<step>`` and reported with ``say`` in one line. Raises :class:`CheckpointMismatch` for
+        another model's checkpoint, and :class:`damage.DamagedCheckpoints` (moving nothing) when none is intact."""
+        return damage.restore_intact(self, template, check, say)
+
+    def reload(self) -> None:
+        """Re-read the step list from disk (after directories were moved)."""
+        self._mgr.reload()
+
     def wait(self) -> None:
-        self._mgr.wait_until_finished()
+        self._finish()
 
     def close(self) -> None:
-        self._mgr.wait_until_finished()
-        self._mgr.close()
+        try:
+            if not self._failed:
+                self._finish()
+        finally:
+            try:
+                self._mgr.close()
+            except Exception:  # noqa: BLE001: a failed save was already reported as one line
+                if not self._failed:
+                    raise
 
     def __enter__(self):
         return self

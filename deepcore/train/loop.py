@@ -12,13 +12,18 @@ this process's rows) in exactly the order an uninterrupted run sees them from ``
 with the per-step PRNG key ``fold_in(seed_key, step)`` this makes resuming after a kill bit-identical
 to never having stopped. ``eval_batches()`` yields the validation batches.
 
-Checks for a non-finite loss or gradient norm read the step's metrics one step late (so the device
-keeps a step queued), and always before a checkpoint is written, so no checkpoint holds a bad state.
+The non-finite guard: the loss and gradient norm are read one step late (so the device keeps a step
+queued); before every checkpoint, evaluation and return the whole state (parameters, optimiser state,
+EMA, model state) is checked too (:mod:`deepcore.train.guard`), so neither a checkpoint nor the caller
+ever gets a NaN or infinite value, whatever the step reports (``grad_norm=False``, a NaN learning rate).
+Faults on disk (:mod:`deepcore.train.checkpoint`, :mod:`deepcore.train.damage`,
+:mod:`deepcore.train.runlock`): one run per ``out_dir`` (a second raises ``RunLocked``); on resume a
+damaged newest checkpoint is reported and set aside; a full disk raises ``CheckpointWriteError``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -28,7 +33,10 @@ import jax
 import numpy as np
 
 from deepcore.train.checkpoint import Checkpointer
+from deepcore.train.guard import describe, nonfinite_paths
 from deepcore.train.parallel import fetch
+from deepcore.train.progress import Progress, shown
+from deepcore.train.runlock import RunLock
 
 
 class EarlyStopping(NamedTuple):
@@ -42,8 +50,8 @@ class EarlyStopping(NamedTuple):
 
 
 class FitResult(NamedTuple):
-    state: object          # the final state (after a NaN stop: the last good checkpoint's, when there is one)
-    step: int              # updates applied in ``state``
+    state: object          # the final state; after a NaN stop the last good checkpoint's, None without one
+    step: int              # updates applied in ``state`` (without one: the step training started from)
     stop_reason: str       # "done", "early_stop", "nonfinite", "time_budget" or "data_exhausted"
     message: str
     history: list          # every record also written to metrics.jsonl
@@ -73,68 +81,19 @@ def _scalar(v):
     return float(v) if v.ndim == 0 else v.astype(float).tolist()
 
 
-def _shown(metrics: dict) -> str:
-    """``"loss 0.1234 accuracy 0.9"``; a population's per-member lists show their mean."""
-    return " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} [mean {np.mean(v):.4g}]"
-                    for k, v in metrics.items() if isinstance(v, (float, list)))
-
-
-def _fmt_time(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-class _Progress:
-    """A one-line bar on a terminal (redrawn at most 5 times a second), plain log lines otherwise. ``total``
-    None: no bar, no step total; ``time_left()``: seconds of a time budget, the ETA when that comes sooner."""
-
-    def __init__(self, total: Optional[int], start: int, stream, tty: Optional[bool],
-                 examples_per_step: Optional[int], time_left: Optional[Callable[[], float]] = None):
-        self.total, self.stream, self.time_left = total, stream, time_left
-        self.tty = stream.isatty() if tty is None else tty
-        self.examples_per_step = examples_per_step
-        self.t0, self.s0, self.last_draw = time.perf_counter(), start, 0.0
-
-    def rate(self, step: int):
-        dt = time.perf_counter() - self.t0
-        steps_s = (step - self.s0) / dt if dt > 0 and step > self.s0 else float("nan")
-        eta = float("inf")
-        if self.total is not None and steps_s == steps_s and steps_s > 0:
-            eta = (self.total - step) / steps_s
-        if self.time_left is not None:
-            eta = min(eta, max(0.0, self.time_left()))
-        return steps_s, eta
-
-    def text(self, step: int, metrics: dict) -> str:
-        steps_s, eta = self.rate(step)
-        ex = f" {steps_s * self.examples_per_step:,.0f} ex/s" if self.examples_per_step and steps_s == steps_s else ""
-        shown = _shown(metrics)
-        of = f"/{self.total}" if self.total is not None else ""
-        return f"step {step}{of}{ex} ETA {_fmt_time(eta)} {shown}".rstrip()
-
-    def update(self, step: int, metrics: dict, force: bool = False):
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if force or now - self.last_draw > 0.2:
-            bar = ""
-            if self.total is not None:
-                frac = step / max(self.total, 1)
-                bar = "[" + "#" * int(20 * frac) + "." * (20 - int(20 * frac)) + "] "
-            self.stream.write(f"\r{bar}{self.text(step, metrics)}\x1b[K")
-            self.stream.flush()
-            self.last_draw = now
-
-    def log(self, step: int, metrics: dict):
-        if not self.tty:
-            self.stream.write(self.text(step, metrics) + "\n")
-            self.stream.flush()
-
-    def message(self, text: str):
-        self.stream.write(("\n" if self.tty else "") + text + "\n")
-        self.stream.flush()
+def _early_stop(es: EarlyStopping, ev: dict, meta: dict, t: int) -> Optional[str]:
+    """Update ``meta`` (best, bad_evals) with evaluation ``ev``; the stop message when patience has run out."""
+    if es.metric not in ev:
+        raise KeyError(f"early stopping metric {es.metric!r} not among eval metrics {sorted(ev)}")
+    v, best = ev[es.metric], meta["best"]
+    if not isinstance(v, float):
+        raise ValueError(f"early stopping needs a scalar {es.metric!r}, got {v!r} (a population?)")
+    better = best is None or (v < best - es.min_delta if es.mode == "min" else v > best + es.min_delta)
+    meta["best"], meta["bad_evals"] = (v, 0) if better else (best, meta["bad_evals"] + 1)
+    if meta["bad_evals"] < es.patience:
+        return None
+    return (f"early stopping at step {t}: {es.metric} has not improved on {meta['best']:.6g} "
+            f"for {es.patience} evaluations")
 
 
 def _truncate_jsonl(path: str, after_step: int) -> list:
@@ -158,14 +117,16 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
     """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` up to ``steps`` total updates
     (``None``: until the batches run out).
 
-    * ``out_dir``: writes ``metrics.jsonl`` and checkpoints (``out_dir/checkpoints``); with ``resume`` it
-      continues from the newest checkpoint there (``state`` is then only the layout template).
+    * ``out_dir``: writes ``metrics.jsonl`` and checkpoints (``out_dir/checkpoints``), holding
+      ``out_dir/run.lock`` meanwhile; with ``resume`` it continues from the newest intact checkpoint there,
+      if any (``state`` is then only the layout template); without, existing checkpoints are an error.
     * ``eval_every``: run ``eval_step`` over ``eval_batches()`` every that many steps and at the end.
     * ``checkpoint_every``: save every that many steps (and at the end), keeping the last ``keep``.
     * ``put_batch``: host batch -> device batch (e.g. ``partial(parallel.shard_batch, mesh=mesh)``).
     * ``time_left``: seconds left of a time budget whose batches stop when it is spent; the progress ETA
       uses it, and the stop is reported as ``"time_budget"`` rather than ``"data_exhausted"``.
-    * A non-finite ``loss`` or ``grad_norm`` stops training with a message naming the step and quantity.
+    * A non-finite ``loss`` or ``grad_norm``, or a non-finite value anywhere in the state about to be saved,
+      evaluated or returned, stops training with a message naming the step and the quantity or arrays.
     Only process 0 prints and writes metrics; every process must call ``fit`` (checkpoints are collective).
     """
     if (steps is not None and steps < 0) or log_every < 1 or (eval_every is not None and eval_every < 1) or \
@@ -177,65 +138,83 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         raise ValueError("fit: eval_every needs eval_step and eval_batches")
     stream = sys.stdout if stream is None else stream
     main = jax.process_index() == 0
-    ckpt = Checkpointer(os.path.join(out_dir, "checkpoints"), keep=keep) if out_dir and checkpoint_every else None
-    jsonl = os.path.join(out_dir, "metrics.jsonl") if out_dir else None
-    if out_dir and main:
-        os.makedirs(out_dir, exist_ok=True)
-    meta = {"best": None, "bad_evals": 0}
-    history: list = []
-    if ckpt is not None and ckpt.latest_step() is not None:
-        if not resume:
-            ckpt.close()
-            raise FileExistsError(f"{ckpt.directory} already holds checkpoints (newest: step {ckpt.latest_step()}); "
-                                  f"resume from them or choose a new output directory")
-        state, saved = ckpt.restore(state)
-        meta.update(saved)
-    start = _step(state)
-    if jsonl and main:
-        history = _truncate_jsonl(jsonl, start) if resume else []
-        if not resume and os.path.exists(jsonl):
-            os.remove(jsonl)
-    log_file = open(jsonl, "a") if jsonl and main else None
+    with contextlib.ExitStack() as stack:
+        if out_dir and main:
+            lock = stack.enter_context(RunLock(out_dir))
+            if lock.stale:
+                stream.write(f"{out_dir}: taking over the lock of pid {lock.stale.get('pid')} on host "
+                             f"{lock.stale.get('host')}, which is no longer running\n")
+        ckpt = None
+        if out_dir and checkpoint_every:
+            ckpt = stack.enter_context(Checkpointer(os.path.join(out_dir, "checkpoints"), keep=keep))
+        jsonl = os.path.join(out_dir, "metrics.jsonl") if out_dir else None
+        meta = {"best": None, "bad_evals": 0}
+        history, notices = [], []
+        if ckpt is not None and ckpt.latest_step() is not None:
+            if not resume:
+                raise FileExistsError(f"{ckpt.directory} already holds checkpoints (newest: step "
+                                      f"{ckpt.latest_step()}); resume from them or choose a new output directory")
+            state, saved = ckpt.restore_intact(state, check=nonfinite_paths, say=notices.append)
+            meta.update(saved)
+        start = _step(state)
+        if jsonl and main:
+            history = _truncate_jsonl(jsonl, start) if resume else []
+            if not resume and os.path.exists(jsonl):
+                os.remove(jsonl)
+        log_file = stack.enter_context(open(jsonl, "a")) if jsonl and main else None
 
-    def record(rec: dict):
-        history.append(rec)
-        if log_file:
-            log_file.write(json.dumps(rec) + "\n")
-            log_file.flush()
+        def record(rec: dict):
+            history.append(rec)
+            if log_file:
+                log_file.write(json.dumps(rec) + "\n")
+                log_file.flush()
 
-    it = iter(batches(start))
-    progress = None
-    window, pending, t = [], None, start
-    stop_reason, message = "done", ""
+        for line in notices:  # damaged checkpoints set aside on resume
+            record({"step": start, "event": "damaged_checkpoint", "message": line})
+            if main:
+                stream.write(line + "\n")
+        it = iter(batches(start))
+        progress = None
+        window, pending, t = [], None, start
+        stop_reason, message = "done", ""
 
-    def check(pending_step, pending_metrics) -> Optional[str]:
-        host = {k: _scalar(v) for k, v in fetch(pending_metrics).items()}
-        window.append(host)
-        for name, what in (("loss", "loss"), ("grad_norm", "gradients")):
-            if name in host and not np.all(np.isfinite(host[name])):
-                value = host[name]
-                return f"non-finite {what} ({name}={value}) at step {pending_step}"
-        return None
+        def check(pending_step, pending_metrics) -> Optional[str]:
+            host = {k: _scalar(v) for k, v in fetch(pending_metrics).items()}
+            window.append(host)
+            for name, what in (("loss", "loss"), ("grad_norm", "gradients")):
+                if name in host and not np.all(np.isfinite(host[name])):
+                    value = host[name]
+                    return f"non-finite {what} ({name}={value}) at step {pending_step}"
+            return None
 
-    def log_train(step_no: int):
-        if not window:
-            return
-        mean = {k: _scalar(np.mean([w[k] for w in window], axis=0)) for k in window[0]}
-        window.clear()
-        steps_s, _ = progress.rate(step_no)
-        rec = {"step": step_no, "split": "train", **mean}
-        if progress.examples_per_step and steps_s == steps_s:
-            rec["examples_per_s"] = steps_s * progress.examples_per_step
-        now = time.perf_counter()
-        if now > data_clock["since"]:  # share of the wall time the loop spent waiting for (and placing) batches
-            rec["data_wait_fraction"] = data_clock["wait"] / (now - data_clock["since"])
-        data_clock.update(wait=0.0, since=now)
-        record(rec)
-        if main:
-            progress.log(step_no, mean)
+        def check_state(step_no: int) -> Optional[str]:
+            """The whole state, before it is saved, evaluated or returned."""
+            bad = nonfinite_paths(state)
+            return f"non-finite values in {describe(bad)} after step {step_no}" if bad else None
 
-    data_clock = {"wait": 0.0, "since": time.perf_counter()}
-    try:
+        def log_train(step_no: int):
+            if not window:
+                return
+            mean = {k: _scalar(np.mean([w[k] for w in window], axis=0)) for k in window[0]}
+            window.clear()
+            steps_s, _ = progress.rate(step_no)
+            rec = {"step": step_no, "split": "train", **mean}
+            if progress.examples_per_step and steps_s == steps_s:
+                rec["examples_per_s"] = steps_s * progress.examples_per_step
+            now = time.perf_counter()
+            if now > data_clock["since"]:  # share of the wall time the loop spent waiting for (and placing) batches
+                rec["data_wait_fraction"] = data_clock["wait"] / (now - data_clock["since"])
+            data_clock.update(wait=0.0, since=now)
+            record(rec)
+            if main:
+                progress.log(step_no, mean)
+
+        def stopped(bad: str) -> str:
+            last = ckpt.latest_step() if ckpt is not None else None
+            return bad + "; training stopped; " + (f"last good checkpoint: step {last} in {ckpt.directory}"
+                                                   if last is not None else "no checkpoint kept, no state returned")
+
+        data_clock = {"wait": 0.0, "since": time.perf_counter()}
         while steps is None or t < steps:
             waited = time.perf_counter()
             try:
@@ -248,7 +227,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
                 break
             if progress is None:
                 rows = jax.tree.leaves(batch)[0].shape[0] * jax.process_count()
-                progress = _Progress(steps, start, stream, tty, rows, time_left)
+                progress = Progress(steps, start, stream, tty, rows, time_left)
             device_batch = put_batch(batch)
             data_clock["wait"] += time.perf_counter() - waited
             state, metrics = step_fn(state, device_batch)
@@ -263,60 +242,50 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
             at_ckpt = bool(ckpt is not None and (t % checkpoint_every == 0 or t == steps))
             if bad is None and (at_eval or at_ckpt or t % log_every == 0 or t == steps):
                 bad, pending = check(*pending), None
+            if bad is None and (at_eval or at_ckpt):
+                bad = check_state(t)
             if bad is not None:
-                stop_reason = "nonfinite"
-                last = ckpt.latest_step() if ckpt is not None else None
-                message = bad + "; training stopped; " + (
-                    f"last good checkpoint: step {last} in {ckpt.directory}" if last is not None else "no checkpoint kept")
+                stop_reason, message = "nonfinite", stopped(bad)
                 record({"step": t, "event": "nonfinite", "message": message})
                 break
             if main and window:
                 progress.update(t, window[-1])
             if t % log_every == 0 or t == steps:
                 log_train(t)
-            stop = False
+            stop = None
             if at_eval:
                 ev = evaluate(eval_step, state, eval_batches(), put_batch)
                 record({"step": t, "split": "val", **ev})
                 if main:
-                    progress.message(f"eval at step {t}: {_shown(ev)}")
+                    progress.message(f"eval at step {t}: {shown(ev)}")
                 if early_stopping is not None:
-                    es = early_stopping
-                    if es.metric not in ev:
-                        raise KeyError(f"early stopping metric {es.metric!r} not among eval metrics {sorted(ev)}")
-                    v, best = ev[es.metric], meta["best"]
-                    if not isinstance(v, float):
-                        raise ValueError(f"early stopping needs a scalar {es.metric!r}, got {v!r} (a population?)")
-                    better = best is None or (v < best - es.min_delta if es.mode == "min" else v > best + es.min_delta)
-                    meta["best"], meta["bad_evals"] = (v, 0) if better else (best, meta["bad_evals"] + 1)
-                    if meta["bad_evals"] >= es.patience:
-                        stop, stop_reason = True, "early_stop"
-                        message = (f"early stopping at step {t}: {es.metric} has not improved on {meta['best']:.6g} "
-                                   f"for {es.patience} evaluations")
+                    stop = _early_stop(early_stopping, ev, meta, t)
+                    if stop is not None:
+                        stop_reason, message = "early_stop", stop
             if ckpt is not None and (at_ckpt or stop):
                 ckpt.save(t, state, meta)
             if stop:
                 break
-        if pending is not None and stop_reason in ("done", "time_budget", "data_exhausted"):
-            bad = check(*pending)
+        if stop_reason != "nonfinite":
+            bad = check(*pending) if pending is not None else None
+            bad = bad or (check_state(t) if t > start else None)
             if bad is not None:
-                stop_reason, message = "nonfinite", bad + "; training stopped"
-        if stop_reason == "nonfinite" and ckpt is not None and ckpt.latest_step() is not None:
-            ckpt.wait()
-            state, _ = ckpt.restore(state)
-        elif stop_reason != "nonfinite" and ckpt is not None and ckpt.latest_step() != t and t > start:
+                stop_reason, message = "nonfinite", stopped(bad)
+                record({"step": t, "event": "nonfinite", "message": message})
+        if stop_reason == "nonfinite":
+            if ckpt is not None and ckpt.latest_step() is not None:
+                ckpt.wait()
+                state, _ = ckpt.restore(state)
+            else:
+                state = None
+        elif ckpt is not None and ckpt.latest_step() != t and t > start:
             ckpt.save(t, state, meta)
         if progress is not None and main:
             if window:
                 log_train(t)
-            progress.update(_step(state), history[-1] if history else {}, force=True)
+            progress.update(t if state is None else _step(state), history[-1] if history else {}, force=True)
             if message:
                 progress.message(message)
             elif progress.tty:
                 progress.message("")
-    finally:
-        if ckpt is not None:
-            ckpt.close()
-        if log_file:
-            log_file.close()
-    return FitResult(state, _step(state), stop_reason, message, history, meta["best"])
+        return FitResult(state, start if state is None else _step(state), stop_reason, message, history, meta["best"])

@@ -155,7 +155,8 @@ def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_step
 
     Metrics hold ``loss`` and, unless ``grad_norm=False``, ``grad_norm`` (global L2 norm of the gradient
     before the optimiser; the loop's check for non-finite gradients reads it). Without it a NaN gradient
-    is still caught, one step later, as a NaN loss.
+    is still caught: ``fit`` checks the whole new state before every checkpoint, evaluation and return
+    (:mod:`deepcore.train.guard`), and the next step's loss is NaN.
     """
     grads_fn = _dp_grads(loss_fn, dp, compute_dtype) if dp is not None else _plain_grads(loss_fn, compute_dtype)
     if accum_steps > 1:

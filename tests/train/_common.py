@@ -35,3 +35,17 @@ def batches(start: int, rows=None):
 def flat(tree):
     import jax
     return np.concatenate([np.asarray(a, np.float64).ravel() for a in jax.tree.leaves(tree)])
+
+
+def hashes(directory, under=""):
+    """``{relative path: sha256}`` of every file below ``directory/under`` (to show a fault changed nothing)."""
+    import hashlib
+    import os
+    root = os.path.join(str(directory), under)
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out

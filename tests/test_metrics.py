@@ -56,8 +56,8 @@ def test_confusion_matrix():
     expected_masked = expected.copy()
     expected_masked[0, 2] = 0
     np.testing.assert_array_equal(metrics.confusion_matrix(LOGITS, LABELS, 3, mask), expected_masked)
-    # a padding label -1 is not counted
-    np.testing.assert_array_equal(metrics.confusion_matrix(preds, np.array([1, 2, 2, -1]), 3), expected_masked)
+    # a padding label -1 is not counted when masked out (unmasked it is refused: test_out_of_range_labels)
+    np.testing.assert_array_equal(metrics.confusion_matrix(preds, np.array([1, 2, 2, -1]), 3, mask), expected_masked)
 
 
 def test_shape_mismatch_raises():

@@ -12,8 +12,6 @@ Parameters and state are plain nested dicts of arrays. Nothing is global.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -68,123 +66,52 @@ def layer(name: str, init: Callable, apply: Callable, children=()) -> Layer:
     """Make a :class:`Layer`, wrapping ``init`` and ``apply`` so their shape errors name this layer.
 
     The outermost ``apply`` of a call also checks that ``params`` has the tree structure and shapes that
-    ``init`` builds for this input (:func:`check_params`; at trace time under ``jit``, cached when eager).
-    When a layer's own shape check fails, its message stands unless a parameter of another layer differs.
+    ``init`` builds for this input (:mod:`deepcore.paramcheck`): against the parameters ``init`` built for an
+    input of this shape, else against ``init`` traced abstractly (once per input shape); at trace time
+    under ``jit``. When a layer's own shape check fails, its message stands unless a parameter of another
+    layer differs.
     """
+    from deepcore import paramcheck  # (it imports this module)
+
+    guard, nested = paramcheck.ParamGuard(), paramcheck.nested
 
     def wrapped_init(key, spec):
-        with _nested():
+        outermost = not paramcheck.depth()
+        with nested():
             try:
-                return init(key, as_spec(spec))
+                out = init(key, as_spec(spec))
             except ShapeError as e:
                 raise e.rooted(name) from None
+        if outermost:
+            guard.built(spec, out[1])
+        return out
 
-    checked: dict = {}
+    guard.init = wrapped_init
 
     def wrapped_apply(params, state, x, *, key=None, train=False):
-        outermost = not _NESTING.depth
-        with _nested():
+        if paramcheck.depth():
+            with nested():
+                try:
+                    return apply(params, state, x, key=key, train=train)
+                except ShapeError as e:
+                    raise e.rooted(name) from None
+        with nested():
             try:
                 out = apply(params, state, x, key=key, train=train)
             except ShapeError as e:
-                raise (_check_after_apply(wrapped_init, params, x, checked, e) if outermost else e).rooted(name) \
-                    from None
+                raise guard.verdict(params, x, e).rooted(name) from None
             except Exception:
-                # e.g. a jnp shape error deep inside: name the parameter that does not fit, if one does not
-                bad = _check_after_apply(wrapped_init, params, x, checked, None) if outermost else None
-                if bad is not None:
+                bad = guard.verdict(params, x, None)  # e.g. a jnp shape error deep inside: a parameter that
+                if bad is not None:                   # does not fit is the better account
                     raise bad.rooted(name) from None
                 raise
-            bad = _check_after_apply(wrapped_init, params, x, checked, None) if outermost else None
-            if bad is not None:
-                raise bad.rooted(name) from None
-            return out
+        bad = guard.verdict(params, x, None)
+        if bad is not None:
+            raise bad.rooted(name) from None
+        return out
 
     wrapped_init.__name__, wrapped_apply.__name__ = f"{name}_init", f"{name}_apply"
     return Layer(wrapped_init, wrapped_apply, name, tuple(children))
-
-
-# ----------------------------------------------------------------------------- parameter check
-
-class _Nesting(threading.local):
-    depth = 0
-
-
-_NESTING = _Nesting()
-_KEY_SPEC = jax.ShapeDtypeStruct((2,), jnp.uint32)
-
-
-@contextlib.contextmanager
-def _nested():
-    """Inside a layer's init or apply: inner layers skip the parameter check (the outermost did it)."""
-    _NESTING.depth += 1
-    try:
-        yield
-    finally:
-        _NESTING.depth -= 1
-
-
-def _path_shapes(tree) -> dict:
-    """``{("dense_0", "w"): (784, 10), ...}`` for every array leaf of ``tree``, in flattening order."""
-    def part(k):
-        return str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
-    return {tuple(part(k) for k in path): tuple(np.shape(v)) for path, v in jax.tree_util.tree_leaves_with_path(tree)}
-
-
-def param_differences(init: Callable, params, x) -> list:
-    """``[ShapeError, ...]``, one per parameter path where ``params`` differs (missing, extra, other shape)
-    from what ``init(key, spec of x)`` builds; dtypes are not compared (mixed precision casts them).
-
-    Empty when they agree, and for inputs ``init`` cannot describe (``apply`` reports on those).
-    """
-    try:
-        spec = jax.tree.map(lambda a: Spec(np.shape(a), jnp.result_type(a)), x)
-        expected = jax.eval_shape(lambda k: init(k, spec)[1], _KEY_SPEC)
-    except Exception:  # noqa: BLE001 - not describable by init: leave the verdict to apply
-        return []
-    want, got = _path_shapes(expected), _path_shapes(params)
-    out = [ShapeError(f"expected a parameter of shape {shape}, got {got.get(path, 'none')}", path)
-           for path, shape in want.items() if got.get(path) != shape]
-    return out + [ShapeError(f"expected no parameter here (this model has none), got one of shape {shape}", path)
-                  for path, shape in got.items() if path not in want]
-
-
-def check_params(init: Callable, params, x) -> None:
-    """Raise the first of :func:`param_differences` (a :class:`ShapeError` naming the parameter path)."""
-    diffs = param_differences(init, params, x)
-    if diffs:
-        raise diffs[0]
-
-
-def _signature(params, x):
-    """A hashable key of the parameter and input shapes (None if there is none)."""
-    try:
-        p_leaves, p_def = jax.tree.flatten(params)
-        x_leaves, x_def = jax.tree.flatten(x)
-        sig = (p_def, tuple(np.shape(a) for a in p_leaves), x_def,
-               tuple((np.shape(a), jnp.result_type(a)) for a in x_leaves))
-        hash(sig)
-        return sig
-    except Exception:  # noqa: BLE001 - unhashable or exotic inputs: check every time
-        return None
-
-
-def _check_after_apply(init: Callable, params, x, cache: dict, error: Optional[ShapeError]):
-    """The error the outermost apply raises: ``error`` (the layers' own, None if apply succeeded) unless a
-    parameter outside the failing layer differs, then that parameter's (it is the cause)."""
-    sig = _signature(params, x) if error is None else None
-    if sig is not None and sig in cache:
-        return None
-    diffs = param_differences(init, params, x)
-    if error is not None and any(d.path[:len(error.path)] == error.path for d in diffs):
-        return error  # the failing layer's own parameters differ: its account (in terms of the input) stands
-    if diffs:
-        return diffs[0]
-    if sig is not None:
-        if len(cache) >= 64:
-            cache.clear()
-        cache[sig] = True
-    return error
 
 
 def as_spec(x: Any) -> Spec:

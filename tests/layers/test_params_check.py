@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from deepcore import layers as L
-from deepcore.core import ShapeError, check_params, layer
+from deepcore.core import ShapeError, layer
+from deepcore.paramcheck import check_params
 from deepcore.models.mlp import MLP
 
 KEY = jax.random.PRNGKey(0)
@@ -52,15 +53,18 @@ def test_the_layer_own_input_check_comes_first_and_dtypes_are_not_compared():
     check_params(model.init, params, jnp.ones((9, 12)))                          # batch size is free
 
 
-def test_eager_apply_checks_once_per_shape():
+def test_the_check_traces_init_only_for_input_shapes_init_was_not_called_with():
     calls = []
     dense = L.Dense(3)
-    counting = layer("counting", lambda k, s: (calls.append(1), dense.init(k, s))[1], dense.apply)
-    params = _params(counting)
-    calls.clear()
+    counting = layer("counting", lambda k, s: (calls.append(s.shape), dense.init(k, s))[1], dense.apply)
+    params = _params(counting)                                                   # init on (4, 12): recorded
     for _ in range(3):
         counting.apply(params, {}, X)
-    assert len(calls) == 1                                                       # cached after the first call
+        jax.jit(counting.apply)(params, {}, X)
+    assert calls == [(4, 12)]                                                    # the init call itself only
+    for _ in range(3):
+        counting.apply(params, {}, jnp.ones((9, 12)))
+    assert calls == [(4, 12), (9, 12)]                                           # traced once for a new shape
 
 
 def test_token_ids_outside_the_vocabulary_are_refused_or_nan_under_jit():

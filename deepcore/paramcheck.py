@@ -91,7 +91,7 @@ def _signature(tree):
     """A hashable key of a pytree's structure, shapes and dtypes (None if there is none)."""
     try:
         leaves, treedef = jax.tree.flatten(tree)
-        sig = (treedef, tuple((a.shape, jnp.dtype(a.dtype)) for a in leaves))
+        sig = (treedef, tuple([(a.shape, a.dtype) for a in leaves]))
         hash(sig)
         return sig
     except Exception:  # noqa: BLE001 - leaves without shape/dtype, unhashable: not cached

@@ -33,7 +33,8 @@ def test_missing_extra_and_reshaped_parameters_name_their_path():
     model = L.serial(L.Dense(5), L.Relu, L.serial(L.Dense(2), L.Dense(2)))
     good = _params(model)
     missing = {"dense_0": good["dense_0"], "serial_0": {"dense_0": good["serial_0"]["dense_0"]}}
-    with pytest.raises(ShapeError, match=r"^serial/serial_0/dense_1/b: expected a parameter of shape \(2,\), got none$"):
+    with pytest.raises(ShapeError, match=r"^serial/serial_0/dense_1/b: expected a parameter of shape \(2,\), "
+                                         r"got none$"):
         model.apply(missing, {}, X)
     extra = {**good, "dense_9": {"w": jnp.ones((2, 2))}}
     with pytest.raises(ShapeError, match=r"^serial/dense_9/w: expected no parameter here .*got one of shape \(2, 2\)$"):

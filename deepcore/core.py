@@ -63,19 +63,52 @@ class Layer(NamedTuple):
 
 
 def layer(name: str, init: Callable, apply: Callable, children=()) -> Layer:
-    """Make a :class:`Layer`, wrapping ``init`` and ``apply`` so their shape errors name this layer."""
+    """Make a :class:`Layer`, wrapping ``init`` and ``apply`` so their shape errors name this layer.
+
+    The outermost ``apply`` of a call also checks that ``params`` has the tree structure and shapes that
+    ``init`` builds for this input (:mod:`deepcore.paramcheck`): against the parameters ``init`` built for an
+    input of this shape, else against ``init`` traced abstractly (once per input shape); at trace time
+    under ``jit``. When a layer's own shape check fails, its message stands unless a parameter of another
+    layer differs.
+    """
+    from deepcore import paramcheck  # (it imports this module)
+
+    guard, nested = paramcheck.ParamGuard(), paramcheck.nested
 
     def wrapped_init(key, spec):
-        try:
-            return init(key, as_spec(spec))
-        except ShapeError as e:
-            raise e.rooted(name) from None
+        outermost = not paramcheck.depth()
+        with nested():
+            try:
+                out = init(key, as_spec(spec))
+            except ShapeError as e:
+                raise e.rooted(name) from None
+        if outermost:
+            guard.built(spec, out[1])
+        return out
+
+    guard.init = wrapped_init
 
     def wrapped_apply(params, state, x, *, key=None, train=False):
-        try:
-            return apply(params, state, x, key=key, train=train)
-        except ShapeError as e:
-            raise e.rooted(name) from None
+        if paramcheck.depth():
+            with nested():
+                try:
+                    return apply(params, state, x, key=key, train=train)
+                except ShapeError as e:
+                    raise e.rooted(name) from None
+        with nested():
+            try:
+                out = apply(params, state, x, key=key, train=train)
+            except ShapeError as e:
+                raise guard.verdict(params, x, e).rooted(name) from None
+            except Exception:
+                bad = guard.verdict(params, x, None)  # e.g. a jnp shape error deep inside: a parameter that
+                if bad is not None:                   # does not fit is the better account
+                    raise bad.rooted(name) from None
+                raise
+        bad = guard.verdict(params, x, None)
+        if bad is not None:
+            raise bad.rooted(name) from None
+        return out
 
     wrapped_init.__name__, wrapped_apply.__name__ = f"{name}_init", f"{name}_apply"
     return Layer(wrapped_init, wrapped_apply, name, tuple(children))

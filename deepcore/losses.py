@@ -14,9 +14,15 @@ Every loss takes ``weights=None``, ``mask=None`` and ``reduction="mean"``:
   ``"sum"``: ``sum(w * loss)``. ``"none"``: ``w * loss`` unreduced, the loss's own shape.
 
 Lower-precision logits (bfloat16, float16) are upcast to float32 before the loss.
+
+Refused inputs (``ValueError``, one line naming the function): an empty batch (always: shapes are static),
+and an integer label outside ``[0, K)`` among the kept entries when the labels are concrete arrays (an
+eager call). Under ``jit`` the labels are traced and cannot raise: a kept out-of-range label makes its
+entry's loss NaN instead (never a silently wrong finite value), which the training loop's guard reports.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -46,11 +52,15 @@ def _zero_masked(x, mask):
     return jnp.where(_broadcast(mask, x.shape, "mask"), x, jnp.zeros((), x.dtype))
 
 
-def reduce_loss(loss, weights=None, mask=None, reduction: str = "mean"):
-    """Weight, mask and reduce an unreduced ``loss`` (any shape) as described in the module doc."""
+def reduce_loss(loss, weights=None, mask=None, reduction: str = "mean", *, name: str = "reduce_loss"):
+    """Weight, mask and reduce an unreduced ``loss`` (any shape) as described in the module doc.
+
+    ``name`` (the calling loss or metric) starts the message of a refused empty batch."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     loss = jnp.asarray(loss)
+    if loss.size == 0:
+        raise ValueError(f"{name}: expected a non-empty batch, got a per-example loss of shape {tuple(loss.shape)}")
     w = None
     if weights is not None:
         w = _broadcast(weights, loss.shape, "weights").astype(loss.dtype)
@@ -76,20 +86,20 @@ def reduce_loss(loss, weights=None, mask=None, reduction: str = "mean"):
 def mse(predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
     """Squared error ``(p - t)**2``; predictions and targets ``(...)`` of the same shape."""
     predictions = _zero_masked(_float(predictions), mask)
-    return reduce_loss(optax.losses.squared_error(predictions, _float(targets)), weights, mask, reduction)
+    return reduce_loss(optax.losses.squared_error(predictions, _float(targets)), weights, mask, reduction, name="mse")
 
 
 def mae(predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
     """Absolute error ``|p - t|``; predictions and targets ``(...)`` of the same shape."""
     predictions = _zero_masked(_float(predictions), mask)
-    return reduce_loss(jnp.abs(predictions - _float(targets)), weights, mask, reduction)
+    return reduce_loss(jnp.abs(predictions - _float(targets)), weights, mask, reduction, name="mae")
 
 
 def huber(predictions, targets, *, delta: float = 1.0, weights=None, mask=None, reduction: str = "mean"):
     """Huber loss: ``0.5 e**2`` for ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``; shapes ``(...)``."""
     predictions = _zero_masked(_float(predictions), mask)
     err = optax.losses.huber_loss(predictions, _float(targets), delta=delta)
-    return reduce_loss(err, weights, mask, reduction)
+    return reduce_loss(err, weights, mask, reduction, name="huber")
 
 
 # ----------------------------------------------------------------------------- classification
@@ -100,6 +110,29 @@ def _check_logits(logits, labels, onehot):
         lab = "(..., K)" if onehot else "(...)"
         raise ValueError(f"expected logits (..., K) and labels {lab} with logits {tuple(logits.shape)}, "
                          f"got labels {tuple(labels.shape)}")
+
+
+def _concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def label_guard(name: str, labels, num_classes: int, mask=None):
+    """``valid``: bool ``labels.shape``, True where a label lies in ``[0, num_classes)``.
+
+    Concrete (non-traced) labels: raise ``ValueError`` naming ``name``, the range and the first kept
+    out-of-range label and its index (``mask`` False entries, e.g. padding, may hold anything)."""
+    labels = jnp.asarray(labels)
+    valid = (labels >= 0) & (labels < num_classes)
+    if _concrete(labels, mask):
+        bad = ~np.asarray(valid)
+        if mask is not None:
+            m = np.asarray(mask)
+            bad &= np.broadcast_to(m.reshape(m.shape + (1,) * (bad.ndim - m.ndim)), bad.shape)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            got = int(np.asarray(labels)[at])
+            raise ValueError(f"{name}: expected integer labels in [0, {num_classes}), got {got} at index {at}")
+    return valid
 
 
 def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, weights=None, mask=None,
@@ -114,12 +147,15 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, weigh
     _check_logits(logits, labels, onehot=False)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"labels must be integers, got {labels.dtype}; use softmax_cross_entropy_onehot")
+    valid = label_guard("softmax_cross_entropy", labels, logits.shape[-1], mask)
+    logits = _zero_masked(logits, mask)
     if label_smoothing:
         onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-        return softmax_cross_entropy_onehot(logits, onehot, label_smoothing=label_smoothing, weights=weights,
-                                            mask=mask, reduction=reduction)
-    loss = optax.losses.softmax_cross_entropy_with_integer_labels(_zero_masked(logits, mask), labels)
-    return reduce_loss(loss, weights, mask, reduction)
+        loss = optax.losses.softmax_cross_entropy(logits, optax.smooth_labels(onehot, label_smoothing))
+    else:
+        loss = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+    loss = jnp.where(valid, loss, jnp.nan)
+    return reduce_loss(loss, weights, mask, reduction, name="softmax_cross_entropy")
 
 
 def softmax_cross_entropy_onehot(logits, labels, *, label_smoothing: float = 0.0, weights=None, mask=None,
@@ -134,7 +170,7 @@ def softmax_cross_entropy_onehot(logits, labels, *, label_smoothing: float = 0.0
     if label_smoothing:
         labels = optax.smooth_labels(labels, label_smoothing)
     loss = optax.losses.softmax_cross_entropy(_zero_masked(logits, mask), labels)
-    return reduce_loss(loss, weights, mask, reduction)
+    return reduce_loss(loss, weights, mask, reduction, name="softmax_cross_entropy_onehot")
 
 
 def binary_cross_entropy_with_logits(logits, labels, *, weights=None, mask=None, reduction: str = "mean"):
@@ -147,7 +183,7 @@ def binary_cross_entropy_with_logits(logits, labels, *, weights=None, mask=None,
         raise ValueError(f"expected logits and labels of the same shape, got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
     loss = optax.losses.sigmoid_binary_cross_entropy(_zero_masked(logits, mask), labels)
-    return reduce_loss(loss, weights, mask, reduction)
+    return reduce_loss(loss, weights, mask, reduction, name="binary_cross_entropy_with_logits")
 
 
 def kl_divergence(log_predictions, targets, *, weights=None, mask=None, reduction: str = "mean"):
@@ -162,5 +198,5 @@ def kl_divergence(log_predictions, targets, *, weights=None, mask=None, reductio
         raise ValueError(f"expected log_predictions and targets (..., K) of the same shape, got "
                          f"{tuple(log_predictions.shape)} and {tuple(targets.shape)}")
     loss = optax.losses.kl_divergence(_zero_masked(log_predictions, mask), targets)
-    return reduce_loss(loss, weights, mask, reduction)
+    return reduce_loss(loss, weights, mask, reduction, name="kl_divergence")
 

@@ -2,27 +2,30 @@
 
 Classification metrics take logits ``(..., K)`` and integer labels ``(...)``, with an optional bool
 ``mask`` ``(...)`` (e.g. ``(B, T)`` real tokens); means are over the kept entries, 0 if none is kept.
+Labels are refused as by :mod:`deepcore.losses`: an empty batch always, a kept label outside ``[0, K)``
+when concrete (``ValueError`` naming the metric); under ``jit`` such a label makes the metric NaN.
 """
 import math
 
 import jax.numpy as jnp
 
-from deepcore.losses import reduce_loss
+from deepcore.losses import label_guard, reduce_loss
 
 
-def _check(logits, labels):
+def _check(name, logits, labels, mask):
+    """``(logits, labels, valid)``; ``valid`` marks labels in ``[0, K)`` (concrete bad labels raise)."""
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     if logits.ndim < 1 or logits.shape[:-1] != labels.shape:
-        raise ValueError(f"expected logits (..., K) and labels (...), got {tuple(logits.shape)} "
+        raise ValueError(f"{name}: expected logits (..., K) and labels (...), got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
-    return logits, labels
+    return logits, labels, label_guard(name, labels, logits.shape[-1], mask)
 
 
 def accuracy(logits, labels, mask=None):
     """Fraction of entries whose argmax over the last axis equals the label; logits ``(..., K)``, labels ``(...)``."""
-    logits, labels = _check(logits, labels)
-    hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-    return reduce_loss(hits, mask=mask)
+    logits, labels, valid = _check("accuracy", logits, labels, mask)
+    hits = jnp.where(valid, jnp.argmax(logits, axis=-1) == labels, jnp.nan)
+    return reduce_loss(hits, mask=mask, name="accuracy")
 
 
 def top_k_accuracy(logits, labels, k: int, mask=None):
@@ -31,10 +34,10 @@ def top_k_accuracy(logits, labels, k: int, mask=None):
     A label counts as a hit when fewer than ``k`` classes have a strictly larger logit (ties go in
     the label's favour). logits ``(..., K)``, labels ``(...)``.
     """
-    logits, labels = _check(logits, labels)
+    logits, labels, valid = _check("top_k_accuracy", logits, labels, mask)
     label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)
     rank = jnp.sum(logits > label_logit, axis=-1)
-    return reduce_loss((rank < k).astype(jnp.float32), mask=mask)
+    return reduce_loss(jnp.where(valid, rank < k, jnp.nan), mask=mask, name="top_k_accuracy")
 
 
 def perplexity(mean_nats):
@@ -51,9 +54,11 @@ def confusion_matrix(logits_or_preds, labels, num_classes: int, mask=None):
     """``(num_classes, num_classes)`` int32 counts; row = true label, column = predicted class.
 
     ``logits_or_preds`` is logits ``(..., K)`` (argmax taken) or integer predictions ``(...)``
-    with the shape of ``labels``. Entries with ``mask`` False or out-of-range ids are not counted.
+    with the shape of ``labels``. Entries with ``mask`` False are not counted; a kept label outside
+    ``[0, num_classes)`` raises when concrete and is not counted under ``jit`` (nor are such predictions).
     """
     preds, labels = jnp.asarray(logits_or_preds), jnp.asarray(labels)
+    label_guard("confusion_matrix", labels, num_classes, mask)
     if preds.ndim == labels.ndim + 1:
         preds = jnp.argmax(preds, axis=-1)
     if preds.shape != labels.shape:

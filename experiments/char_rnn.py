@@ -12,6 +12,7 @@ validation split (textlm.py says exactly how) and the bigram baseline's figure o
 writes results.json, metrics.jsonl, checkpoints, samples.txt and curves.png.
 """
 import common
+import flagcheck
 import textlm
 
 
@@ -36,14 +37,14 @@ def parser():
     p.add_argument("--embed", type=int, default=64, help="character embedding width")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on the recurrent outputs")
+    flagcheck.at_least(p, 1, "--hidden", "--embed", "--layers")
+    flagcheck.rate(p, "--dropout")
     return p
 
 
 def main(args):
     if args.smoke:
         args.hidden, args.embed = min(args.hidden, 32), min(args.embed, 16)
-    if min(args.hidden, args.embed, args.layers) < 1 or not 0 <= args.dropout < 1:
-        raise common.UsageError("--hidden, --embed and --layers must be >= 1 and --dropout lie in [0, 1)")
     describe = f"{args.cell} {args.layers}x{args.hidden} (embedding {args.embed})"
     return textlm.main(args, make_model, generate, describe=describe)
 

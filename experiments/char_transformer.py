@@ -19,6 +19,7 @@ half, so every character sees between seq_len/2 and seq_len earlier ones, as in 
 Writes results.json, metrics.jsonl, checkpoints (--resume), samples.txt and curves.png.
 """
 import common
+import flagcheck
 import textlm
 
 
@@ -71,18 +72,19 @@ def parser():
                    help="position information")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings and residual branches")
     p.add_argument("--top-k", type=int, default=0, help="samples.txt: draw from the k likeliest characters (0: all)")
+    flagcheck.at_least(p, 1, "--d-model", "--layers", "--heads", "--mlp-ratio")
+    flagcheck.rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)
+    flagcheck.at_least(p, 0, "--top-k")
+    flagcheck.rate(p, "--dropout")
     return p
 
 
 def main(args):
     if args.smoke:
         args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
-    if min(args.d_model, args.layers, args.heads, args.mlp_ratio) < 1 or args.top_k < 0 \
-            or not 0 <= args.dropout < 1:
-        raise common.UsageError("--d-model, --layers, --heads and --mlp-ratio must be >= 1, --top-k >= 0 and "
-                                "--dropout lie in [0, 1)")
     if args.d_model % args.heads:
-        raise common.UsageError(f"--d-model {args.d_model} must be divisible by --heads {args.heads}")
+        raise common.UsageError(f"--heads: with --smoke, expected a divisor of the smoke width {args.d_model}, "
+                                f"got {args.heads}")
     top_k = args.top_k or None
 
     def generate(model, params, prompt, length, key, temperature):

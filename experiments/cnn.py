@@ -10,6 +10,7 @@ compiled with XLA's YNNPACK fusion on CPUs; evaluation averages each image with 
 Writes results.json, metrics.jsonl, checkpoints, curves.png and saliency.png (input-gradient maps of test images).
 """
 import common
+import flagcheck
 import image_classifier
 
 
@@ -31,13 +32,14 @@ def parser():
     p.add_argument("--depths", type=int, nargs="+", default=[1, 2, 2],
                    help="convolutions (vgg) or basic blocks (resnet) per stage")
     p.add_argument("--dropout", type=float, default=0.0, help="vgg: drop rate before the dense head")
+    flagcheck.at_least(p, 1, "--widths", "--depths")
+    flagcheck.rule(p, "--depths", lambda a: f"{len(a.widths)} entries (one per --widths entry)",
+                   lambda v, a: len(v) == len(a.widths))
+    flagcheck.rate(p, "--dropout")
     return p
 
 
 def main(args):
-    if len(args.widths) != len(args.depths) or min(args.widths + args.depths) < 1 or not 0 <= args.dropout < 1:
-        raise common.UsageError("--widths and --depths need the same number of positive entries; "
-                                "--dropout must lie in [0, 1)")
     return image_classifier.main(args, make_model, saliency=True)
 
 

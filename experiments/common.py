@@ -6,7 +6,8 @@ The contract (one script per family, ``python experiments/NAME.py [flags]``):
   --smoke``; defaults reproduce the figure BUILD_NOTES.md reports for the script;
 * ``--out`` receives ``results.json``, ``metrics.jsonl``, checkpoints (``--resume`` continues from the newest
   intact one) and pictures (``curves.png`` and a family picture);
-* a missing dataset, a bad flag value or an unwritable ``--out`` is one clear line on stderr (exit 2);
+* a missing dataset, a bad flag value or an unwritable ``--out`` is one clear line on stderr (exit 2); flag
+  values are checked (``flagcheck.py``) before any data is loaded or anything compiled;
 * one run per ``--out``: a run holds ``OUT/run.lock`` (its pid and host), a second run on the same folder stops
   with one line (exit 2); the lock of a killed run is recognised as stale and taken over;
 * ``--resume`` on a folder without a checkpoint stops with one line (exit 2), creating and changing nothing,
@@ -23,6 +24,8 @@ import sys
 import time
 from typing import Callable, Optional
 
+import flagcheck
+
 
 class UsageError(Exception):
     """A bad flag value or an unusable ``--out``: printed as one line, exit status 2."""
@@ -33,7 +36,7 @@ def parser(name: str, description: str, **defaults) -> argparse.ArgumentParser:
     d = dict(dataset="fashion_mnist", data_dir=None, epochs=None, steps=None, batch_size=128, lr=1e-3, seed=0,
              devices=1, precision="float32")
     d.update(defaults)
-    p = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description,
+    p = flagcheck.Parser(prog=f"experiments/{name}.py", description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default=d["dataset"], help="TFDS name (or a text file path for language models)")
     p.add_argument("--data-dir", default=d["data_dir"],
@@ -52,21 +55,14 @@ def parser(name: str, description: str, **defaults) -> argparse.ArgumentParser:
                    help="compute dtype (parameters and optimiser state stay float32)")
     p.add_argument("--smoke", action="store_true", help="a tiny run: a few steps on a small slice of the data")
     p.set_defaults(experiment=name)
+    flagcheck.common_rules(p)
     return p
 
 
 def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse flags, check their values, set up devices and the output folder (before JAX starts computing)."""
     args = p.parse_args(argv)
-    for flag in ("batch_size", "devices"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if args.lr <= 0:
-        p.error(f"--lr must be > 0, got {args.lr}")
-    if args.steps is not None and args.steps < 1 or args.epochs is not None and args.epochs <= 0:
-        p.error("--steps and --epochs must be positive")
-    if args.batch_size % args.devices:
-        p.error(f"--batch-size {args.batch_size} must be divisible by --devices {args.devices}")
+    flagcheck.check(p, args)  # one line and exit 2 at the first bad flag value, before anything is loaded
     if args.resume and not args.out:
         p.error("--resume needs --out (the folder of the run to continue)")
     check_resume(p.prog, args)
@@ -126,10 +122,10 @@ def devices(n: int):
 
 def run(main: Callable[[argparse.Namespace], dict], p: argparse.ArgumentParser, argv=None) -> Optional[dict]:
     """Parse flags and call ``main(args)``; known failures become one line on stderr and exit status 2."""
+    args = parse(p, argv)  # first: a bad flag value is reported before JAX is even imported
     from deepcore.data import DatasetUnavailable
     from deepcore.train.checkpoint import CheckpointMismatch
 
-    args = parse(p, argv)
     try:
         return locked(main, args, p.prog)
     except (DatasetUnavailable, UsageError, FileExistsError) as e:

@@ -21,7 +21,10 @@ import os
 import time
 
 import common
+import flagcheck
 from budget import Budget, spent_before
+
+SMOKE_TRAIN = 2048  # training images of a --smoke run
 
 
 def add_flags(p):
@@ -40,6 +43,15 @@ def add_flags(p):
     p.add_argument("--upsample", choices=("phase", "transpose"), default="phase",
                    help="transposed convs as per-phase convolutions (fast on CPU) or lax.conv_transpose")
     p.add_argument("--ynn", action="store_true", help="compile the step with XLA:CPU's YNN fusions (dot, eltwise, reduce)")
+    flagcheck.rule(p, "--devices", "1 (the GAN script runs on one device)", lambda v, a: v == 1)
+    flagcheck.above(p, 0, "--minutes")
+    flagcheck.at_least(p, 0, "--penalty-weight")
+    flagcheck.at_least(p, 1, "--z-dim", "--eval-every")
+    flagcheck.at_least(p, 2, "--fid-samples")
+    flagcheck.rate(p, "--ema-decay")
+    flagcheck.rule(p, "--batch-size", f"at most {SMOKE_TRAIN} with --smoke (its training slice)",
+                   lambda v, a: not a.smoke or v <= SMOKE_TRAIN)
+    flagcheck.image_dataset(p)
     return p
 
 
@@ -128,19 +140,20 @@ def main(args):
     from deepcore.train import fit
 
     common.devices(args.devices)
-    if args.devices > 1:
-        raise common.UsageError("--devices > 1 is not supported by the GAN script (one device)")
     timed = args.steps is None and args.epochs is None
     minutes = args.minutes if args.minutes is not None else (15.0 if timed else None)
     t_start = time.perf_counter()
     train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
     if train.info.shape != (28, 28, 1):
         raise common.UsageError(f"--dataset {args.dataset}: this DCGAN makes 28x28x1 images, got {train.info.shape}")
+    if args.batch_size > len(train.arrays["label"]):  # needs the split's size: right after loading
+        raise common.UsageError(f"--batch-size: expected at most {len(train.arrays['label'])} (the {args.dataset} "
+                                f"training split), got {args.batch_size}")
     num_classes = train.info.num_classes
     train_arrays, test_arrays = train.arrays, test.arrays
     n_fid = args.fid_samples
     if args.smoke:
-        train_arrays = {k: v[:2048] for k, v in train_arrays.items()}
+        train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
         test_arrays = {k: v[:512] for k, v in test_arrays.items()}
         n_fid = min(n_fid, 256)
     n_fid = min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))

@@ -13,6 +13,7 @@ import os
 import time
 
 import common
+import flagcheck
 
 SMOKE_EXAMPLES = {"train": 512, "validation": 256, "test": 256}
 EVAL_BATCH = 500
@@ -35,16 +36,31 @@ def add_flags(p, *, augment: str, weight_decay: float, warmup: float, label_smoo
     p.add_argument("--eval-every", type=float, default=1.0, help="evaluate (and checkpoint) every this many epochs")
     p.add_argument("--ynn-fusion", choices=("on", "off"), default=ynn,
                    help="on a CPU, compile the steps with XLA's YNNPACK fusion (faster convolutions)")
+    add_rules(p)
     return p
+
+
+def add_rules(p):
+    """Values of the recipe's flags checked at parse time (:mod:`flagcheck`)."""
+    flagcheck.above(p, 0, "--eval-every")
+    flagcheck.rate(p, "--warmup")
+    flagcheck.rate(p, "--label-smoothing")
+    flagcheck.at_least(p, 0, "--weight-decay")
+    flagcheck.rule(p, "--augment", "'none' or '+'-joined distinct 'crop' and 'flip'", lambda v, a: _augment_ok(v))
+    flagcheck.rule(p, "--batch-size", f"at most {SMOKE_EXAMPLES['train']} with --smoke (its training slice)",
+                   lambda v, a: not a.smoke or v <= SMOKE_EXAMPLES["train"])
+    flagcheck.image_dataset(p)
+
+
+def _augment_ok(spec: str) -> bool:
+    parts = [] if spec == "none" else spec.split("+")
+    return all(x in ("crop", "flip") for x in parts) and len(set(parts)) == len(parts)
 
 
 def _augmenter(spec: str, image_size: int):
     from deepcore.data import batched, compose, random_crop, random_flip
 
-    parts = [] if spec == "none" else spec.split("+")
-    bad = [x for x in parts if x not in ("crop", "flip")]
-    if bad or len(set(parts)) != len(parts):
-        raise common.UsageError(f"--augment {spec!r}: use 'none' or '+'-joined 'crop' and 'flip'")
+    parts = [] if spec == "none" else spec.split("+")  # checked at parse time (add_rules)
     fns = {"crop": functools.partial(random_crop, padding=2 if image_size <= 28 else 4), "flip": random_flip}
     return batched(compose(*(fns[x] for x in parts))) if parts else None
 
@@ -187,11 +203,11 @@ def main(args, make_model, *, saliency: bool = False) -> dict:
     from deepcore.layers import serial
     from deepcore.train import classifier_loss, compile_fn, evaluate, fit, init_state, parallel, train_step
 
-    if args.eval_every <= 0 or not 0 <= args.warmup < 1 or args.weight_decay < 0 or not 0 <= args.label_smoothing < 1:
-        raise common.UsageError("need --eval-every > 0, 0 <= --warmup < 1, --weight-decay >= 0, "
-                                "0 <= --label-smoothing < 1")
     offset = common.last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     info, (train, val, test) = _load(args)
+    if args.batch_size > len(train["label"]):  # needs the split's size: right after loading, before compiling
+        raise common.UsageError(f"--batch-size: expected at most {len(train['label'])} (the {args.dataset} training "
+                                f"split), got {args.batch_size}")
     if args.tta == "flip" and len(info.shape) != 3:
         raise common.UsageError(f"--tta flip needs images (height, width, channels); {args.dataset} gives {info.shape}")
     devs = common.devices(args.devices)

@@ -7,6 +7,7 @@ Model: flatten -> [dense 1024 -> ReLU -> dropout] x 2 -> dense 10, AdamW with wa
 label smoothing, random left-right flips. Writes results.json, metrics.jsonl, checkpoints and curves.png.
 """
 import common
+import flagcheck
 import image_classifier
 
 
@@ -21,12 +22,12 @@ def parser():
     image_classifier.add_flags(p, augment="flip", weight_decay=0.02, warmup=0.02, label_smoothing=0.1, ynn="off")
     p.add_argument("--widths", type=int, nargs="+", default=[1024, 1024], help="hidden layer sizes")
     p.add_argument("--dropout", type=float, default=0.3, help="drop rate after each hidden layer")
+    flagcheck.at_least(p, 1, "--widths")
+    flagcheck.rate(p, "--dropout")
     return p
 
 
 def main(args):
-    if not 0 <= args.dropout < 1 or min(args.widths) < 1:
-        raise common.UsageError("--dropout must lie in [0, 1) and --widths be positive")
     return image_classifier.main(args, make_model)
 
 

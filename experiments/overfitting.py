@@ -31,12 +31,14 @@ import numpy as np
 import optax
 
 import common
+import flagcheck
 from deepcore.data import batched, compose, load, make_batches, random_crop, random_flip
 from deepcore.interpret import ensemble_report, layer_stats, member_probs, reliability_diagram
 from deepcore.layers import Conv, Dense, Dropout, Flatten, MaxPool, Relu, serial
 from deepcore.train import EarlyStopping, classifier_loss, eval_step, fit, init_state, train_step
 from deepcore.train.population import init_population, population_step
 
+SMOKE_EXAMPLES = 200  # training (and evaluation) examples of a --smoke run
 CONFIGS = {  # name: (dropout, weight decay, augmentation, early stopping)
     "baseline": (False, False, False, False),
     "dropout": (True, False, False, False),
@@ -58,7 +60,25 @@ def build_parser():
     p.add_argument("--patience", type=int, default=4, help="early stopping: evaluations without improvement")
     p.add_argument("--members", type=int, default=5, help="ensemble members (0: no ensemble)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
+    flagcheck.rule(p, "--configs", "a comma-separated subset of " + ",".join(CONFIGS),
+                   lambda v, a: bool(_configs(v)) and all(c in CONFIGS for c in _configs(v)))
+    flagcheck.rule(p, "--devices", "1 (this experiment trains small models on one device)", lambda v, a: v == 1)
+    flagcheck.at_least(p, 0, "--members", "--weight-decay")
+    flagcheck.at_least(p, 1, "--train-examples", "--eval-examples", "--patience")
+    flagcheck.above(p, 0, "--eval-every")
+    flagcheck.rate(p, "--dropout")
+    flagcheck.rule(p, "--batch-size", lambda a: f"at most the {_n_train(a)} training examples"
+                   + (" of --smoke" if a.smoke else " of --train-examples"), lambda v, a: v <= _n_train(a))
+    flagcheck.image_dataset(p)
     return p
+
+
+def _configs(text: str) -> list:
+    return [c for c in text.split(",") if c]
+
+
+def _n_train(args) -> int:
+    return SMOKE_EXAMPLES if args.smoke else args.train_examples
 
 
 def cnn(dropout: float):
@@ -71,8 +91,8 @@ def cnn(dropout: float):
 
 def prepare(args):
     """Float images scaled to [0, 1] minus the slice mean: the training slice, and validation/test slices."""
-    n_train = 200 if args.smoke else args.train_examples
-    n_eval = 200 if args.smoke else args.eval_examples
+    n_train = _n_train(args)
+    n_eval = SMOKE_EXAMPLES if args.smoke else args.eval_examples
     train, val, test = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
     if n_train > len(train.arrays["label"]):
         raise common.UsageError(f"--train-examples {n_train}: the train split has {len(train.arrays['label'])}")
@@ -226,14 +246,7 @@ def plot(out, results):
 
 
 def main(args):
-    names = [c for c in args.configs.split(",") if c]
-    unknown = [c for c in names if c not in CONFIGS]
-    if unknown or not names:
-        raise common.UsageError(f"--configs: unknown {unknown}; choose from {','.join(CONFIGS)}")
-    if args.devices != 1:
-        raise common.UsageError("--devices: this experiment trains small models on one device; use --devices 1")
-    if args.members < 0 or args.train_examples < 1 or args.eval_every <= 0 or not 0 <= args.dropout < 1:
-        raise common.UsageError("--members >= 0, --train-examples >= 1, --eval-every > 0 and 0 <= --dropout < 1")
+    names = _configs(args.configs)  # flag values are checked at parse time (build_parser's rules)
     data, info = prepare(args)
     steps_per_epoch = len(data["train"]["y"]) // args.batch_size
     if steps_per_epoch < 1:

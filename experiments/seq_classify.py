@@ -11,6 +11,7 @@ wall-clock time of each evaluation (val_accuracy_at_15min), test accuracy at the
 metrics.jsonl, checkpoints and curves.png.
 """
 import common
+import flagcheck
 import image_classifier
 
 
@@ -34,14 +35,13 @@ def parser():
     p.add_argument("--hidden", type=int, default=128, help="units per recurrent layer")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
     p.add_argument("--bidirectional", action="store_true", help="read the rows both ways (2x the cost)")
+    flagcheck.at_least(p, 1, "--hidden", "--layers")
     return p
 
 
 def main(args):
     if args.smoke:
         args.hidden = min(args.hidden, 32)
-    if min(args.hidden, args.layers) < 1:
-        raise common.UsageError("--hidden and --layers must be >= 1")
     return image_classifier.main(args, make_model)
 
 

@@ -29,6 +29,7 @@ import time
 from typing import NamedTuple
 
 import common
+import flagcheck
 from budget import Budget, spent_before, warmup_cosine
 
 SMOKE_CHARS = {"train": 50_000, "validation": 4_000}
@@ -59,6 +60,11 @@ def add_flags(p, *, seq_len: int = 128, minutes: float = 10.0, eval_every: int =
     p.add_argument("--sample-chars", type=int, default=300, help="length of each sample in samples.txt")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0], help="sampling temperatures")
     p.set_defaults(default_minutes=minutes)
+    flagcheck.at_least(p, 2, "--seq-len")
+    flagcheck.at_least(p, 1, "--eval-every", "--sample-chars")
+    flagcheck.at_least(p, 0, "--warmup", "--weight-decay", "--clip", "--temperatures")
+    flagcheck.above(p, 0, "--bigram-k", "--minutes")
+    flagcheck.text_dataset(p)
     return p
 
 
@@ -135,21 +141,10 @@ def write_samples(path: str, vocab, generate, *, length: int, temperatures, seed
     return path
 
 
-def _check(args):
-    if args.seq_len < 2 or args.eval_every < 1 or args.warmup < 0 or args.weight_decay < 0 or args.clip < 0:
-        raise common.UsageError("need --seq-len >= 2, --eval-every >= 1, --warmup >= 0, --weight-decay >= 0, "
-                                "--clip >= 0")
-    if args.bigram_k <= 0 or args.sample_chars < 1 or min(args.temperatures) < 0:
-        raise common.UsageError("need --bigram-k > 0, --sample-chars >= 1 and --temperatures >= 0")
-    if args.minutes is not None and args.minutes <= 0:
-        raise common.UsageError(f"--minutes must be > 0, got {args.minutes}")
-
-
 def main(args, make_model, generate, *, describe: str = "") -> dict:
     """Train ``make_model(vocab_size, args)`` on ``args.dataset``; write results.json, metrics.jsonl,
     checkpoints, samples.txt and curves.png in ``args.out``."""
     t_start = time.perf_counter()
-    _check(args)
     import jax
     import jax.numpy as jnp
     import optax

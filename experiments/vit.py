@@ -13,6 +13,7 @@ smoothing, exact batched evaluation. Writes results.json, metrics.jsonl, checkpo
 saliency.png.
 """
 import common
+import flagcheck
 import image_classifier
 
 
@@ -37,17 +38,18 @@ def parser():
     p.add_argument("--mlp-ratio", type=int, default=2, help="MLP hidden width as a multiple of d-model")
     p.add_argument("--pool", choices=("cls", "mean"), default="cls", help="class token or mean of the tokens")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings and residual branches")
+    flagcheck.at_least(p, 1, "--patch-size", "--d-model", "--layers", "--heads", "--mlp-ratio")
+    flagcheck.rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)
+    flagcheck.rate(p, "--dropout")
     return p
 
 
 def main(args):
     if args.smoke:
         args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
-    if min(args.patch_size, args.d_model, args.layers, args.heads, args.mlp_ratio) < 1 or not 0 <= args.dropout < 1:
-        raise common.UsageError("--patch-size, --d-model, --layers, --heads and --mlp-ratio must be >= 1 and "
-                                "--dropout lie in [0, 1)")
     if args.d_model % args.heads:
-        raise common.UsageError(f"--d-model {args.d_model} must be divisible by --heads {args.heads}")
+        raise common.UsageError(f"--heads: with --smoke, expected a divisor of the smoke width {args.d_model}, "
+                                f"got {args.heads}")
     return image_classifier.main(args, make_model, saliency=True)
 
 

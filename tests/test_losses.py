@@ -161,3 +161,38 @@ def test_bad_inputs_raise_clear_errors():
         losses.softmax_cross_entropy(LOGITS, LABELS[:4])
     with pytest.raises(ValueError, match="integers"):
         losses.softmax_cross_entropy(LOGITS, LABELS.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- refused inputs
+
+LOGITS3 = RNG.normal(size=(4, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("bad", [3, -1])
+def test_out_of_range_labels_are_refused_when_concrete_and_nan_under_jit(bad, smoothing):
+    labels = np.array([0, 2, bad, 1])
+    with pytest.raises(ValueError, match=rf"^softmax_cross_entropy: expected integer labels in \[0, 3\), got {bad} "
+                                         r"at index \(2,\)$"):
+        losses.softmax_cross_entropy(LOGITS3, labels, label_smoothing=smoothing)
+    def loss(lg, lb, mask=None):
+        return losses.softmax_cross_entropy(lg, lb, mask=mask, label_smoothing=smoothing)
+
+    assert np.isnan(jax.jit(loss)(LOGITS3, labels))               # today: NaN or a silently wrong finite value
+    # masked-out entries (padding) may hold anything, eagerly and under jit
+    keep = np.array([True, True, False, True])
+    want = loss(LOGITS3[keep], labels[keep])
+    for f in (loss, jax.jit(loss)):
+        np.testing.assert_allclose(f(LOGITS3, labels, mask=keep), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss,args", [
+    ("softmax_cross_entropy", (np.zeros((0, 3), np.float32), np.zeros((0,), np.int32))),
+    ("softmax_cross_entropy_onehot", (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32))),
+    ("mse", (np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))),
+])
+def test_an_empty_batch_is_refused_eagerly_and_under_jit(loss, args):
+    fn = getattr(losses, loss)
+    for f in (fn, jax.jit(fn)):
+        with pytest.raises(ValueError, match=rf"^{loss}: expected a non-empty batch, got a per-example loss of shape"):
+            f(*args)

@@ -1,6 +1,7 @@
 """Metrics on hand-computed examples."""
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -56,10 +57,28 @@ def test_confusion_matrix():
     expected_masked = expected.copy()
     expected_masked[0, 2] = 0
     np.testing.assert_array_equal(metrics.confusion_matrix(LOGITS, LABELS, 3, mask), expected_masked)
-    # a padding label -1 is not counted
-    np.testing.assert_array_equal(metrics.confusion_matrix(preds, np.array([1, 2, 2, -1]), 3), expected_masked)
+    # a padding label -1 is not counted when masked out (unmasked it is refused: test_out_of_range_labels)
+    np.testing.assert_array_equal(metrics.confusion_matrix(preds, np.array([1, 2, 2, -1]), 3, mask), expected_masked)
 
 
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match=r"logits \(\.\.\., K\)"):
         metrics.accuracy(LOGITS, LABELS[:3])
+
+
+@pytest.mark.parametrize("name", ["accuracy", "top_k_accuracy", "confusion_matrix"])
+def test_out_of_range_labels(name):
+    fn = {"accuracy": metrics.accuracy, "top_k_accuracy": lambda lg, lb, mask=None: metrics.top_k_accuracy(
+        lg, lb, 2, mask), "confusion_matrix": lambda lg, lb, mask=None: metrics.confusion_matrix(lg, lb, 3, mask)}[name]
+    bad = np.array([1, 2, 3, 0])
+    with pytest.raises(ValueError, match=rf"^{name}: expected integer labels in \[0, 3\), got 3 at index \(2,\)$"):
+        fn(LOGITS, bad)
+    keep = np.array([True, True, False, True])
+    np.testing.assert_array_equal(fn(LOGITS, bad, mask=keep), fn(LOGITS, LABELS, mask=keep))  # masked: ignored
+    if name != "confusion_matrix":                              # under jit: NaN, not a silently lower accuracy
+        assert math.isnan(float(jax.jit(fn)(LOGITS, bad)))
+
+
+def test_empty_batch_is_refused():
+    with pytest.raises(ValueError, match=r"^accuracy: expected a non-empty batch"):
+        metrics.accuracy(np.zeros((0, 3), np.float32), np.zeros((0,), np.int32))

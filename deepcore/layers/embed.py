@@ -1,5 +1,7 @@
 """Token embeddings: integer ids ``(...) -> (..., features)``, and the tied output head."""
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, layer, output_spec, param_dtype_for
@@ -9,7 +11,8 @@ def Embedding(vocab_size: int, features: int, *, w_init=initializers.normal(1.0)
               dtype=None) -> Layer:
     """A lookup table ``w: (vocab_size, features)``; ids ``(...)`` -> vectors ``(..., features)``.
 
-    Ids must be integers in ``[0, vocab_size)`` (out-of-range ids are clamped, as ``jnp.take`` does under jit).
+    Ids must be integers in ``[0, vocab_size)``: concrete ids outside it raise :class:`ShapeError` naming the
+    first one; traced ids (under ``jit``) cannot raise, and look up NaN vectors instead (never a clamped row).
     ``w_init`` defaults to N(0, 1) (PyTorch's default); GPT-2 style models pass ``initializers.normal(0.02)``.
     ``param_dtype`` defaults to float32 (the input is integer); the output dtype is ``dtype`` or the table's.
     """
@@ -25,9 +28,23 @@ def Embedding(vocab_size: int, features: int, *, w_init=initializers.normal(1.0)
         w = params["w"]
         if dtype is not None:
             w = w.astype(dtype)
-        return jnp.take(w, x, axis=0, mode="clip"), state
+        return lookup(w, x), state
 
     return layer("embedding", init, apply)
+
+
+def lookup(w, ids):
+    """Rows ``w[ids]``: ``w: (V, D)``, int ``ids: (...)`` -> ``(..., D)``; ids outside ``[0, V)`` raise
+    :class:`ShapeError` when concrete, and give NaN rows when traced."""
+    v = w.shape[0]
+    if not isinstance(ids, jax.core.Tracer):
+        host = np.asarray(ids)
+        bad = (host < 0) | (host >= v)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ShapeError(f"expected token ids in [0, {v}), got {int(host[at])} at index {at}")
+    ids = jnp.where((ids >= 0) & (ids < v), ids, v)  # negative ids would wrap: send them out of range too
+    return jnp.take(w, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
 
 def _check_ids(x):

@@ -17,7 +17,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from deepcore.core import ShapeError, compute_dtype_for, require_key
+from deepcore.core import ShapeError, compute_dtype_for
 from deepcore.models.transformer import LMConfig, lm_apply, lm_cache, to_unscanned
 
 
@@ -26,12 +26,18 @@ def sample_logits(key, logits, *, temperature=1.0, top_k=None, greedy=False):
     restricted to the ``top_k`` largest (all if None)."""
     if greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    require_key(key, "sample_logits")
+    _require_sampling_key(key, "sample_logits")
     logits = logits.astype(jnp.float32) / temperature
     if top_k is not None:
         kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def _require_sampling_key(key, where: str):
+    if key is None:
+        raise ValueError(f"{where}: sampling (greedy=False) needs key=jax.random.PRNGKey(seed), got key=None; "
+                         f"pass a key, or greedy=True for argmax decoding")
 
 
 def _check(cfg: LMConfig, prompt, num_tokens):
@@ -50,7 +56,7 @@ def _layout(cfg: LMConfig, params, unroll_layers):
 def _keys(key, num_tokens, greedy):
     if greedy and key is None:
         return jnp.zeros((num_tokens, 2), jnp.uint32)
-    require_key(key, "generate")
+    _require_sampling_key(key, "generate")
     return jax.random.split(key, num_tokens)
 
 

@@ -116,8 +116,24 @@ def place_state(state, shardings):
     return jax.tree.map(put, state, shardings)
 
 
+def check_batch(batch, mesh: Mesh, axis: str = DATA, process_count: Optional[int] = None) -> None:
+    """Raise ``ValueError`` naming the batch size and device count unless every leaf's global rows
+    (this process's rows times ``process_count``) split evenly over the ``axis`` devices of ``mesh``."""
+    n = mesh.shape[axis]
+    pc = jax.process_count() if process_count is None else process_count
+    for path, a in jax.tree_util.tree_leaves_with_path(batch):
+        rows = np.shape(a)[0] * pc if np.ndim(a) else None
+        if rows is None or rows % n:
+            got = f"{rows} rows" if rows is not None else "a scalar"
+            raise ValueError(f"shard_batch: batch{jax.tree_util.keystr(path)}: expected a batch size divisible by "
+                             f"the {n} devices of mesh axis {axis!r}, got {got}")
+
+
 def shard_batch(local_batch, mesh: Mesh, axis: str = DATA):
-    """Global arrays from this process's rows of the batch (``global rows / process_count`` each)."""
+    """Global arrays from this process's rows of the batch (``global rows / process_count`` each).
+
+    A batch whose global size does not split over the devices raises ``ValueError`` (:func:`check_batch`)."""
+    check_batch(local_batch, mesh, axis)
     sharding = batch_sharding(mesh, axis)
     return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local_batch)
 

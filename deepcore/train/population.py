@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from deepcore.train.state import TrainState, create_state
@@ -33,7 +34,12 @@ def set_hyperparams(state: TrainState, **values) -> TrainState:
             raise KeyError(f"no hyperparameter {name!r} in the optimiser state; wrap the optimiser with "
                            f"optax.inject_hyperparams")
         old = found[0][1]
-        opt_state = optax.tree_utils.tree_set(opt_state, **{name: jnp.asarray(value, old.dtype).reshape(old.shape)})
+        # a copy: the step donates the state, which must not delete the caller's array
+        new = jnp.array(value, old.dtype, copy=True)
+        if new.size != old.size:
+            raise ValueError(f"set_hyperparams: {name}: expected {old.size} value(s) (shape {tuple(old.shape)}), "
+                             f"got shape {tuple(new.shape)}")
+        opt_state = optax.tree_utils.tree_set(opt_state, **{name: new.reshape(old.shape)})
     return state.replace(opt_state=opt_state)
 
 
@@ -43,14 +49,22 @@ def init_population(init_fn: Callable, tx: optax.GradientTransformation, seeds: 
 
     ``init_fn(key) -> (params, model_state)``; member ``i`` is built exactly as
     ``init_state``-style single runs are: ``init_key, train_key = split(PRNGKey(seeds[i]))``.
-    ``hyperparams``: per-member values (length N) for ``inject_hyperparams`` entries.
+    ``hyperparams``: per-member values (length N) for ``inject_hyperparams`` entries (copied: the caller's
+    arrays are never donated). An empty ``seeds`` or a hyperparameter of another length raises ``ValueError``.
     """
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("init_population: seeds: expected at least one seed, got 0")
+    for name, value in hyperparams.items():
+        if np.shape(value) != (len(seeds),):
+            raise ValueError(f"init_population: {name}: expected {len(seeds)} values (one per seed), got shape "
+                             f"{np.shape(value)}")
     def one(seed):
         init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
         params, model_state = init_fn(init_key)
         return create_state(params, model_state, tx, train_key, ema=ema)
 
-    states = jax.vmap(one)(jnp.asarray(list(seeds), jnp.uint32))
+    states = jax.vmap(one)(jnp.asarray(seeds, jnp.uint32))
     return set_hyperparams(states, **hyperparams) if hyperparams else states
 
 

@@ -78,4 +78,5 @@ def test_bad_flag_is_one_line(tmp_path):
     proc = script("cnn.py", "--smoke", "--augment", "rot", "--out", str(tmp_path), timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("experiments/cnn.py: error: --augment 'rot'") and "Traceback" not in proc.stderr
+    assert lines == ["experiments/cnn.py: error: --augment: expected 'none' or '+'-joined distinct 'crop' and 'flip', "
+                     "got rot"] and "Traceback" not in proc.stderr

@@ -127,8 +127,8 @@ def test_seq_classify_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("name,flags,message", [
-    ("char_rnn.py", ["--minutes", "0"], "--minutes must be > 0"),
-    ("seq_classify.py", ["--hidden", "0"], "--hidden and --layers must be >= 1"),
+    ("char_rnn.py", ["--minutes", "0"], "--minutes: expected a value > 0, got 0.0"),
+    ("seq_classify.py", ["--hidden", "0"], "--hidden: expected a value >= 1, got 0"),
 ])
 def test_bad_flag_is_one_line(tmp_path, name, flags, message):
     proc = script(name, "--smoke", "--out", str(tmp_path), *flags, timeout=120)

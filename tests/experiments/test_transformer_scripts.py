@@ -81,8 +81,8 @@ def test_vit_smoke_mean_pooling(tmp_path):
 
 
 @pytest.mark.parametrize("name,flags,message", [
-    ("char_transformer.py", ["--top-k", "-1"], "--d-model, --layers, --heads and --mlp-ratio must be >= 1, --top-k"),
-    ("vit.py", ["--d-model", "30", "--heads", "4"], "--d-model 30 must be divisible by --heads 4"),
+    ("char_transformer.py", ["--top-k", "-1"], "--top-k: expected a value >= 0, got -1"),
+    ("vit.py", ["--d-model", "30", "--heads", "4"], "--heads: expected a divisor of --d-model 30, got 4"),
 ])
 def test_bad_flag_is_one_line(tmp_path, name, flags, message):
     proc = script(name, "--out", str(tmp_path), *flags, timeout=120)

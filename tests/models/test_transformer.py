@@ -132,3 +132,13 @@ def test_lm_config_is_a_block_config_with_lm_fields():
         LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, max_len=24, positions="alibi")
     with pytest.raises(ValueError, match="implementation"):
         LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, max_len=24, implementation="flash")
+
+
+def test_sampling_without_a_key_says_to_pass_one(lm):
+    params, tokens = lm
+    for fn in (generate, generate_uncached):
+        with pytest.raises(ValueError, match=r"^generate: sampling \(greedy=False\) needs key=jax.random.PRNGKey"
+                                             r"\(seed\), got key=None; pass a key, or greedy=True"):
+            fn(CFG, params, tokens[:, :4], 3)
+    with pytest.raises(ValueError, match=r"^sample_logits: sampling \(greedy=False\) needs key="):
+        sample_logits(None, jnp.zeros((2, 5)))

@@ -70,3 +70,24 @@ def test_two_processes_match_one_process(tmp_path):
     ref_losses = np.array([r["loss"] for r in result.history])
     np.testing.assert_allclose(got["losses"], ref_losses, atol=1e-6)
     assert np.max(np.abs(got["flat"] - C.flat(result.state.params))) < 1e-6
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused_naming_sizes():
+    from types import SimpleNamespace
+
+    from deepcore.train.parallel import check_batch
+
+    four = SimpleNamespace(shape={"data": 4})                     # check_batch reads only the mesh's axis size
+    check_batch({"x": np.zeros((8, 3)), "y": np.zeros(8)}, four, process_count=1)
+    with pytest.raises(ValueError, match=r"^shard_batch: batch\['x'\]: expected a batch size divisible by the 4 "
+                                         r"devices of mesh axis 'data', got 6 rows$"):
+        check_batch({"x": np.zeros((6, 3)), "y": np.zeros(6)}, four, process_count=1)
+    check_batch({"x": np.zeros((2, 3))}, four, process_count=2)  # 2 processes x 2 local rows
+    # the real thing on 2 simulated devices: deepcore's line, not jax's
+    code = ("import numpy as np; from deepcore.train import parallel as P\n"
+            "try:\n    P.shard_batch({'x': np.zeros((3, 2))}, P.make_mesh())\n"
+            "except ValueError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**ENV, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert proc.stdout.strip() == ("shard_batch: batch['x']: expected a batch size divisible by the 2 devices of "
+                                   "mesh axis 'data', got 3 rows"), proc.stderr[-2000:]

@@ -56,3 +56,26 @@ def test_per_member_batches_and_hyperparameter_errors():
     np.testing.assert_allclose(pop.opt_state.hyperparams["learning_rate"], [0.5, 0.25])
     with pytest.raises(KeyError, match="momentum"):
         set_hyperparams(pop, momentum=jnp.zeros(2))
+
+
+def test_population_refuses_no_seeds_and_mismatched_hyperparameters():
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    with pytest.raises(ValueError, match=r"^init_population: seeds: expected at least one seed, got 0$"):
+        init_population(init_fn, tx, seeds=[])
+    with pytest.raises(ValueError, match=r"^init_population: learning_rate: expected 3 values \(one per seed\), "
+                                         r"got shape \(2,\)$"):
+        init_population(init_fn, tx, seeds=[0, 1, 2], learning_rate=[0.1, 0.2])
+    pop = init_population(init_fn, tx, seeds=[0, 1])
+    with pytest.raises(ValueError, match=r"^set_hyperparams: learning_rate: expected 2 value\(s\) \(shape \(2,\)\), "
+                                         r"got shape \(3,\)$"):
+        set_hyperparams(pop, learning_rate=[0.1, 0.2, 0.3])
+
+
+def test_a_device_array_of_hyperparameters_survives_the_donating_step():
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    lrs = jnp.array([0.1, 0.2], jnp.float32)              # the dtype of the state's entry: no conversion copy
+    pop = init_population(init_fn, tx, seeds=[0, 1], learning_rate=lrs)
+    pop = set_hyperparams(pop, learning_rate=lrs)
+    pop, _ = population_step(LOSS, tx)(pop, C.batch_at(0))  # donates the stacked state
+    assert not lrs.is_deleted()
+    np.testing.assert_allclose(lrs, [0.1, 0.2])

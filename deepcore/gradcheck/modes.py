@@ -17,31 +17,31 @@ from deepcore.gradcheck.finite import (FLOOR, NOISE, RTOL0, RTOL1, RTOL2, STENCI
 class LeafRun:
     """One leaf's rows in a first-order mode: the point, gradient there, row inputs and the kernel's outputs."""
 
-    def __init__(self, leaf, t, g, idx, seeds, lo, hi, hs):
-        self.leaf, self.t, self.g, self.idx = leaf, t, g, idx
+    def __init__(self, leaf, t, idx, seeds, lo, hi, hs):
+        self.leaf, self.t, self.g, self.idx = leaf, t, None, idx
         self.seeds, self.lo, self.hi, self.hs = seeds, lo, hi, hs
         self.kinks = 0
 
 
-def _rows(P, lf, t, g, dt, k, idx):
+def _rows(P, lf, t, dt, k, idx):
     step = STEP1[dt]
     if idx is not None:   # coordinates
         lo = lf.start + idx
-        return LeafRun(lf, t, g, idx, P.seeds(len(idx)), lo, lo + 1, step * np.maximum(1.0, np.abs(t[lo])))
+        return LeafRun(lf, t, idx, P.seeds(len(idx)), lo, lo + 1, step * np.maximum(1.0, np.abs(t[lo])))
     hs = np.full(k, step * max(1.0, float(np.linalg.norm(t[lf.sl]))))
-    return LeafRun(lf, t, g, None, P.seeds(k), np.full(k, lf.start), np.full(k, lf.start + lf.size), hs)
+    return LeafRun(lf, t, None, P.seeds(k), np.full(k, lf.start), np.full(k, lf.start + lf.size), hs)
 
 
 def _evaluate(P, runs, label):
     """Evaluate the rows of several leaves sharing one point in one kernel call; store outputs per leaf."""
     cat = lambda name: np.concatenate([getattr(r, name) for r in runs])  # noqa: E731
     paths = [r.leaf.path for r in runs for _ in r.seeds]
-    F, vg, jv, f0 = P.directional(runs[0].t, runs[0].g, cat("seeds"), cat("lo"), cat("hi"), cat("hs"),
-                                  (label, paths))
+    F, vg, jv, f0, g = P.directional(runs[0].t, cat("seeds"), cat("lo"), cat("hi"), cat("hs"), (label, paths))
     i = 0
     for r in runs:
         m = len(r.seeds)
-        r.F, r.vg, r.jv, r.f0 = F[i:i + m], vg[i:i + m], (None if jv is None else jv[i:i + m]), f0
+        r.F, r.f0, r.g = F[i:i + m], f0, g
+        r.vg, r.jv = (None if vg is None else vg[i:i + m]), (None if jv is None else jv[i:i + m])
         i += m
 
 
@@ -65,8 +65,7 @@ def _judge(P, r, dt, coordinate):
 def first_order(P, t0, mode, dt, *, k, coords, max_moves, progress=None):
     """fast or full checks of every leaf: a list of results (rev, fwd per leaf) and the per-leaf runs."""
     coordinate = mode == "full"
-    g0 = P.try_gradient(t0)
-    runs = [_rows(P, lf, t0, g0, dt, k, coords.get(lf.path) if coordinate else None) for lf in P.leaves]
+    runs = [_rows(P, lf, t0, dt, k, coords.get(lf.path) if coordinate else None) for lf in P.leaves]
     _evaluate(P, runs, mode)
     for r in runs:
         _judge(P, r, dt, coordinate)
@@ -78,8 +77,7 @@ def first_order(P, t0, mode, dt, *, k, coords, max_moves, progress=None):
             if progress:
                 progress.note(f"{mode} moving {r.leaf.path} off a kink ({j + 1}/{len(kinked)})")
             t = P.move(r.t, r.leaf.start, r.leaf.start + r.leaf.size)
-            g = P.try_gradient(t) if r.g is not None else None
-            new = _rows(P, r.leaf, t, g, dt, k, r.idx)
+            new = _rows(P, r.leaf, t, dt, k, r.idx)
             new.kinks = r.kinks + int(r.kinked.sum())
             _evaluate(P, [new], mode)
             _judge(P, new, dt, coordinate)
@@ -99,14 +97,14 @@ def first_order(P, t0, mode, dt, *, k, coords, max_moves, progress=None):
 
 def locate(P, r, name, dt, per_half=2):
     """Bisect a failing leaf with random directions on each half of its range; return one wrong flat index."""
-    lf, t, g = r.leaf, r.t, r.g
+    lf, t = r.leaf, r.t
     lo, hi = 0, lf.size
     while hi - lo > 1:
         mid = lo + (hi - lo) // 2
         halves = ((lo, mid), (mid, hi))
         h = [STEP1[dt] * max(1.0, float(np.linalg.norm(t[lf.start + a:lf.start + b]))) for a, b in halves]
         hs = np.repeat(h, per_half)
-        F, vg, jv, f0 = P.directional(t, g, P.seeds(2 * per_half),
+        F, vg, jv, f0, _ = P.directional(t, P.seeds(2 * per_half),
                                       np.repeat([lf.start + a for a, _ in halves], per_half),
                                       np.repeat([lf.start + b for _, b in halves], per_half), hs)
         an = vg if name == "rev" else jv
@@ -118,17 +116,15 @@ def locate(P, r, name, dt, per_half=2):
 def fwd_rev(P, t0, k, dt, runs=None):
     """JVP against VJP along random directions per leaf (exact, no finite differences)."""
     mode = "fwd-rev"
-    g0 = P.try_gradient(t0)
-    if g0 is None:
+    runs = dict(runs or {})
+    if not runs:   # fast mode did not run: evaluate the rows now (and learn what is supported)
+        new = [_rows(P, lf, t0, dt, k, None) for lf in P.leaves]
+        _evaluate(P, new, mode)
+        runs = {r.leaf.path: r for r in new}
+    if P.supports("grad"):
         return [not_applicable(mode, lf, P.supports("grad"), fail=True) for lf in P.leaves]
     if P.supports("jvp"):
         return [not_applicable(mode, lf, P.supports("jvp")) for lf in P.leaves]
-    runs = dict(runs or {})
-    todo = [lf for lf in P.leaves if lf.path not in runs or runs[lf.path].jv is None]
-    if todo:
-        new = [_rows(P, lf, t0, g0, dt, k, None) for lf in todo]
-        _evaluate(P, new, mode)
-        runs.update({r.leaf.path: r for r in new})
     out = []
     for lf in P.leaves:
         r = runs[lf.path]

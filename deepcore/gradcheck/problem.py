@@ -163,7 +163,8 @@ class Problem:
         """
         if name not in self.support:
             t, c, u = jnp.asarray(self.theta0, self.dtype), self.consts, self.u
-            fn = self.k.trace_fns[name] if name != "vmap" else self.k.vmap_probe(not self.supports("jvp"))
+            fn = self.k.trace_fns[name] if name != "vmap" else self.k.vmap_probe(
+                not self.supports("grad"), not self.supports("jvp"))
             try:
                 jax.jit(fn).lower(t, c, u)
                 self.support[name] = ""
@@ -201,13 +202,13 @@ class Problem:
             left -= min(need, size)
         return out
 
-    def directional(self, t, g, seeds, lo, hi, hs, label=None):
-        """Rows ``(seed, lo, hi, h)`` at ``t``: stencil values (m, 8), ``<g, v>`` (m,), JVPs (m,) or None, f(t).
+    def directional(self, t, seeds, lo, hi, hs, label=None):
+        """Rows ``(seed, lo, hi, h)`` at ``t``: stencil values (m, 8), ``<g, v>`` (m,), JVPs (m,), f(t), g(t) (n,).
 
+        ``<g, v>`` and ``g`` are None where reverse mode cannot be taken, the JVPs where forward mode cannot.
         ``label``: ``(mode, leaf path per row)`` for the progress line.
         """
         t = jnp.asarray(t, self.dtype)
-        g = jnp.asarray(np.zeros(self.n) if g is None else g, self.dtype)
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
         out, i = [], 0
@@ -216,24 +217,29 @@ class Problem:
                 self.progress.rows(label[0], label[1][i], i, len(rows[0]))
             chunk = [np.concatenate([a[i:i + used], np.repeat(a[i:i + 1], size - used)]) for a in rows]
             chunk = [jnp.asarray(a) for a in chunk[:3]] + [jnp.asarray(chunk[3], self.dtype)]
-            known = "jvp" in self.support and "vmap" in self.support
+            known = all(n in self.support for n in ("grad", "jvp", "vmap"))
             try:
-                jvp = not self.support.get("jvp", "")
-                res = self.k.directional(jvp, self.support.get("vmap", ""))(t, g, self.consts, self.u, *chunk)
+                res = self.k.directional(*self._flags())(t, self.consts, self.u, *chunk)
             except Exception:
                 if known:
                     raise
-                jvp = not self.supports("jvp")   # find out which transformation failed, then retry
-                res = self.k.directional(jvp, self.supports("vmap"))(t, g, self.consts, self.u, *chunk)
-            self.support.setdefault("jvp", "")
-            self.support.setdefault("vmap", "")
+                for name in ("grad", "jvp", "vmap"):   # find out which transformation failed, then retry
+                    self.supports(name)
+                res = self.k.directional(*self._flags())(t, self.consts, self.u, *chunk)
+            for name in ("grad", "jvp", "vmap"):
+                self.support.setdefault(name, "")
             out.append([np.asarray(a, np.float64)[:used] for a in res[:3]])
-            f0 = float(res[3])
+            f0, g = float(res[3]), res[4]
             i += used
+        grad, jvp, _ = self._flags()
         self.evals["f"] += 8 * i + 1
         self.evals["jvp"] += i if jvp else 0
+        self.evals["grad"] += 1 if grad else 0
         F, vg, jv = (np.concatenate(a) for a in zip(*out))
-        return F, vg, (jv if jvp else None), f0
+        return F, (vg if grad else None), (jv if jvp else None), f0, (np.asarray(g, np.float64) if grad else None)
+
+    def _flags(self):
+        return (not self.support.get("grad", ""), not self.support.get("jvp", ""), not self.support.get("vmap", ""))
 
     def rows(self, name: str, P, V) -> np.ndarray:
         """A host-row kernel (``g``, ``gh``, ``hvp_rr``) on rows ``(P[i], V[i])`` (second-order checks)."""
@@ -284,34 +290,36 @@ class _Kernels:
             "hvp_rr": lambda t, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), t))(t),
         }
 
-    def vmap_probe(self, jvp: bool):
+    def vmap_probe(self, grad: bool, jvp: bool):
         one = jnp.zeros(1, jnp.uint32)
-        return lambda t, c, u: self._directional(jvp, True)(t, t, c, u, one, one, one + 1, t[:1])
+        return lambda t, c, u: self._directional(grad, jvp, True)(t, c, u, one, one, one + 1, t[:1])
 
-    def _directional(self, jvp: bool, batched: bool):
+    def _directional(self, grad: bool, jvp: bool, batched: bool):
         f, n, dtype = self.f, self.n, self.dtype
         inner = jax.vmap if 8 * n * jnp.dtype(dtype).itemsize <= _MAP_BYTES else (
             lambda fn: lambda xs: jax.lax.map(fn, xs))
         coeffs = jnp.asarray(STENCIL, dtype)
+        zero = jnp.zeros((), dtype)
 
-        def one(t, g, c, u, seed, lo, hi, h):
-            v = direction(seed, lo, hi, n, dtype)
-            F = inner(lambda cc: f(t + (cc * h) * v, c, u))(coeffs)
-            jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else jnp.zeros((), dtype)
-            return F, jnp.vdot(g, v), jv
+        def kernel(t, c, u, seeds, lo, hi, hs):
+            g = self._g(t, c, u) if grad else jnp.zeros_like(t)
 
-        def kernel(t, g, c, u, seeds, lo, hi, hs):
-            row = lambda s, a, b, h: one(t, g, c, u, s, a, b, h)  # noqa: E731
+            def row(seed, a, b, h):
+                v = direction(seed, a, b, n, dtype)
+                F = inner(lambda cc: f(t + (cc * h) * v, c, u))(coeffs)
+                jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
+                return F, jnp.vdot(g, v), jv
+
             if batched:
                 F, vg, jv = jax.vmap(row)(seeds, lo, hi, hs)
             else:
                 F, vg, jv = jax.lax.map(lambda r: row(*r), (seeds, lo, hi, hs))
-            return F, vg, jv, f(t, c, u)
+            return F, vg, jv, f(t, c, u), g
 
         return kernel
 
-    def directional(self, jvp: bool, no_vmap: str):
-        key = (jvp, not no_vmap)
+    def directional(self, grad: bool, jvp: bool, batched: bool):
+        key = (grad, jvp, batched)
         if key not in self._dir:
             self._dir[key] = self.J(self._directional(*key))
         return self._dir[key]

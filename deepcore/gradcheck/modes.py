@@ -69,19 +69,24 @@ def first_order(P, t0, mode, dt, *, k, coords, max_moves, progress=None):
     _evaluate(P, runs, mode)
     for r in runs:
         _judge(P, r, dt, coordinate)
-    for _ in range(max_moves):
+    for _ in range(max_moves):   # move every leaf that sat on a kink, together: one more call
         kinked = [r for r in runs if r.kinked.any()]
         if not kinked:
             break
-        for j, r in enumerate(kinked):   # each moved leaf has its own point: one small call per leaf
-            if progress:
-                progress.note(f"{mode} moving {r.leaf.path} off a kink ({j + 1}/{len(kinked)})")
-            t = P.move(r.t, r.leaf.start, r.leaf.start + r.leaf.size)
-            new = _rows(P, r.leaf, t, dt, k, r.idx)
-            new.kinks = r.kinks + int(r.kinked.sum())
-            _evaluate(P, [new], mode)
-            _judge(P, new, dt, coordinate)
-            runs[runs.index(r)] = new
+        if progress:
+            progress.note(f"{mode}: moving {len(kinked)} leaves off kinks ({', '.join(r.leaf.path for r in kinked)})")
+        t = kinked[0].t
+        for r in kinked:
+            t = P.move(t, r.leaf.start, r.leaf.start + r.leaf.size)
+        new = []
+        for r in kinked:
+            nr = _rows(P, r.leaf, t, dt, k, r.idx)
+            nr.kinks = r.kinks + int(r.kinked.sum())
+            new.append(nr)
+        _evaluate(P, new, mode)
+        for nr in new:
+            _judge(P, nr, dt, coordinate)
+        runs = [next((nr for nr in new if nr.leaf is r.leaf), r) for r in runs]
     out = []
     for r in runs:
         for nm in ("rev", "fwd"):

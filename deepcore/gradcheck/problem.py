@@ -150,7 +150,7 @@ class Problem:
         self.k = per_f.setdefault(signature, _Kernels(f_flat, self.n, dtype, jit))
         self.evals = {"f": 0, "grad": 0, "jvp": 0, "hvp": 0}
         self.support = {}
-        self.sizes = set()      # row counts compiled (or being compiled) for the directional kernel
+        self.sizes, self.row_sizes = set(), set()   # row counts compiled for the directional and row kernels
         self.progress = None
 
     # -------------------------------------------------------------------------------- support
@@ -190,17 +190,14 @@ class Problem:
         self.evals["grad"] += 1
         return np.asarray(self.k.grad(jnp.asarray(t, self.dtype), self.consts, self.u), np.float64)
 
-    def _chunks(self, m: int, width: int):
-        """Row counts to evaluate ``m`` rows with few compiled sizes: reuse a size up to 2x the need."""
+    def _chunks(self, m: int, width: int, sizes: set):
+        """Row counts to evaluate ``m`` rows with: the first call's count (capped by memory) is compiled, and
+        every later call is cut into, or padded to, that count, so a kernel compiles once per check."""
         cap = max(1, _ROW_BYTES // max(1, width * self.n * jnp.dtype(self.dtype).itemsize))
-        left, out = m, []
-        while left > 0:
-            need = min(left, cap)
-            size = min((s for s in self.sizes if need <= s <= 2 * need + 4), default=need)
-            self.sizes.add(size)
-            out.append((min(need, size), size))
-            left -= min(need, size)
-        return out
+        if not sizes:
+            sizes.add(min(m, cap))
+        size = max(sizes)
+        return [(min(size, m - i), size) for i in range(0, m, size)]
 
     def directional(self, t, seeds, lo, hi, hs, label=None):
         """Rows ``(seed, lo, hi, h)`` at ``t``: stencil values (m, 8), ``<g, v>`` (m,), JVPs (m,), f(t), g(t) (n,).
@@ -212,20 +209,22 @@ class Problem:
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
         out, i = [], 0
-        for used, size in self._chunks(len(rows[0]), 11):
+        for used, size in self._chunks(len(rows[0]), 11, self.sizes):
             if self.progress and label:
                 self.progress.rows(label[0], label[1][i], i, len(rows[0]))
             chunk = [np.concatenate([a[i:i + used], np.repeat(a[i:i + 1], size - used)]) for a in rows]
             chunk = [jnp.asarray(a) for a in chunk[:3]] + [jnp.asarray(chunk[3], self.dtype)]
             known = all(n in self.support for n in ("grad", "jvp", "vmap"))
+            g_in = jnp.zeros_like(t) if not out else g   # the gradient is computed by the first chunk only
+            call = (t, g_in, jnp.asarray(not out), self.consts, self.u, *chunk)
             try:
-                res = self.k.directional(*self._flags())(t, self.consts, self.u, *chunk)
+                res = self.k.directional(*self._flags())(*call)
             except Exception:
                 if known:
                     raise
                 for name in ("grad", "jvp", "vmap"):   # find out which transformation failed, then retry
                     self.supports(name)
-                res = self.k.directional(*self._flags())(t, self.consts, self.u, *chunk)
+                res = self.k.directional(*self._flags())(*call)
             for name in ("grad", "jvp", "vmap"):
                 self.support.setdefault(name, "")
             out.append([np.asarray(a, np.float64)[:used] for a in res[:3]])
@@ -245,7 +244,7 @@ class Problem:
         """A host-row kernel (``g``, ``gh``, ``hvp_rr``) on rows ``(P[i], V[i])`` (second-order checks)."""
         P, V = np.asarray(P, np.float64), np.asarray(V, np.float64)
         kernel, outs, i = self.k.rows(name, self.supports("vmap")), [], 0
-        for used, size in self._chunks(len(P), 4):
+        for used, size in self._chunks(len(P), 4, self.row_sizes):
             Pc, Vc = (jnp.asarray(np.concatenate([A[i:i + used], np.repeat(A[i:i + 1], size - used, 0)]),
                                   self.dtype) for A in (P, V))
             outs.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:used], kernel(Pc, Vc, self.consts, self.u)))
@@ -292,7 +291,7 @@ class _Kernels:
 
     def vmap_probe(self, grad: bool, jvp: bool):
         one = jnp.zeros(1, jnp.uint32)
-        return lambda t, c, u: self._directional(grad, jvp, True)(t, c, u, one, one, one + 1, t[:1])
+        return lambda t, c, u: self._directional(grad, jvp, True)(t, t, True, c, u, one, one, one + 1, t[:1])
 
     def _directional(self, grad: bool, jvp: bool, batched: bool):
         f, n, dtype = self.f, self.n, self.dtype
@@ -301,8 +300,8 @@ class _Kernels:
         coeffs = jnp.asarray(STENCIL, dtype)
         zero = jnp.zeros((), dtype)
 
-        def kernel(t, c, u, seeds, lo, hi, hs):
-            g = self._g(t, c, u) if grad else jnp.zeros_like(t)
+        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs):
+            g = jax.lax.cond(need_g, lambda: self._g(t, c, u), lambda: g_in) if grad else g_in
 
             def row(seed, a, b, h):
                 v = direction(seed, a, b, n, dtype)

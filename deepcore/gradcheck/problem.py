@@ -62,16 +62,20 @@ def cast_tree(tree, dtype):
     return jax.tree.map(cast, tree)
 
 
-def direction(seed, lo, hi, n, dtype):
-    """A unit vector (n,) supported on ``[lo, hi)``: a murmur3-finalised counter hash of ``seed``."""
-    i = jnp.arange(n, dtype=jnp.uint32)
-    x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
-    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-        x = (x ^ (x >> shift)) * jnp.uint32(mul)
-    x = x ^ (x >> 16)
-    v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
-    v = jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
-    return v / jnp.linalg.norm(v)
+def direction(seed, lo, hi, layout, dtype):
+    """A unit vector supported on the flat indices ``[lo, hi)``, as one array per leaf of ``layout``
+    (``(start, shape)`` pairs): a murmur3-finalised counter hash of ``seed``, uniform in [-1, 1)."""
+    vs = []
+    for start, shape in layout:
+        i = jnp.arange(int(np.prod(shape, dtype=np.int64)), dtype=jnp.uint32) + jnp.uint32(start)
+        x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+        for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+            x = (x ^ (x >> shift)) * jnp.uint32(mul)
+        x = x ^ (x >> 16)
+        v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+        vs.append(jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0).reshape(shape))
+    norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
+    return [v / norm for v in vs]
 
 
 def _why(e) -> str:
@@ -100,7 +104,7 @@ class Problem:
                     lf = Leaf(path, tuple(leaf.shape), start, int(np.prod(leaf.shape, dtype=np.int64)))
                     self.leaves.append(lf)
                     parts.append(np.asarray(leaf, np.float64).ravel())
-                    ents.append(("diff", lf.start, lf.shape))
+                    ents.append(("diff", len(self.leaves) - 1, lf.shape))
                     start += lf.size
                 else:
                     self.skipped.append(path)
@@ -125,11 +129,10 @@ class Problem:
         self.u = [] if scalar else [jnp.asarray(rng.standard_normal(o.shape), dtype) for o in outs]
         n_args, n_const = len(args), len(consts) - len(others)
 
-        def f_flat(theta, consts, u):
+        def f_tree(leaves, consts, u):
             new = [None] * n_args
             for i, (treedef, ents) in entries.items():
-                vals = [theta[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) if kind == "diff" else consts[a]
-                        for kind, a, s in ents]
+                vals = [leaves[a] if kind == "diff" else consts[a] for kind, a, s in ents]
                 new[i] = jax.tree_util.tree_unflatten(treedef, vals)
             for j, i in enumerate(others):
                 new[i] = consts[n_const + j]
@@ -147,7 +150,8 @@ class Problem:
             per_f = _CACHE.setdefault(f, {})
         except TypeError:   # not weak-referenceable: no sharing across calls
             per_f = {}
-        self.k = per_f.setdefault(signature, _Kernels(f_flat, self.n, dtype, jit))
+        self.layout = [(lf.start, lf.shape) for lf in self.leaves]
+        self.k = per_f.setdefault(signature, _Kernels(f_tree, self.layout, self.n, dtype, jit))
         self.evals = {"f": 0, "grad": 0, "jvp": 0, "hvp": 0}
         self.support = {}
         self.sizes, self.row_sizes = set(), set()   # row counts compiled for the directional and row kernels
@@ -205,7 +209,8 @@ class Problem:
         ``<g, v>`` and ``g`` are None where reverse mode cannot be taken, the JVPs where forward mode cannot.
         ``label``: ``(mode, leaf path per row)`` for the progress line.
         """
-        t = jnp.asarray(t, self.dtype)
+        t = [jnp.asarray(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype)
+             for a, s in self.layout]
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
         out, i = [], 0
@@ -215,7 +220,7 @@ class Problem:
             chunk = [np.concatenate([a[i:i + used], np.repeat(a[i:i + 1], size - used)]) for a in rows]
             chunk = [jnp.asarray(a) for a in chunk[:3]] + [jnp.asarray(chunk[3], self.dtype)]
             known = all(n in self.support for n in ("grad", "jvp", "vmap"))
-            g_in = jnp.zeros_like(t) if not out else g   # the gradient is computed by the first chunk only
+            g_in = [jnp.zeros_like(a) for a in t] if not out else g   # the first chunk computes the gradient
             call = (t, g_in, jnp.asarray(not out), self.consts, self.u, *chunk)
             try:
                 res = self.k.directional(*self._flags())(*call)
@@ -235,7 +240,8 @@ class Problem:
         self.evals["jvp"] += i if jvp else 0
         self.evals["grad"] += 1 if grad else 0
         F, vg, jv = (np.concatenate(a) for a in zip(*out))
-        return F, (vg if grad else None), (jv if jvp else None), f0, (np.asarray(g, np.float64) if grad else None)
+        g = np.concatenate([np.asarray(a, np.float64).ravel() for a in g]) if grad else None
+        return F, (vg if grad else None), (jv if jvp else None), f0, g
 
     def _flags(self):
         return (not self.support.get("grad", ""), not self.support.get("jvp", ""), not self.support.get("vmap", ""))
@@ -275,11 +281,14 @@ class Problem:
 class _Kernels:
     """The compiled kernels of one (function, structure); jit caches one executable per shape."""
 
-    def __init__(self, f_flat, n, dtype, jit):
-        self.f, self.n, self.dtype = f_flat, n, dtype
+    def __init__(self, f_tree, layout, n, dtype, jit):
+        self.f_tree, self.layout, self.n, self.dtype = f_tree, layout, n, dtype
+        split = lambda t: [t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) for a, s in layout]  # noqa: E731
+        self.split = split
+        f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
         self.J = jax.jit if jit else (lambda fn: fn)
         grad = jax.grad(f_flat)
-        self._g = grad
+        self._g_tree = jax.grad(f_tree)
         self.grad = self.J(grad)
         self._dir, self._rows = {}, {}
         self.trace_fns = {
@@ -291,23 +300,25 @@ class _Kernels:
 
     def vmap_probe(self, grad: bool, jvp: bool):
         one = jnp.zeros(1, jnp.uint32)
-        return lambda t, c, u: self._directional(grad, jvp, True)(t, t, True, c, u, one, one, one + 1, t[:1])
+        return lambda t, c, u: self._directional(grad, jvp, True)(self.split(t), self.split(t), True, c, u, one, one,
+                                                                   one + 1, t[:1])
 
     def _directional(self, grad: bool, jvp: bool, batched: bool):
-        f, n, dtype = self.f, self.n, self.dtype
-        inner = jax.vmap if 8 * n * jnp.dtype(dtype).itemsize <= _MAP_BYTES else (
+        """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf)."""
+        f, layout, dtype = self.f_tree, self.layout, self.dtype
+        inner = jax.vmap if 8 * self.n * jnp.dtype(dtype).itemsize <= _MAP_BYTES else (
             lambda fn: lambda xs: jax.lax.map(fn, xs))
         coeffs = jnp.asarray(STENCIL, dtype)
         zero = jnp.zeros((), dtype)
 
         def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs):
-            g = jax.lax.cond(need_g, lambda: self._g(t, c, u), lambda: g_in) if grad else g_in
+            g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
 
             def row(seed, a, b, h):
-                v = direction(seed, a, b, n, dtype)
-                F = inner(lambda cc: f(t + (cc * h) * v, c, u))(coeffs)
+                v = direction(seed, a, b, layout, dtype)
+                F = inner(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
                 jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
-                return F, jnp.vdot(g, v), jv
+                return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
 
             if batched:
                 F, vg, jv = jax.vmap(row)(seeds, lo, hi, hs)
@@ -326,7 +337,7 @@ class _Kernels:
     def rows(self, name: str, no_vmap: str):
         key = (name, not no_vmap)
         if key not in self._rows:
-            f, grad = self.f, self._g
+            grad = jax.grad(self.f)
             fns = {"g": lambda p, v, c, u: grad(p, c, u),
                    "gh": lambda p, v, c, u: jax.jvp(lambda s: grad(s, c, u), (p,), (v,)),
                    "hvp_rr": lambda p, v, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), v))(p)}

@@ -6,6 +6,7 @@ perturbed; a stochastic layer gets the same key at every evaluation, so dropout 
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import jax
@@ -38,6 +39,17 @@ def layer_function(apply, state, *, key, train: bool, cotangent, axis_name: Opti
     return f
 
 
+@functools.lru_cache(maxsize=512)
+def _layer_loss(apply, train: bool, axis_name: Optional[str]):
+    """``f(params, x, state, key, u) -> (<u, y>, new_state)``: one function object per (apply, mode), so the
+    checker's compiled kernels are reused across seeds, states and cotangents."""
+
+    def f(params, x, state, key, u):
+        return layer_function(apply, state, key=key, train=train, cotangent=u, axis_name=axis_name)(params, x)
+
+    return f
+
+
 def check_layer(layer, spec, *, params=None, state=None, x=None, train: Sequence[bool] = (False, True),
                 modes: Sequence[str] = MODES, seed: int = 0, int_max: int = 0, axis_name: Optional[str] = None,
                 dtype=jnp.float64, name: Optional[str] = None, **kw) -> Report:
@@ -53,8 +65,10 @@ def check_layer(layer, spec, *, params=None, state=None, x=None, train: Sequence
     name = name or layer.name
     report = Report(name, dt)
     with _ctx(dt):
-        key = jax.random.PRNGKey(seed)
-        k_init, k_x, k_u, k_apply = jax.random.split(key, 4)
+        # the initialiser and input keys use XLA's bit generator (split and fold_in included): threefry's
+        # takes seconds of XLA compile on a CPU, more than the check; the apply key stays threefry (dropout)
+        k_init, k_x = (jax.random.key(4 * seed + i, impl="unsafe_rbg") for i in range(2))
+        k_apply = jax.random.PRNGKey(4 * seed + 3)
         integer = bool(int_max) or jnp.issubdtype(spec.dtype, jnp.integer)
         spec = jax.ShapeDtypeStruct(spec.shape, jnp.int32 if integer else dtype)
         build_params = params is None
@@ -77,9 +91,10 @@ def check_layer(layer, spec, *, params=None, state=None, x=None, train: Sequence
             out = jax.eval_shape(lambda p, xx: _float_outputs(layer, p, state, xx, k_apply, mode, axis_name),
                                  params, x)
             u = [jnp.asarray(rng.standard_normal(o.shape)) for o in out]
-            f = layer_function(layer.apply, state, key=k_apply, train=mode, cotangent=u, axis_name=axis_name)
-            r = check_grads(f, (params, x), (0, 1), argnames=("params", "x"), modes=modes, dtype=dtype,
-                            seed=seed + (1000 if mode else 0), has_aux=True, name=name, **kw)
+            f = _layer_loss(layer.apply, mode, axis_name)
+            r = check_grads(f, (params, x, state, k_apply, u), (0, 1), modes=modes, dtype=dtype,
+                            argnames=("params", "x", "state", "key", "u"), seed=seed + (1000 if mode else 0),
+                            has_aux=True, name=name, **kw)
             tag = "train" if mode else "eval"
             for res in r.results:
                 res.mode = f"{tag} {res.mode}"
@@ -113,7 +128,7 @@ def check_case(case, *, seed: int = 0, modes: Sequence[str] = MODES, dtype=jnp.f
             kw["train"] = (False,)          # iteration under stop_gradient): only eval mode is a derivative
         if "gradcheck=first-order" in case.tags:
             modes = tuple(m for m in modes if m != "second")
-        return check_layer(case.make(), case.spec(np.float64 if _dtype_name(dtype) == "float64" else dtype),
+        return check_layer(_made(case), case.spec(np.float64 if _dtype_name(dtype) == "float64" else dtype),
                            modes=modes, seed=seed, int_max=case.int_max, axis_name=case.axis_name(),
                            dtype=dtype, name=case.name, **kw)
     with _ctx(_dtype_name(dtype)):
@@ -121,3 +136,13 @@ def check_case(case, *, seed: int = 0, modes: Sequence[str] = MODES, dtype=jnp.f
         r = check_grads(fn, args, case.argnums, argnames=case.argnames or None, modes=modes, dtype=dtype,
                         seed=seed, has_aux=case.has_aux, name=case.name, **kw)
     return r
+
+
+_MADE: dict = {}
+
+
+def _made(case):
+    """``case.make()``, once per case in this process (its layer's functions key the compiled kernels)."""
+    if case not in _MADE:
+        _MADE[case] = case.make()
+    return _MADE[case]

@@ -51,7 +51,8 @@ def main(argv=None) -> int:
         results = (_check(kind, case, seed, modes, args.both) for kind, case, seed in tasks)
     else:  # fresh interpreters ('spawn'): JAX's threads do not survive fork; results arrive in catalog order
         pool = multiprocessing.get_context("spawn").Pool(jobs)
-        results = pool.imap(_check_by_name, [(kind, case.name, seed, modes, args.both) for kind, case, seed in tasks])
+        results = pool.imap(_check_by_name, [(kind, case.name, seed, modes, args.both) for kind, case, seed in tasks],
+                            chunksize=args.seeds)   # one worker checks every seed of a case: compiled once
     for summary in results:
         for row in summary:
             failed += row["verdict"] in (FAIL, "error")

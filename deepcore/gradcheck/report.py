@@ -1,4 +1,5 @@
-"""The gradient-check report: one :class:`LeafResult` per (mode, leaf), rendered as a table or JSON."""
+"""The gradient-check report: one :class:`LeafResult` per (mode, leaf); ``str(report)`` is compact (failures,
+then one line per mode), ``report.table()`` has every leaf, ``report.to_json()`` everything."""
 from __future__ import annotations
 
 import json
@@ -98,8 +99,22 @@ class Report:
             head += f"; not perturbed (integer/bool): {', '.join(self.skipped)}"
         return head + "\n" + format_rows(rows)
 
+    def compact(self) -> str:
+        """Failures with their located element, then one line per mode (worst leaf, tolerance, verdict)."""
+        lines = [f"gradcheck {self.name} ({self.dtype}): {'ok' if self.ok else 'FAILED'}"
+                 + (f"; not perturbed (integer/bool): {', '.join(self.skipped)}" if self.skipped else "")]
+        for r in self.failures():
+            lines.append(f"  FAIL {r.mode} {r.where}: rel err {r.max_rel_err:.2e} > tol {r.tol:.0e}"
+                         + (f" [{r.note}]" if r.note else ""))
+        rows = [("mode", "max rel err", "tol", "verdict", "worst at")]
+        for s in self.summary():
+            n = sum(1 for r in self.by_mode(s["mode"]))
+            verdict = s["verdict"] + f" ({n} leaves" + (f", {s['kinks']} kinks moved)" if s["kinks"] else ")")
+            rows.append((s["mode"], f"{s['max_rel_err']:.2e}", f"{s['tol']:.0e}", verdict, s["where"]))
+        return "\n".join(lines) + ("\n" + format_rows(rows) if len(rows) > 1 else "")
+
     def __str__(self) -> str:
-        return self.table()
+        return self.compact()
 
 
 def format_rows(rows) -> str:

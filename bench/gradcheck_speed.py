@@ -1,0 +1,134 @@
+"""The gradient checker's four speed figures (issue 20), each a ratio or time measured in this one process.
+
+    python bench/gradcheck_speed.py                 # all four, on an otherwise idle machine
+    python bench/gradcheck_speed.py --only cnn,mlp  # a subset: cnn, mlp, layers, catalog
+
+1. cnn: whole-model fast check (float64, parameters) of a 2,098-parameter VGG on 4 28x28 images, over one
+   compile-and-gradient of the same loss in float32 (target <= 3).
+2. mlp: fast check of 3-layer MLPs of ~10k and ~10M parameters; the larger's cost beyond its own evaluations
+   (the check's function/JVP/gradient counts times their measured compiled cost) over the smaller's
+   (target <= 2); the raw time ratio is printed too.
+3. layers: check_layer (every mode, train and eval, the catalog's tags) on each catalog layer: median seconds
+   (target < 2).
+4. catalog: ``python -m deepcore.gradcheck`` (fast + fwd-rev, one worker per core) wall seconds and failures
+   (target <= 60 s, 0 failures), in a subprocess.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepcore import catalog
+from deepcore.gradcheck import check_case, check_grads
+from deepcore.models.cnn import VGG
+
+
+def _seconds(fn):
+    t = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out) if not hasattr(out, "ok") else None
+    return time.perf_counter() - t, out
+
+
+def cnn():
+    model = VGG(10, ((16,), (8,), (8,)), hidden=(8,))
+    x = np.random.default_rng(0).standard_normal((4, 28, 28, 1)).astype(np.float32)
+    y = np.arange(4) % 10
+    _, params, state = model.init(jax.random.key(0, impl="unsafe_rbg"), jax.ShapeDtypeStruct(x.shape, jnp.float32))
+    n = sum(a.size for a in jax.tree.leaves(params))
+
+    def loss(p, x):
+        logits, _ = model.apply(p, state, x, train=True)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
+
+    base, _ = _seconds(lambda: jax.jit(jax.grad(loss))(params, x))
+    check, r = _seconds(lambda: check_grads(loss, (params, x), 0, argnames=("params", "x"), modes=("fast",)))
+    print(f"cnn: {n} parameters, 4 images: fast check {check:.2f}s (ok={r.ok}), compile+gradient (float32) "
+          f"{base:.2f}s: ratio {check / base:.2f} (target <= 3)", flush=True)
+
+
+def _mlp(n_in, hidden, out=10, batch=4):
+    rng = np.random.default_rng(0)
+    dims = (n_in, *hidden, out)
+    params = {f"dense_{i}": {"w": rng.standard_normal((a, b)) / np.sqrt(a), "b": np.zeros(b)}
+              for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))}
+    x, y = rng.standard_normal((batch, n_in)), np.arange(batch) % out
+
+    def loss(p):
+        h = x
+        for i in range(len(dims) - 1):
+            h = h @ p[f"dense_{i}"]["w"] + p[f"dense_{i}"]["b"]
+            h = jnp.tanh(h) if i < len(dims) - 2 else h
+        return -jnp.mean(jax.nn.log_softmax(h)[jnp.arange(batch), y])
+
+    return params, loss
+
+
+def _eval_cost(loss, params, evals):
+    """Seconds of the check's own evaluations: its counts of function values, JVPs and gradients times the
+    cost of one compiled float64 run of each at a new point ``p + c p``, measured as 8 points in one compiled
+    ``lax.map`` / 8 (forming the point included: a finite difference cannot evaluate anywhere else)."""
+    with jax.enable_x64(True):
+        p = jax.tree.map(jnp.asarray, params)
+        at = lambda p, c: jax.tree.map(lambda a: a + c * a, p)  # noqa: E731
+        one = {"f": lambda p, c: loss(at(p, c)), "grad": lambda p, c: jax.grad(loss)(at(p, c)),
+               "jvp": lambda p, c: jax.jvp(loss, (at(p, c),), (p,))}
+        cs = jnp.arange(1.0, 9.0) * 1e-3
+        cost = 0.0
+        for name, fn in one.items():
+            eight = jax.jit(lambda p, cs, fn=fn: jax.lax.map(lambda c: fn(p, c), cs))
+            jax.block_until_ready(eight(p, cs))
+            t, _ = _seconds(lambda: eight(p, cs * 2))
+            cost += evals.get(name, 0) * t / 8
+    return cost
+
+
+def mlp():
+    rows = []
+    for n_in, hidden in ((100, (60, 60)), (1000, (3000, 2300))):
+        params, loss = _mlp(n_in, hidden)
+        n = sum(a.size for a in jax.tree.leaves(params))
+        t, r = _seconds(lambda: check_grads(loss, params, argnames=("params",), modes=("fast",)))
+        own = _eval_cost(loss, params, r.evals)
+        rows.append((n, t, own))
+        print(f"mlp {n:,} parameters: fast check {t:.2f}s (ok={r.ok}, evals {r.evals}), its evaluations {own:.2f}s, "
+              f"beyond them {t - own:.2f}s", flush=True)
+    (n0, t0, e0), (n1, t1, e1) = rows
+    print(f"mlp: {n1:,} vs {n0:,} parameters: beyond own evaluations {(t1 - e1) / (t0 - e0):.2f}x (target <= 2); "
+          f"raw {t1 / t0:.2f}x", flush=True)
+
+
+def layers():
+    times = []
+    for case in catalog.LAYER_CASES:
+        t, r = _seconds(lambda: check_case(case, seed=0, progress=False))
+        times.append(t)
+        print(f"  {case.name:28s} {t:6.2f}s {'ok' if r.ok else 'FAILED'}", flush=True)
+    print(f"layers: check_layer on {len(times)} catalog layers: median {statistics.median(times):.2f}s, "
+          f"max {max(times):.2f}s (target median < 2)", flush=True)
+
+
+def cli():
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "deepcore.gradcheck", "--json"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    wall = time.perf_counter() - t
+    res = json.loads(out.stdout[out.stdout.index("{"):])
+    print(f"catalog: python -m deepcore.gradcheck: {wall:.1f}s wall, {len(res['rows'])} rows, {res['failures']} "
+          f"failures (target <= 60 s, 0 failures)", flush=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="cnn,mlp,layers,catalog", help="comma-separated: cnn, mlp, layers, catalog")
+    parts = ap.parse_args().only.split(",")
+    for name, fn in (("cnn", cnn), ("mlp", mlp), ("layers", layers), ("catalog", cli)):
+        if name in parts:
+            fn()

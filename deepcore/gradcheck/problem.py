@@ -1,0 +1,350 @@
+"""``f(*args)`` as a scalar function of one flat vector ``theta``, and its compiled, batched derivatives.
+
+The differentiated floating leaves of ``args[i]`` (``i`` in ``argnums``) are concatenated into ``theta``
+(n,); every other leaf is a constant. The output is reduced to ``<u, f>`` with a fixed random cotangent
+``u`` unless it is a scalar. Constants and ``u`` are *arguments* of the compiled kernels, not captured
+values, so kernels are cached per (function, structure, shapes) and reused across leaves, modes and
+seeds, and a check compiles each kernel once per row count it uses.
+
+The directional kernel evaluates rows ``(seed, lo, hi, h)``: a unit direction ``v`` drawn in the kernel
+from ``seed`` (a counter hash, uniform in [-1, 1)) and supported on the flat indices ``[lo, hi)``; per
+row it returns the eight stencil values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``. The host
+never builds an n-sized array per row, so fast mode costs its function evaluations, whatever n is.
+"""
+from __future__ import annotations
+
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepcore.gradcheck.finite import STENCIL
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # f -> {structure: kernels}
+_ROW_BYTES = 2 ** 28   # memory for one chunk of rows (directions, stencil points, tangents)
+_MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated one after another
+
+
+@dataclass
+class Leaf:
+    """One differentiated leaf: its reported path, shape and slice ``[start, start + size)`` of ``theta``."""
+    path: str
+    shape: tuple
+    start: int
+    size: int
+
+    @property
+    def sl(self) -> slice:
+        return slice(self.start, self.start + self.size)
+
+    def where(self, i: Optional[int] = None) -> str:
+        if i is None or not self.shape:
+            return self.path
+        return self.path + "[" + ",".join(str(int(j)) for j in np.unravel_index(int(i), self.shape)) + "]"
+
+
+def key_name(k) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def cast_tree(tree, dtype):
+    def cast(a):
+        a = jnp.asarray(a)
+        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    return jax.tree.map(cast, tree)
+
+
+def direction(seed, lo, hi, layout, dtype):
+    """A unit vector supported on the flat indices ``[lo, hi)``, as one array per leaf of ``layout``
+    (``(start, shape)`` pairs): a murmur3-finalised counter hash of ``seed``, uniform in [-1, 1)."""
+    vs = []
+    for start, shape in layout:
+        i = jnp.arange(int(np.prod(shape, dtype=np.int64)), dtype=jnp.uint32) + jnp.uint32(start)
+        x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+        for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+            x = (x ^ (x >> shift)) * jnp.uint32(mul)
+        x = x ^ (x >> 16)
+        v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+        vs.append(jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0).reshape(shape))
+    norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
+    return [v / norm for v in vs]
+
+
+def _why(e) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:160] if text else type(e).__name__
+
+
+class Problem:
+    """The flattened check: ``theta0`` (n,), ``leaves``, ``skipped`` paths and the compiled kernels."""
+
+    def __init__(self, f, args, argnums, argnames, has_aux, dtype, rng, jit=True):
+        self.dtype, self.rng, self.eps = dtype, rng, float(jnp.finfo(dtype).eps)
+        args = tuple(cast_tree(a, dtype) for a in args)
+        self.leaves, self.skipped, consts, parts, entries = [], [], [], [], {}
+        start = 0
+        for i in argnums:
+            flat, treedef = jax.tree_util.tree_flatten_with_path(args[i])
+            ents = []
+            for kp, leaf in flat:
+                path = argnames[i] + "".join("/" + key_name(k) for k in kp)
+                dt = leaf.dtype
+                if jnp.issubdtype(dt, jnp.complexfloating):
+                    raise ValueError(f"gradcheck: complex leaf {path} ({dt}) is not supported; "
+                                     f"pass its real and imaginary parts as separate real arrays")
+                if jnp.issubdtype(dt, jnp.floating):
+                    lf = Leaf(path, tuple(leaf.shape), start, int(np.prod(leaf.shape, dtype=np.int64)))
+                    self.leaves.append(lf)
+                    parts.append(np.asarray(leaf, np.float64).ravel())
+                    ents.append(("diff", len(self.leaves) - 1, lf.shape))
+                    start += lf.size
+                else:
+                    self.skipped.append(path)
+                    ents.append(("const", len(consts), None))
+                    consts.append(leaf)
+            entries[i] = (treedef, ents)
+        others = [i for i in range(len(args)) if i not in entries]
+        consts += [args[i] for i in others]   # whole non-differentiated arguments
+        self.n, self.consts = start, consts
+        self.theta0 = np.concatenate(parts) if parts else np.zeros(0)
+
+        out = jax.eval_shape(lambda *a: f(*a), *args)
+        out = out[0] if has_aux else out
+        outs = [o for o in jax.tree.leaves(out) if jnp.issubdtype(o.dtype, jnp.floating)]
+        if not outs:
+            raise ValueError("gradcheck: the function has no floating-point output to differentiate")
+        low = [o.dtype.name for o in outs if jnp.finfo(o.dtype).eps > self.eps]
+        if low:
+            warnings.warn(f"gradcheck: the function returns {low[0]} while checking in {jnp.dtype(dtype).name}; "
+                          f"it casts internally, so finite differences lose precision", stacklevel=5)
+        scalar = len(outs) == 1 and outs[0].shape == ()
+        self.u = [] if scalar else [jnp.asarray(rng.standard_normal(o.shape), dtype) for o in outs]
+        n_args, n_const = len(args), len(consts) - len(others)
+
+        def f_tree(leaves, consts, u):
+            new = [None] * n_args
+            for i, (treedef, ents) in entries.items():
+                vals = [leaves[a] if kind == "diff" else consts[a] for kind, a, s in ents]
+                new[i] = jax.tree_util.tree_unflatten(treedef, vals)
+            for j, i in enumerate(others):
+                new[i] = consts[n_const + j]
+            y = f(*new)
+            y = y[0] if has_aux else y
+            ys = [o for o in jax.tree.leaves(y) if jnp.issubdtype(o.dtype, jnp.floating)]
+            if scalar:
+                return ys[0].astype(dtype)
+            return sum(jnp.sum(o.astype(dtype) * c) for o, c in zip(ys, u))
+
+        signature = (has_aux, tuple(argnums), str(jnp.dtype(dtype)), scalar, jit, self.n,
+                     tuple((i, str(td), tuple(e[0] + str(e[2]) for e in ents)) for i, (td, ents) in entries.items()),
+                     tuple(others), jax.tree.structure(out))
+        try:
+            per_f = _CACHE.setdefault(f, {})
+        except TypeError:   # not weak-referenceable: no sharing across calls
+            per_f = {}
+        self.layout = [(lf.start, lf.shape) for lf in self.leaves]
+        self.k = per_f.setdefault(signature, _Kernels(f_tree, self.layout, self.n, dtype, jit))
+        self.evals = {"f": 0, "grad": 0, "jvp": 0, "hvp": 0}
+        self.support = {}
+        self.sizes, self.row_sizes = set(), set()   # row counts compiled for the directional and row kernels
+        self.progress = None
+
+    # -------------------------------------------------------------------------------- support
+
+    def supports(self, name: str) -> str:
+        """``""`` when ``name`` (grad, jvp, hvp_fr, hvp_rr, vmap) can be taken, else why not (one line).
+
+        Known from a successful kernel call, or found by lowering (tracing alone accepts e.g. a JVP of a
+        custom_vjp; lowering refuses it without compiling anything).
+        """
+        if name not in self.support:
+            t, c, u = jnp.asarray(self.theta0, self.dtype), self.consts, self.u
+            fn = self.k.trace_fns[name] if name != "vmap" else self.k.vmap_probe(
+                not self.supports("grad"), not self.supports("jvp"))
+            try:
+                jax.jit(fn).lower(t, c, u)
+                self.support[name] = ""
+            except Exception as e:  # the mode does not apply (e.g. forward mode through a custom_vjp)
+                self.support[name] = _why(e)
+        return self.support[name]
+
+    def try_gradient(self, t) -> Optional[np.ndarray]:
+        """The gradient at ``t``, or None when reverse mode cannot be taken (``supports("grad")`` says why)."""
+        if self.support.get("grad"):
+            return None
+        try:
+            g = self.gradient(t)
+        except Exception as e:
+            self.support["grad"] = _why(e)
+            return None
+        self.support["grad"] = ""
+        return g
+
+    # -------------------------------------------------------------------------------- evaluation
+
+    def gradient(self, t) -> np.ndarray:
+        self.evals["grad"] += 1
+        return np.asarray(self.k.grad(jnp.asarray(t, self.dtype), self.consts, self.u), np.float64)
+
+    def _chunks(self, m: int, width: int, sizes: set):
+        """Row counts to evaluate ``m`` rows with: the first call's count (capped by memory) is compiled, and
+        every later call is cut into, or padded to, that count, so a kernel compiles once per check."""
+        cap = max(1, _ROW_BYTES // max(1, width * self.n * jnp.dtype(self.dtype).itemsize))
+        if not sizes:
+            sizes.add(min(m, cap))
+        size = max(sizes)
+        return [(min(size, m - i), size) for i in range(0, m, size)]
+
+    def directional(self, t, seeds, lo, hi, hs, label=None):
+        """Rows ``(seed, lo, hi, h)`` at ``t``: stencil values (m, 8), ``<g, v>`` (m,), JVPs (m,), f(t), g(t) (n,).
+
+        ``<g, v>`` and ``g`` are None where reverse mode cannot be taken, the JVPs where forward mode cannot.
+        ``label``: ``(mode, leaf path per row)`` for the progress line.
+        """
+        t = [jnp.asarray(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype)
+             for a, s in self.layout]
+        rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
+                np.asarray(hs, np.float64))
+        out, i = [], 0
+        for used, size in self._chunks(len(rows[0]), 11, self.sizes):
+            if self.progress and label:
+                self.progress.rows(label[0], label[1][i], i, len(rows[0]))
+            chunk = [np.concatenate([a[i:i + used], np.repeat(a[i:i + 1], size - used)]) for a in rows]
+            chunk = [jnp.asarray(a) for a in chunk[:3]] + [jnp.asarray(chunk[3], self.dtype)]
+            known = all(n in self.support for n in ("grad", "jvp", "vmap"))
+            g_in = [jnp.zeros_like(a) for a in t] if not out else g   # the first chunk computes the gradient
+            call = (t, g_in, jnp.asarray(not out), self.consts, self.u, *chunk)
+            try:
+                res = self.k.directional(*self._flags())(*call)
+            except Exception:
+                if known:
+                    raise
+                for name in ("grad", "jvp", "vmap"):   # find out which transformation failed, then retry
+                    self.supports(name)
+                res = self.k.directional(*self._flags())(*call)
+            for name in ("grad", "jvp", "vmap"):
+                self.support.setdefault(name, "")
+            out.append([np.asarray(a, np.float64)[:used] for a in res[:3]])
+            f0, g = float(res[3]), res[4]
+            i += used
+        grad, jvp, _ = self._flags()
+        self.evals["f"] += 8 * i + 1
+        self.evals["jvp"] += i if jvp else 0
+        self.evals["grad"] += 1 if grad else 0
+        F, vg, jv = (np.concatenate(a) for a in zip(*out))
+        g = np.concatenate([np.asarray(a, np.float64).ravel() for a in g]) if grad else None
+        return F, (vg if grad else None), (jv if jvp else None), f0, g
+
+    def _flags(self):
+        return (not self.support.get("grad", ""), not self.support.get("jvp", ""), not self.support.get("vmap", ""))
+
+    def rows(self, name: str, P, V) -> np.ndarray:
+        """A host-row kernel (``g``, ``gh``, ``hvp_rr``) on rows ``(P[i], V[i])`` (second-order checks)."""
+        P, V = np.asarray(P, np.float64), np.asarray(V, np.float64)
+        kernel, outs, i = self.k.rows(name, self.supports("vmap")), [], 0
+        for used, size in self._chunks(len(P), 4, self.row_sizes):
+            Pc, Vc = (jnp.asarray(np.concatenate([A[i:i + used], np.repeat(A[i:i + 1], size - used, 0)]),
+                                  self.dtype) for A in (P, V))
+            outs.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:used], kernel(Pc, Vc, self.consts, self.u)))
+            i += used
+        return jax.tree.map(lambda *a: np.concatenate(a), *outs)
+
+    # -------------------------------------------------------------------------------- helpers
+
+    def seeds(self, m: int) -> np.ndarray:
+        return self.rng.integers(0, 2 ** 32, m, dtype=np.uint64).astype(np.uint32)
+
+    def directions(self, support: np.ndarray, k: int) -> np.ndarray:
+        """``k`` random unit vectors (k, n) supported on the flat indices ``support`` (host side)."""
+        V = np.zeros((k, self.n))
+        r = self.rng.standard_normal((k, len(support)))
+        V[:, support] = r / np.linalg.norm(r, axis=1, keepdims=True)
+        return V
+
+    def move(self, t, lo: int, hi: int) -> np.ndarray:
+        """A nearby point: the entries ``[lo, hi)`` jittered by about 1% of their scale."""
+        t = np.array(t)
+        x = t[lo:hi]
+        rms = np.sqrt(np.mean(x ** 2)) if len(x) else 0.0
+        t[lo:hi] = x + 1e-2 * (np.abs(x) + rms + 1e-2) * self.rng.standard_normal(len(x))
+        return t
+
+
+class _Kernels:
+    """The compiled kernels of one (function, structure); jit caches one executable per shape."""
+
+    def __init__(self, f_tree, layout, n, dtype, jit):
+        self.f_tree, self.layout, self.n, self.dtype = f_tree, layout, n, dtype
+        split = lambda t: [t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) for a, s in layout]  # noqa: E731
+        self.split = split
+        f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
+        self.J = jax.jit if jit else (lambda fn: fn)
+        grad = jax.grad(f_flat)
+        self._g_tree = jax.grad(f_tree)
+        self.grad = self.J(grad)
+        self._dir, self._rows = {}, {}
+        self.trace_fns = {
+            "grad": grad,
+            "jvp": lambda t, c, u: jax.jvp(lambda s: f_flat(s, c, u), (t,), (t,)),
+            "hvp_fr": lambda t, c, u: jax.jvp(lambda s: grad(s, c, u), (t,), (t,)),
+            "hvp_rr": lambda t, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), t))(t),
+        }
+
+    def vmap_probe(self, grad: bool, jvp: bool):
+        one = jnp.zeros(1, jnp.uint32)
+        return lambda t, c, u: self._directional(grad, jvp, True)(self.split(t), self.split(t), True, c, u, one, one,
+                                                                   one + 1, t[:1])
+
+    def _directional(self, grad: bool, jvp: bool, batched: bool):
+        """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf)."""
+        f, layout, dtype = self.f_tree, self.layout, self.dtype
+        inner = jax.vmap if 8 * self.n * jnp.dtype(dtype).itemsize <= _MAP_BYTES else (
+            lambda fn: lambda xs: jax.lax.map(fn, xs))
+        coeffs = jnp.asarray(STENCIL, dtype)
+        zero = jnp.zeros((), dtype)
+
+        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs):
+            g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
+
+            def row(seed, a, b, h):
+                v = direction(seed, a, b, layout, dtype)
+                F = inner(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
+                jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
+                return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
+
+            if batched:
+                F, vg, jv = jax.vmap(row)(seeds, lo, hi, hs)
+            else:
+                F, vg, jv = jax.lax.map(lambda r: row(*r), (seeds, lo, hi, hs))
+            return F, vg, jv, f(t, c, u), g
+
+        return kernel
+
+    def directional(self, grad: bool, jvp: bool, batched: bool):
+        key = (grad, jvp, batched)
+        if key not in self._dir:
+            self._dir[key] = self.J(self._directional(*key))
+        return self._dir[key]
+
+    def rows(self, name: str, no_vmap: str):
+        key = (name, not no_vmap)
+        if key not in self._rows:
+            grad = jax.grad(self.f)
+            fns = {"g": lambda p, v, c, u: grad(p, c, u),
+                   "gh": lambda p, v, c, u: jax.jvp(lambda s: grad(s, c, u), (p,), (v,)),
+                   "hvp_rr": lambda p, v, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), v))(p)}
+            fn = fns[name]
+            if key[1]:
+                batched = jax.vmap(fn, in_axes=(0, 0, None, None))
+            else:
+                batched = lambda P, V, c, u: jax.lax.map(lambda pv: fn(pv[0], pv[1], c, u), (P, V))  # noqa: E731
+            self._rows[key] = self.J(batched)
+        return self._rows[key]

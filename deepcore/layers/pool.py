@@ -27,7 +27,7 @@ def _max(x, axes: tuple):
 
     ``jnp.max``'s derivative is the mask ``x == max(x)``; XLA:CPU may recompute ``x`` (e.g. ``y - mean``) in
     two kernels, one of them contracted into an FMA, so the mask can hold no winner or several (per-example
-    gradients off by factors of 0.5-5; BUILD_NOTES, issue 17). One ``argmax`` picks exactly one winner.
+    gradients off by 0.5-5x: issue 17, tests/layers/test_pool_miscompile.py). One ``argmax`` picks one winner.
     """
     return x.max(axis=axes)
 
@@ -66,9 +66,9 @@ def MaxPool(window: Sequence[int], strides=None, padding: Padding = "VALID") -> 
     Padding as in :func:`deepcore.layers.Conv` (a window larger than the padded input is a ``ShapeError``);
     padded positions never win (they hold ``-inf``).
     Windows that tile the input exactly (``strides == window``, no padding, sizes divisible) are computed as
-    a reshape and a max whose gradient goes to each window's first maximum through one ``argmax`` (as
-    XLA's select-and-scatter picks it), elementwise instead of a select-and-scatter: a CNN training step
-    ~14% faster on CPU. (``jnp.max``'s own gradient is wrong on XLA:CPU in some programs: see ``_max``.)
+    a reshape and a max whose gradient goes to each window's first maximum through one ``argmax`` (the one
+    XLA's select-and-scatter picks), elementwise instead of a select-and-scatter: a CNN training step ~13%
+    faster on CPU. (``jnp.max``'s own gradient is wrong on XLA:CPU in some programs: see ``_max``.)
     """
 
     def reduce(x, dims, steps, pad):

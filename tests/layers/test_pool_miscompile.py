@@ -90,3 +90,5 @@ def test_max_gradient_goes_to_one_winner_per_window_even_on_ties(pool):
     # jnp.max's own rule shares the gradient between ties (0.5 twice), the pool's goes to the first in row order
     expected = {deepcore_max_pool: [(0, 0), (0, 3), (2, 0), (2, 2)], deepcore_global_max: [(2, 0)]}[pool]
     np.testing.assert_array_equal(np.argwhere(np.asarray(g[0, :, :, 0]) != 0), expected)
+    if pool is deepcore_max_pool:  # the winners select-and-scatter (reduce_window's gradient) picks
+        np.testing.assert_array_equal(g, jax.grad(lambda x: reduce_window_max(x).sum())(x))

@@ -60,6 +60,23 @@ def _check_input(shape, rank: int, c_in: int):
         raise ShapeError(f"expected input with {c_in} channels {layout(rank, c_in)}, got {tuple(shape)}")
 
 
+def check_window_fits(shape, window, pad, what: str = ""):
+    """Raise :class:`ShapeError` when a VALID or explicitly padded ``window`` (one extent per spatial dim, dilation
+    included; ``what`` names it, default ``"HxW window"``) is larger than its padded input ``shape``, which would
+    give an empty feature map. SAME padding always fits."""
+    if isinstance(pad, str) and pad != "VALID":
+        return
+    rank = len(window)
+    pads = ((0, 0),) * rank if pad == "VALID" else pad
+    spatial = tuple(shape[len(shape) - rank - 1:-1])
+    need = tuple(max(w - lo - hi, 1) for w, (lo, hi) in zip(window, pads))
+    if any(n < m for n, m in zip(spatial, need)):
+        how = "VALID padding" if pad == "VALID" else f"padding {tuple(pads)}"
+        what = what or f"{'x'.join(map(str, window))} window"
+        raise ShapeError(f"expected spatial dims of at least {need} {layout(rank)} for the {what} with {how}, "
+                         f"got {tuple(shape)}")
+
+
 def _batched(fn, x, rank: int):
     """Run ``fn`` on ``x`` with its leading dims flattened into one batch dim, then restore them."""
     lead = x.shape[:x.ndim - rank - 1]
@@ -67,7 +84,8 @@ def _batched(fn, x, rank: int):
     return y.reshape(lead + y.shape[1:])
 
 
-def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init, param_dtype, dtype, run):
+def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init, param_dtype, dtype, run,
+                fits=lambda shape: None):
     rank = len(kernel_size)
 
     def init(key, spec):
@@ -85,6 +103,7 @@ def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init
 
     def apply(params, state, x, *, key=None, train=False):
         _check_input(x.shape, rank, params["w"].shape[-2] * groups)
+        fits(x.shape)
         cdt = compute_dtype_for(x.dtype, dtype)
         p = cast(params, cdt)
         y = _batched(lambda xb: run(xb, p["w"]), x.astype(cdt), rank)
@@ -105,7 +124,8 @@ def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Paddi
     ``w: (*kernel_size, C_in // groups, features)``, ``b: (features,)``. ``strides`` and ``dilation`` (of the
     kernel) are ints or one per spatial dim. ``padding``: ``"SAME"`` (output ``ceil(n / stride)``), ``"VALID"``
     (output ``ceil((n - (k - 1) * dilation) / stride)``), an int or one int per dim (symmetric), or
-    ``(lo, hi)`` pairs. ``groups`` splits the channels into feature groups (``groups == C_in`` is depthwise).
+    ``(lo, hi)`` pairs (a kernel extent larger than the padded input is a :class:`ShapeError`, not an empty
+    output). ``groups`` splits the channels into feature groups (``groups == C_in`` is depthwise).
     ``w_init`` defaults to Glorot uniform over fans that include the receptive field; pass
     ``initializers.he_normal`` before ReLUs.
     """
@@ -118,8 +138,14 @@ def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Paddi
         return lax.conv_general_dilated(x, w, strides, pad, rhs_dilation=dilation, dimension_numbers=dn,
                                         feature_group_count=groups)
 
+    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilation))
+    dims = lambda t: "x".join(map(str, t))
+    what = f"{dims(kernel_size)} kernel" + ("" if extent == kernel_size else
+                                            f" dilated {dims(dilation)} (extent {dims(extent)})")
+
     return _conv_layer("conv", features, kernel_size, groups=groups, use_bias=use_bias, w_init=w_init,
-                       b_init=b_init, param_dtype=param_dtype, dtype=dtype, run=run)
+                       b_init=b_init, param_dtype=param_dtype, dtype=dtype, run=run,
+                       fits=lambda shape: check_window_fits(shape, extent, pad, what))
 
 
 def ConvTranspose(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME",

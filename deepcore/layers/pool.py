@@ -3,20 +3,44 @@
 Window pools take their rank from ``len(window)``; ``MaxPool2D(2)`` style aliases take an int. Any number
 of leading batch dims is accepted, including none.
 """
+import functools
 import math
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from deepcore.core import Layer, ShapeError, layer, simple_init
-from deepcore.layers.conv import Padding, _padding, _tuple, layout
+from deepcore.layers.conv import Padding, _padding, _tuple, check_window_fits, layout
 
 
 def _check_rank(x, rank):
     if x.ndim < rank + 1:
         raise ShapeError(f"expected input of shape {layout(rank)} with at least {rank + 1} dims, got {tuple(x.shape)}")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _max(x, axes: tuple):
+    """``x.max(axis=axes)`` whose derivative flows to the first maximal entry of each reduced slice.
+
+    ``jnp.max``'s derivative is the mask ``x == max(x)``; XLA:CPU may recompute ``x`` (e.g. ``y - mean``) in
+    two kernels, one of them contracted into an FMA, so the mask can hold no winner or several (per-example
+    gradients off by 0.5-5x: issue 17, tests/layers/test_pool_miscompile.py). One ``argmax`` picks one winner.
+    """
+    return x.max(axis=axes)
+
+
+@_max.defjvp
+def _max_jvp(axes, primals, tangents):
+    (x,), (t,) = primals, tangents
+    keep = tuple(a for a in range(x.ndim) if a not in axes)
+    out = tuple(x.shape[a] for a in keep)
+    slices = lambda a: a.transpose(keep + axes).reshape(out + (-1,))   # (*out, k): each reduced slice last
+    w = slices(x)
+    winner = jnp.arange(w.shape[-1]) == jnp.argmax(w, axis=-1)[..., None]
+    return x.max(axis=axes), jnp.sum(jnp.where(winner, slices(t), jnp.zeros((), t.dtype)), axis=-1)
 
 
 def _pool(name, window, strides, padding, reduce):
@@ -27,6 +51,7 @@ def _pool(name, window, strides, padding, reduce):
 
     def apply(params, state, x, *, key=None, train=False):
         _check_rank(x, rank)
+        check_window_fits(x.shape, window, pad)
         lead = x.ndim - rank - 1
         dims, steps = (1,) * lead + window + (1,), (1,) * lead + strides + (1,)
         full_pad = pad if isinstance(pad, str) else ((0, 0),) * lead + pad + ((0, 0),)
@@ -38,17 +63,19 @@ def _pool(name, window, strides, padding, reduce):
 def MaxPool(window: Sequence[int], strides=None, padding: Padding = "VALID") -> Layer:
     """Max over windows: ``(..., *spatial, C) -> (..., *spatial', C)``; ``strides`` default to ``window``.
 
-    Padding as in :func:`deepcore.layers.Conv`; padded positions never win (they hold ``-inf``).
+    Padding as in :func:`deepcore.layers.Conv` (a window larger than the padded input is a ``ShapeError``);
+    padded positions never win (they hold ``-inf``).
     Windows that tile the input exactly (``strides == window``, no padding, sizes divisible) are computed as
-    a reshape and a max: the gradient is then elementwise (shared equally between tied maxima) instead of
-    XLA's select-and-scatter, which made a CNN training step ~7% faster on CPU.
+    a reshape and a max whose gradient goes to each window's first maximum through one ``argmax`` (the one
+    XLA's select-and-scatter picks), elementwise instead of a select-and-scatter: a CNN training step ~13%
+    faster on CPU. (``jnp.max``'s own gradient is wrong on XLA:CPU in some programs: see ``_max``.)
     """
 
     def reduce(x, dims, steps, pad):
         unpadded = pad == "VALID" if isinstance(pad, str) else not any(lo or hi for lo, hi in pad)
         if dims == steps and unpadded and all(n % d == 0 for n, d in zip(x.shape, dims)):
             tiles = sum(((n // d, d) for n, d in zip(x.shape, dims)), ())
-            return x.reshape(tiles).max(axis=tuple(range(1, 2 * x.ndim, 2)))
+            return _max(x.reshape(tiles), tuple(range(1, 2 * x.ndim, 2)))
         return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, dims, steps, pad)
 
     return _pool("max_pool", window, strides, padding, reduce)
@@ -86,8 +113,14 @@ def GlobalAvgPool(spatial_rank: int = 2, keepdims: bool = False) -> Layer:
 
 
 def GlobalMaxPool(spatial_rank: int = 2, keepdims: bool = False) -> Layer:
-    """Max over the ``spatial_rank`` spatial dims: ``(..., *spatial, C) -> (..., C)``."""
-    return _global("global_max_pool", jnp.max, spatial_rank, keepdims)
+    """Max over the ``spatial_rank`` spatial dims: ``(..., *spatial, C) -> (..., C)``; the gradient goes to the
+    first maximum of each channel (see ``_max``)."""
+
+    def reduce(x, axis, keepdims):
+        y = _max(x, axis)
+        return jnp.expand_dims(y, axis) if keepdims else y
+
+    return _global("global_max_pool", reduce, spatial_rank, keepdims)
 
 
 def _ranked(make, rank):

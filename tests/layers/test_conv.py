@@ -39,6 +39,11 @@ def test_conv_matches_lax_and_output_size_formula(rank):
     x = jax.random.normal(jax.random.PRNGKey(1), (2,) + size + (4,))
     for padding, stride, dilation, groups in itertools.product(["SAME", "VALID", 1, ((2, 0),) * rank], [1, 2], [1, 2], [1, 2]):
         lay = L.Conv(6, kernel, strides=stride, padding=padding, dilation=dilation, groups=groups)
+        expected = tuple(conv_out_size(n, k, stride, dilation, padding) for n, k in zip(size, kernel))
+        if min(expected) < 1:  # the dilated kernel is larger than the padded input: refused, not an empty map
+            with pytest.raises(ShapeError, match="expected spatial dims of at least"):
+                lay.init(KEY, x)
+            continue
         spec, params, _ = lay.init(KEY, x)
         assert params["w"].shape == kernel + (4 // groups, 6)
         y, _ = lay.apply(params, {}, x)
@@ -47,7 +52,6 @@ def test_conv_matches_lax_and_output_size_formula(rank):
                                        feature_group_count=groups) + params["b"]
         what = f"padding={padding} stride={stride} dilation={dilation} groups={groups}"
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=what)
-        expected = tuple(conv_out_size(n, k, stride, dilation, padding) for n, k in zip(size, kernel))
         assert y.shape == (2,) + expected + (6,) == spec.shape, what
 
 

@@ -237,6 +237,8 @@ def main(args):
                  eval_step=budget.excluded(evaluate), eval_batches=lambda: [None], eval_every=eval_every,
                  out_dir=args.out, checkpoint_every=eval_every, resume=args.resume, log_every=min(100, eval_every),
                  time_left=budget.time_left)
+    if result.stop_reason == "nonfinite":
+        raise common.UsageError(result.message)
     state = result.state
     train_s = budget.train_s
     final = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}

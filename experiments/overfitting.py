@@ -180,6 +180,8 @@ def train_config(args, name, data, steps, steps_per_epoch):
                  out_dir=out, checkpoint_every=5 * every, resume=args.resume, log_every=every)
     curve = [{"step": r["step"], "train_accuracy": r["val_train_accuracy"], "test_accuracy": r["val_test_accuracy"],
               "val_accuracy": r["val_accuracy"]} for r in result.history if r.get("split") == "val"]
+    if result.stop_reason == "nonfinite":
+        raise common.UsageError(result.message)
     train_acc = accuracy_on(model, result.state, data["train"])
     test_acc = accuracy_on(model, result.state, data["test_all"])
     summary = {"train_accuracy": train_acc, "test_accuracy": test_acc, "gap": train_acc - test_acc,
@@ -205,6 +207,8 @@ def train_ensemble(args, data, steps):
     result = fit(population_step(classifier_loss(model), tx, compute_dtype=cdt), states, pipe.batches, steps=steps,
                  out_dir=os.path.join(args.out, "ensemble"), checkpoint_every=max(1, steps // 4),
                  resume=args.resume, log_every=max(1, steps // 10))
+    if result.stop_reason == "nonfinite":
+        raise common.UsageError(result.message)
     test = data["test_all"]
     probs = np.concatenate([np.asarray(member_probs(model, result.state, test["x"][i:i + 1000]), np.float32)
                             for i in range(0, len(test["y"]), 1000)], axis=1)

@@ -44,6 +44,8 @@ class _Auto:
                               if hasattr(a, "shape") else ("py", a) for a in leaves)
 
     def __call__(self, *args):
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(args)):
+            return self.jitted(*args)   # traced from outside (make_jaxpr, vmap, an enclosing jit): plain jit
         sig = self._signature(args)
         fn = self._cache.get(sig)
         if fn is None:

@@ -43,3 +43,10 @@ def test_explicit_options_override_the_rule():
 def test_rule_on_other_backends_is_xla_defaults():
     lowered = jax.jit(lambda x: x @ x).lower(jnp.ones((2, 2)))
     assert choose(lowered, backend="gpu") == ({}, "gpu: XLA's defaults")
+
+
+def test_the_step_still_traces_under_transformations():
+    step, state, batch = step_and_batch(L.serial(L.Flatten(), L.Dense(3)), (2, 4))
+    jaxpr = jax.make_jaxpr(step)(state, batch)
+    assert "pjit" in str(jaxpr) or "jit" in str(jaxpr)
+    np.testing.assert_allclose(jax.jit(step)(state, batch)[1]["loss"], step(state, batch)[1]["loss"], rtol=1e-6)

@@ -38,7 +38,7 @@ def parse(spec):
 def build(spec, workload, cfg, dtype):
     name, options = parse(spec)
     module = importlib.import_module(f"bench.workloads.{MODULES[name]}")
-    step, state, batch = module.build(workload, cfg, dtype, **options) if options else module.build(workload, cfg, dtype)
+    step, state, batch = module.build(workload, cfg, dtype, **options)
     info = {}
     jitted = getattr(step, "jitted", step)
     if hasattr(jitted, "lower"):
@@ -106,7 +106,8 @@ def main():
     base = next((r["step_ms"] for r in rows if r["impl"] == "pure_jax"), None)
     print(f"\n{args.workload} {args.dtype} {cfg}: {gflop:.1f} GFLOP/step (table); matmul peak {peak:.0f} GFLOP/s "
           f"measured, {stated or float('nan'):.0f} stated; device memory {mem}")
-    print("| impl | step ms | vs pure_jax | MFU (measured peak) | MFU (stated peak) | compiled GFLOP | temp MiB | loss |")
+    print("| impl | step ms | vs pure_jax | MFU (measured peak) | MFU (stated peak) | compiled GFLOP | temp MiB "
+          "| loss |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         cg, tm, ms = r["compiled_gflop"], r["temp_mib"], r["mfu_stated_peak"]

@@ -71,8 +71,9 @@ def choose_implementation(q, k, *, causal=False, mask=None, key_mask=None, segme
         return implementation, "asked for"
     backend = backend or jax.default_backend()
     t, h, s = q.shape[-3], q.shape[-1], k.shape[-3]
+    dt = jnp.dtype(q.dtype).name
     why = (f"backend is {backend}, not gpu" if backend not in ("gpu", "cuda") else
-           f"dtype {jnp.dtype(q.dtype).name} is not one of {FUSED_DTYPES}" if jnp.dtype(q.dtype).name not in FUSED_DTYPES
+           f"dtype {dt} is not one of {FUSED_DTYPES}" if dt not in FUSED_DTYPES
            else f"head size {h} is not a multiple of 8 up to {MAX_FUSED_HEAD_DIM}" if h % 8 or h > MAX_FUSED_HEAD_DIM
            else f"causal with {t} queries and {s} keys (cuDNN aligns causal masks top-left)" if causal and t != s
            else "a general mask" if mask is not None
@@ -269,5 +270,5 @@ def MultiHeadAttention(num_heads: int, *, head_dim=None, num_kv_heads=None, out_
     return layer("attention", init, apply)
 
 
-__all__ = ["attention", "choose_implementation", "reference_attention", "self_attention", "init_attention", "init_cache",
-           "MultiHeadAttention", "IMPLEMENTATIONS"]
+__all__ = ["attention", "choose_implementation", "reference_attention", "self_attention", "init_attention",
+           "init_cache", "MultiHeadAttention", "IMPLEMENTATIONS"]

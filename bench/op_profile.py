@@ -27,10 +27,12 @@ from bench.harness import IMPLS, MODULES  # noqa: E402
 # runtime bookkeeping events in JAX's trace, not operations of the program
 _NOT_OPS = re.compile(r"^(\$|end: |ThunkExecutor|PjitFunction|CommonPjRt|PjRt|Allocate|Handle inputs|ParseArguments|"
                       r"PythonRefManager|np\.asarray|TfrtCpu|Execute|copy_to_host|BufferFromPyval)")
-KINDS = (("library fusion (YNNPACK/XNNPACK/oneDNN: dots or convolutions with their elementwise neighbours)",
+KINDS = (("fused attention (cuDNN flash / PyTorch SDPA kernels)", re.compile(r"sdpa|flash|fmha|cudnn_generated|"
+                                                                             r"scaled_dot_product", re.I)),
+         ("library fusion (YNNPACK/XNNPACK/oneDNN: dots or convolutions with their elementwise neighbours)",
           re.compile(r"^(ynn|xnn|onednn)_?fusion", re.I)),
-         ("convolution", re.compile(r"conv", re.I)),
-         ("matmul", re.compile(r"dot|gemm|matmul|\bmm\b|addmm|bmm|linear", re.I)),
+         ("convolution", re.compile(r"conv(?!ert)", re.I)),
+         ("matmul", re.compile(r"dot|gemm|xmma|cutlass|nvjet|matmul|\bmm\b|addmm|bmm|linear", re.I)),
          ("layout", re.compile(r"transpose|copy|permute|contiguous|pad|slice|concat|reshape", re.I)),
          ("reduction", re.compile(r"reduce|sum|max_pool|avg_pool|mean|softmax", re.I)),
          ("elementwise/fused", re.compile(r"fusion|add|mul|relu|tanh|sigmoid|gelu|sub|div|exp|where|select|"
@@ -58,8 +60,13 @@ def profile_jax(step, state, batch, sync, steps):
         with gzip.open(path) as f:
             trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    # on an accelerator, count the kernels on the device's timelines only (not the host's launches)
+    device = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+              and re.search(r"/device:(GPU|TPU)", str(e.get("args", {}).get("name", "")))}
     ops = collections.Counter()
     for e in events:
+        if device and e.get("pid") not in device:
+            continue
         if e.get("ph") == "X" and not _NOT_OPS.match(e.get("name", "")):
             ops[e["name"]] += e.get("dur", 0) / 1e6
     return wall, ops

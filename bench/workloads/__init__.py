@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W5 (and W4L, W4XL: larger transformers), shared by every implementation.
+"""The benchmark workloads W1-W5 (and W4L, W4XL: larger transformers; W4LC: context 4096), shared by every implementation.
 
 Each implementation module (``pure_jax``, ``deepcore_impl``, ``flax_linen``, ``flax_nnx``, ``equinox_impl``,
 ``torch_impl``) defines ``build(workload, cfg, dtype) -> (step, state, batch)`` with
@@ -19,6 +19,7 @@ CONFIGS = {
     "W4": dict(batch=32, vocab=96, d=256, heads=4, layers=4, T=128),
     "W4L": dict(batch=8, vocab=96, d=512, heads=8, layers=8, T=256),
     "W4XL": dict(batch=32, vocab=96, d=1024, heads=16, layers=8, T=512),  # GPU-sized
+    "W4LC": dict(batch=4, vocab=96, d=1024, heads=16, layers=4, T=4096),  # long context, GPU-sized
     "W5": dict(batch=64, z=64, hw=28, g_channels=(128, 64), d_channels=(64, 128)),
 }
 TINY = {
@@ -28,6 +29,7 @@ TINY = {
     "W4": dict(batch=2, vocab=11, d=16, heads=2, layers=2, T=8),
     "W4L": dict(batch=2, vocab=11, d=16, heads=2, layers=2, T=8),
     "W4XL": dict(batch=2, vocab=11, d=16, heads=2, layers=2, T=8),
+    "W4LC": dict(batch=2, vocab=11, d=16, heads=2, layers=2, T=16),
     "W5": dict(batch=4, z=8, hw=8, g_channels=(8, 4), d_channels=(4, 8)),
 }
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
@@ -42,7 +44,7 @@ def transformer_gflop(c) -> float:
 
 # GFLOP per training step (bench-workloads.md's table; W4L and W4XL by the same rule)
 GFLOP = {"W1": 1.03, "W2": 22.4, "W3": 10.3, "W4": 84.4, "W4L": round(transformer_gflop(CONFIGS["W4L"]), 1),
-         "W4XL": round(transformer_gflop(CONFIGS["W4XL"]), 1),
+         "W4XL": round(transformer_gflop(CONFIGS["W4XL"]), 1), "W4LC": round(transformer_gflop(CONFIGS["W4LC"]), 1),
          "W5": 11.2}
 
 

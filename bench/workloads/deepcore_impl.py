@@ -19,7 +19,7 @@ def sync(loss):
     return float(jax.block_until_ready(loss))
 
 
-def model(workload, c, scan=True):
+def model(workload, c, scan=True, **options):
     if workload == "W1":
         return MLP(c["sizes"][-1], widths=c["sizes"][1:-1])
     if workload == "W2":
@@ -30,12 +30,13 @@ def model(workload, c, scan=True):
         return char_lm(c["vocab"], embed=c["embed"], hidden=c["hidden"])
     if workload.startswith("W4"):
         return TransformerLM(vocab_size=c["vocab"], d_model=c["d"], num_layers=c["layers"], num_heads=c["heads"],
-                             max_len=c["T"], scan=scan)
+                             max_len=c["T"], scan=scan, **options)
     raise ValueError(workload)
 
 
-def build(workload, cfg, dtype="float32", scan=True):
-    """``scan``: the transformers' blocks scanned over a stacked layer axis (the library's default) or unrolled."""
+def build(workload, cfg, dtype="float32", scan=True, **options):
+    """``scan``: the transformers' blocks scanned over a stacked layer axis (the library's default) or unrolled;
+    ``options``: further ``TransformerLM`` options (``implementation``, ``remat``)."""
     compute = None if dtype == "float32" else jnp.dtype(dtype)
     batch = {k: jnp.asarray(v) for k, v in inputs(workload, cfg).items()}
     if workload == "W5":
@@ -53,7 +54,7 @@ def build(workload, cfg, dtype="float32", scan=True):
 
         gan.jitted = step  # the compiled step, for bench/hlo_compare.py
         return gan, state, batch
-    net = model(workload, cfg, scan)
+    net = model(workload, cfg, scan, **options)
     tx = optax.adam(**ADAM)
     step = train_step(classifier_loss(net), tx, compute_dtype=compute)
     state = init_state(net, jax.ShapeDtypeStruct(batch["x"].shape, batch["x"].dtype), tx, seed=0)

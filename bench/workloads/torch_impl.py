@@ -91,7 +91,7 @@ def discriminator(c):
 
 
 def model(workload, c):
-    return {"W1": mlp, "W2": cnn, "W3": CharLSTM, "W4": GPT, "W4L": GPT, "W4XL": GPT}[workload](c)
+    return {"W1": mlp, "W2": cnn, "W3": CharLSTM, "W4": GPT, "W4L": GPT, "W4XL": GPT, "W4LC": GPT}[workload](c)
 
 
 def _tensor(a):

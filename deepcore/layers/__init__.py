@@ -14,3 +14,4 @@ from deepcore.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, L
                                       length_mask, scan_cell)
 from deepcore.layers.attention import MultiHeadAttention, attention
 from deepcore.layers.position import LearnedPositions, SinusoidalPositions
+from deepcore.layers.remat import Remat

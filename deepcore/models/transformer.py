@@ -13,11 +13,10 @@ A stack keeps its blocks in ``params["blocks"]`` in one of two layouts:
   ``lax.scan`` so compile time stays flat in depth;
 * unrolled (``scan=False``): a list of ``L`` block dicts, run by a Python loop.
 
-Run time differs too. The scanned backward pass reads the activations it saved from stacked ``(L, ...)``
-buffers that the forward pass fills slice by slice (zero-initialised, then copied). On a 2-core CPU that made
-the 4-layer W4 benchmark step 886 ms scanned against 729 ms unrolled, while the 8-layer W4L step went the other
-way, 2810 against 3602 ms (``bench/RESULTS.md``). Measure both for a shallow model whose step time matters more
-than its compile time.
+A plain ``lax.scan`` saves, for the backward pass, every intermediate of the body in stacked ``(L, ...)``
+buffers (the GELU's and softmax's elementwise pieces too); the scanned stack therefore runs its body under
+the remat policy ``SCAN_POLICY = "dots"`` (keep the matmul outputs, recompute the elementwise work), which
+made the scanned W4 step faster than the unrolled one instead of 1.2x slower. ``remat`` picks another policy.
 
 :func:`stack_layers` / :func:`unstack_layers` (and :func:`to_scanned` / :func:`to_unscanned` on a whole
 model) convert between them. Indexing stacked parameters inside a Python loop (``blocks["w"][i]``) is the
@@ -33,6 +32,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name as name
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
@@ -40,6 +40,7 @@ from deepcore.layers.attention import IMPLEMENTATIONS, init_attention, init_cach
 from deepcore.layers.dropout import Dropout
 from deepcore.layers.norm import LayerNorm
 from deepcore.layers.position import sinusoidal
+from deepcore.layers.remat import checkpointed, remat_policy
 
 gpt_init = initializers.normal(0.02)   # GPT-2's N(0, 0.02) weights
 
@@ -60,7 +61,7 @@ class BlockConfig:
     use_bias: bool = True
     rope: bool = False
     rope_base: float = 10000.0
-    implementation: str = "xla"
+    implementation: str = "auto"
     epsilon: float = 1e-5
     w_init: Callable = gpt_init
     b_init: Callable = initializers.zeros
@@ -93,8 +94,13 @@ def _dense(p, x):
     return y + p["b"] if "b" in p else y
 
 
-def block_apply(cfg: BlockConfig, params, x, *, key=None, train=False, key_mask=None, cache=None, index=0):
-    """One block: ``x: (..., T, D) -> ((..., T, D), cache)``; ``cache``/``index`` as in ``self_attention``."""
+NAMES = ("attn_in", "attn_out", "mlp_in", "mlp_hidden", "mlp_out")   # checkpoint_name tags, for remat "names:"
+
+
+def block_apply(cfg: BlockConfig, params, x, *, key=None, train=False, key_mask=None, segment_ids=None, cache=None,
+                index=0):
+    """One block: ``x: (..., T, D) -> ((..., T, D), cache)``; masks, ``cache``/``index`` as in
+    ``self_attention``. Intermediate values are tagged with the :data:`NAMES` (for remat policies)."""
     d = params["ln_attn"]["scale"].shape[0]
     if x.ndim < 2 or x.shape[-1] != d:
         raise ShapeError(f"expected input of shape (..., T, {d}), got {tuple(x.shape)}")
@@ -103,15 +109,17 @@ def block_apply(cfg: BlockConfig, params, x, *, key=None, train=False, key_mask=
     ln, drop = LayerNorm(epsilon=cfg.epsilon, dtype=cdt), Dropout(cfg.dropout)
     k_attn, k_mlp = (None, None) if key is None else jax.random.split(key)
 
-    h = ln.apply(params["ln_attn"], {}, x)[0]
+    h = name(ln.apply(params["ln_attn"], {}, x)[0], "attn_in")
     h, cache = self_attention(params["attn"], h, num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
-                              causal=cfg.causal, key_mask=key_mask, rope=cfg.rope, rope_base=cfg.rope_base,
-                              cache=cache, index=index, implementation=cfg.implementation, dtype=cdt)
-    x = x + drop.apply({}, {}, h, key=k_attn, train=train)[0]
+                              causal=cfg.causal, key_mask=key_mask, segment_ids=segment_ids, rope=cfg.rope,
+                              rope_base=cfg.rope_base, cache=cache, index=index, implementation=cfg.implementation,
+                              dtype=cdt)
+    x = x + drop.apply({}, {}, name(h, "attn_out"), key=k_attn, train=train)[0]
 
     mlp = cast(params["mlp"], cdt)
-    h = ln.apply(params["ln_mlp"], {}, x)[0]
-    h = _dense(mlp["proj"], jax.nn.gelu(_dense(mlp["fc"], h), approximate=cfg.approximate_gelu))
+    h = name(ln.apply(params["ln_mlp"], {}, x)[0], "mlp_in")
+    h = name(_dense(mlp["fc"], h), "mlp_hidden")
+    h = name(_dense(mlp["proj"], jax.nn.gelu(h, approximate=cfg.approximate_gelu)), "mlp_out")
     x = x + drop.apply({}, {}, h, key=k_mlp, train=train)[0]
     return x, cache
 
@@ -182,40 +190,54 @@ def stack_cache(cfg: BlockConfig, blocks, batch_shape, max_len, dtype=jnp.float3
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), one) if scanned else [one] * n
 
 
-def stack_apply(cfg: BlockConfig, blocks, x, *, key=None, train=False, key_mask=None, cache=None, index=0,
-                remat=False):
+SCAN_POLICY = "dots"   # what a scanned stack keeps per layer without remat (see stack_apply)
+
+
+def stack_apply(cfg: BlockConfig, blocks, x, *, key=None, train=False, key_mask=None, segment_ids=None, cache=None,
+                index=0, remat=None):
     """Run the blocks over ``x: (..., T, D)``; returns ``(y, cache)``.
 
     ``blocks`` stacked: ``lax.scan`` over the layer axis; a list: a Python loop. Layer ``i`` draws dropout
     from ``jax.random.split(key, L)[i]`` in both layouts, so they agree in train mode too.
-    ``remat``: recompute each block's activations in the backward pass (``jax.checkpoint``).
+    ``remat``: a policy of :mod:`deepcore.layers.remat` applied to each block (``True``: ``"nothing"``,
+    recompute everything). Without one, the scanned body still runs under :data:`SCAN_POLICY`: ``lax.scan``
+    saves for the backward pass every intermediate the body's derivative reads, each in an ``(L, ...)``
+    buffer (the GELU's and softmax's elementwise pieces too: six ``(L, B, T, 4D)`` buffers on W4), where the
+    unrolled program lets XLA fuse that elementwise work into the backward kernels; keeping only the matmul
+    outputs and recomputing the rest inside the backward loop does the same for the scan.
     """
     scanned = not isinstance(blocks, (list, tuple))
     n = jax.tree.leaves(blocks)[0].shape[0] if scanned else len(blocks)
     keys = None if key is None else jax.random.split(key, n)
+    policy = "nothing" if remat is True else (remat or None)
+    if scanned and policy is None and cache is None:
+        policy = SCAN_POLICY
 
-    def one(p, x, k, c, key_mask, index):
-        return block_apply(cfg, p, x, key=k, train=train, key_mask=key_mask, cache=c, index=index)
+    def one(p, x, k, c, key_mask, segment_ids):
+        return block_apply(cfg, p, x, key=k, train=train, key_mask=key_mask, segment_ids=segment_ids, cache=c,
+                           index=index)
 
-    if remat:
-        one = jax.checkpoint(one)
+    one = checkpointed(one, policy)
     if scanned:
         def body(h, xs):
             p, k, c = xs
-            return one(p, h, k, c, key_mask, index)
+            return one(p, h, k, c, key_mask, segment_ids)
 
         return jax.lax.scan(body, x, (blocks, keys, cache))
     caches = []
     for i, p in enumerate(blocks):
-        x, c = one(p, x, None if keys is None else keys[i], None if cache is None else cache[i], key_mask, index)
+        x, c = one(p, x, None if keys is None else keys[i], None if cache is None else cache[i], key_mask,
+                   segment_ids)
         caches.append(c)
     return x, (None if cache is None else caches)
 
 
-def TransformerStack(num_layers: int, num_heads: int, *, scan: bool = True, remat: bool = False, param_dtype=None,
+def TransformerStack(num_layers: int, num_heads: int, *, scan: bool = True, remat=None, param_dtype=None,
                      **options) -> Layer:
-    """``num_layers`` pre-LN blocks ``(..., T, D) -> (..., T, D)``; params ``{"blocks": ...}`` (see module doc)."""
+    """``num_layers`` pre-LN blocks ``(..., T, D) -> (..., T, D)``; params ``{"blocks": ...}`` (see module doc).
+    ``remat``: a per-block policy (see :func:`stack_apply`)."""
     cfg = BlockConfig(num_heads=num_heads, **options)
+    remat_policy("nothing" if remat is True else (remat or None))   # an unknown policy fails here
 
     def init(key, spec):
         if len(spec.shape) < 2:
@@ -251,10 +273,11 @@ class LMConfig(BlockConfig):
     tie_embeddings: bool = False
     head_bias: bool = False
     scan: bool = True
-    remat: bool = False
+    remat: Any = None   # a per-block remat policy (True: "nothing"), see stack_apply
 
     def __post_init__(self):
         super().__post_init__()
+        remat_policy("nothing" if self.remat is True else (self.remat or None))
         if self.positions not in ("learned", "sinusoidal", "rope", "none"):
             raise ValueError(f"positions must be 'learned', 'sinusoidal', 'rope' or 'none', got {self.positions!r}")
         if not self.causal or self.rope:
@@ -290,8 +313,10 @@ def lm_cache(cfg: LMConfig, params, batch_shape, max_len=None, dtype=jnp.float32
     return stack_cache(cfg.block, params["blocks"], batch_shape, max_len or cfg.max_len, dtype)
 
 
-def lm_apply(cfg: LMConfig, params, tokens, *, key=None, train=False, key_mask=None, cache=None, index=0):
-    """``tokens: (..., T)`` int -> ``(logits (..., T, V), cache)``; the tokens sit at ``index .. index+T-1``."""
+def lm_apply(cfg: LMConfig, params, tokens, *, key=None, train=False, key_mask=None, segment_ids=None, cache=None,
+             index=0):
+    """``tokens: (..., T)`` int -> ``(logits (..., T, V), cache)``; the tokens sit at ``index .. index+T-1``.
+    ``segment_ids: (..., T)``: packed sequences, attending within their segment only."""
     if not jnp.issubdtype(tokens.dtype, jnp.integer) or tokens.ndim < 1:
         raise ShapeError(f"expected integer token ids (..., T), got {jnp.dtype(tokens.dtype).name} "
                          f"input of shape {tuple(tokens.shape)}")
@@ -307,7 +332,7 @@ def lm_apply(cfg: LMConfig, params, tokens, *, key=None, train=False, key_mask=N
         x = x + sinusoidal(index + jnp.arange(t), cfg.d_model, dtype=cdt)
     x = Dropout(cfg.dropout).apply({}, {}, x, key=k_emb, train=train)[0]
     x, cache = stack_apply(cfg.block, params["blocks"], x, key=k_blocks, train=train, key_mask=key_mask,
-                           cache=cache, index=index, remat=cfg.remat)
+                           segment_ids=segment_ids, cache=cache, index=index, remat=cfg.remat)
     x = LayerNorm(epsilon=cfg.epsilon, dtype=cdt).apply(params["ln_f"], {}, x)[0]
     head = {"w": params["embed"]["w"].T} if cfg.tie_embeddings else params["head"]
     return _dense(cast(head, cdt), x), cache

@@ -27,10 +27,11 @@ def patchify(x, patch_size: int):
 
 
 def ViT(num_classes: int, *, patch_size: int = 4, d_model: int = 64, num_layers: int = 4, num_heads: int = 4,
-        pool: str = "cls", scan: bool = True, remat: bool = False, w_init=gpt_init, b_init=initializers.zeros,
+        pool: str = "cls", scan: bool = True, remat=None, w_init=gpt_init, b_init=initializers.zeros,
         param_dtype=None, dtype=None, **options) -> Layer:
     """ViT layer; ``options`` are further :class:`BlockConfig` fields (``mlp_ratio``, ``dropout``,
-    ``approximate_gelu`` (default exact here), ``implementation``, ...). Blocks are non-causal."""
+    ``approximate_gelu`` (default exact here), ``implementation``, ...). Blocks are non-causal. ``remat``: a
+    per-block policy of :mod:`deepcore.layers.remat` (True: ``"nothing"``)."""
     if pool not in ("cls", "mean"):
         raise ValueError(f"vit: pool must be 'cls' or 'mean', got {pool!r}")
     options.setdefault("approximate_gelu", False)

@@ -22,6 +22,7 @@ import optax
 
 from deepcore import losses, metrics
 from deepcore.core import cast
+from deepcore.train import compile_options
 from deepcore.train.state import TrainState
 
 LossFn = Callable[..., tuple]
@@ -219,13 +220,16 @@ def compile_fn(fn: Callable, *, donate_argnums=(), in_shardings=None, out_shardi
                compiler_options: Optional[dict] = None) -> Callable:
     """``jax.jit(fn)``; with ``compiler_options`` (e.g. ``{"xla_cpu_experimental_ynn_fusion_type":
     "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE"}``) each input
-    signature is lowered and compiled with those options for this function only."""
+    signature is lowered and compiled with those options for this function only; ``None``: the options
+    :mod:`deepcore.train.compile_options` chooses per program (recorded in ``.choices``); ``{}``: none."""
     kw = {}
     if in_shardings is not None:
         kw["in_shardings"] = in_shardings
     if out_shardings is not None:
         kw["out_shardings"] = out_shardings
     jitted = jax.jit(fn, donate_argnums=donate_argnums, **kw)
+    if compiler_options is None:
+        return compile_options.auto(jitted)
     return _WithOptions(jitted, compiler_options) if compiler_options else jitted
 
 

@@ -127,7 +127,9 @@ def test_cache_prefill_and_steps_equal_full_attention(causal_layer):
     for i in range(3, T):
         y, cache = step(cache, x[:, i:i + 1], i)
         ys.append(y)
-    np.testing.assert_allclose(jnp.concatenate(ys, axis=1), full, rtol=1e-5, atol=1e-5)
+    got = jnp.concatenate(ys, axis=1)
+    np.testing.assert_allclose(got[0], full[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1, 1:], full[1, 1:], rtol=1e-5, atol=1e-5)   # [1, 0] sees no key: undefined
     assert cache["k"].shape == (B, 10, 2, 4) and np.all(np.asarray(cache["k"][:, T:]) == 0)
 
 
@@ -168,3 +170,82 @@ def test_float64_attention_is_exact_on_the_default_path():
         out = jax.jit(lambda q, k, v: attention(q, k, v, causal=True, key_mask=KEY_MASK))(q, k, v)
         assert out.dtype == jnp.float64
         np.testing.assert_allclose(out, np_attention(q, k, v, True, KEY_MASK), rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- implementation="auto", packed sequences
+
+def test_auto_picks_cudnn_only_where_it_is_valid():
+    from deepcore.layers.attention import choose_implementation
+    bf = jnp.zeros((B, 8, N, 64), jnp.bfloat16)
+    assert choose_implementation(bf, bf, causal=True, backend="gpu")[0] == "cudnn"
+    assert choose_implementation(bf, bf, backend="gpu")[0] == "cudnn"
+    fallbacks = {  # (arguments, words the reason must contain)
+        "cpu": (dict(q=bf, k=bf, backend="cpu"), "cpu"),
+        "fp32": (dict(q=bf.astype(jnp.float32), k=bf.astype(jnp.float32), backend="gpu"), "float32"),
+        "head": (dict(q=bf[..., :12], k=bf[..., :12], backend="gpu"), "head size 12"),
+        "causal T != S": (dict(q=bf[:, :1], k=bf, causal=True, backend="gpu"), "1 queries and 8 keys"),
+        "mask": (dict(q=bf, k=bf, mask=jnp.ones((8, 8), bool), backend="gpu"), "general mask"),
+        "key_mask": (dict(q=bf, k=bf, key_mask=jnp.ones((B, 8), bool), backend="gpu"), "key_lengths"),
+        "segments": (dict(q=bf, k=bf, segment_ids=jnp.zeros((B, 8), jnp.int32), backend="gpu"), "segment_ids"),
+    }
+    for case, (kw, words) in fallbacks.items():
+        impl, reason = choose_implementation(kw.pop("q"), kw.pop("k"), **kw)
+        assert impl == "xla" and words in reason, (case, impl, reason)
+    assert choose_implementation(bf, bf, implementation="reference") == ("reference", "asked for")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_auto_equals_reference_on_this_backend(dtype):
+    q, k, v = (a.astype(dtype) for a in qkv(2, seed=5))
+    for causal, km in MASKINGS:
+        a = attention(q, k, v, causal=causal, key_mask=km)
+        b = attention(q, k, v, causal=causal, key_mask=km, implementation="reference")
+        tol = 2e-5 if dtype == jnp.float32 else 2e-2
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
+
+
+def test_key_lengths_equal_the_right_padding_key_mask():
+    q, k, v = qkv(N, seed=6)
+    lengths = jnp.array([4, 6])
+    a = attention(q, k, v, causal=True, key_lengths=lengths)
+    b = attention(q, k, v, causal=True, key_mask=jnp.arange(T)[None] < lengths[:, None], implementation="reference")
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_sequences_never_attend_across_segments():
+    """Two sequences packed in one row give the outputs each gives alone; changing one never changes the other."""
+    q, k, v = qkv(2, seed=7)
+    seg = jnp.array([[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    packed = jax.jit(lambda q, k, v: attention(q, k, v, causal=True, segment_ids=seg))
+    out = packed(q, k, v)
+    for row, cut in ((0, 3), (1, 2)):
+        for lo, hi in ((0, cut), (cut, T)):
+            alone = attention(q[row:row + 1, lo:hi], k[row:row + 1, lo:hi], v[row:row + 1, lo:hi], causal=True,
+                              implementation="reference")
+            np.testing.assert_allclose(out[row:row + 1, lo:hi], alone, rtol=1e-5, atol=1e-6)
+    k2 = k.at[0, 3:].add(5.0)                          # change the second sequence of row 0 only
+    np.testing.assert_array_equal(packed(q, k2, v)[0, :3], out[0, :3])
+
+
+def test_cache_with_python_index_prefill_and_decode_equals_full_recomputation():
+    """The fusable cache paths (prefill at a Python index 0, one token with key_lengths) and the masked chunk path
+    agree with attention over the whole sequence, also with padding."""
+    ks = jax.random.split(jax.random.PRNGKey(8), 2)
+    x = jax.random.normal(ks[0], (B, T, 16))
+    km = jnp.array([[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1]], bool)   # example 1: a left-padded prompt
+    params = MultiHeadAttention(N, num_kv_heads=2, causal=True).init(ks[1], x)[1]
+    opts = dict(num_heads=N, num_kv_heads=2, causal=True)
+    full, _ = self_attention(params, x, key_mask=km, **opts)
+    cache_km = jnp.concatenate([km, jnp.ones((B, 4), bool)], axis=1)   # the cache is 10 long
+    y0, cache = self_attention(params, x[:, :2], cache=init_cache((B,), 10, 2, 4), index=0, key_mask=cache_km,
+                               **opts)
+    ys = [y0]
+    y, cache = self_attention(params, x[:, 2:4], cache=cache, index=2, key_mask=cache_km, **opts)   # a chunk
+    ys.append(y)
+    for i in (4, 5):
+        y, cache = jax.jit(lambda c, xi, i: self_attention(params, xi, cache=c, index=i, key_mask=cache_km, **opts))(
+            cache, x[:, i:i + 1], i)
+        ys.append(y)
+    got = jnp.concatenate(ys, axis=1)
+    np.testing.assert_allclose(got[0], full[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1, 1:], full[1, 1:], rtol=1e-5, atol=1e-5)   # [1, 0] sees no key: undefined

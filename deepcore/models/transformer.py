@@ -38,6 +38,7 @@ from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
 from deepcore.layers.attention import IMPLEMENTATIONS, init_attention, init_cache, self_attention
 from deepcore.layers.dropout import Dropout
+from deepcore.layers.embed import lookup
 from deepcore.layers.norm import LayerNorm
 from deepcore.layers.position import sinusoidal
 from deepcore.layers.remat import checkpointed, remat_policy
@@ -325,7 +326,7 @@ def lm_apply(cfg: LMConfig, params, tokens, *, key=None, train=False, key_mask=N
         raise ShapeError(f"expected at most max_len={cfg.max_len} tokens (..., T), got {tuple(tokens.shape)}")
     cdt = compute_dtype_for(params["embed"]["w"].dtype, cfg.dtype)
     k_emb, k_blocks = (None, None) if key is None else jax.random.split(key)
-    x = jnp.take(params["embed"]["w"], tokens, axis=0, mode="clip").astype(cdt)
+    x = lookup(params["embed"]["w"], tokens).astype(cdt)
     if cfg.positions == "learned":
         x = x + jax.lax.dynamic_slice_in_dim(params["positions"]["table"], index, t).astype(cdt)
     elif cfg.positions == "sinusoidal":

@@ -34,6 +34,7 @@ import numpy as np
 
 from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.guard import describe, nonfinite_paths
+from deepcore.train.mfu import utilisation
 from deepcore.train.parallel import fetch
 from deepcore.train.progress import Progress, shown
 from deepcore.train.runlock import RunLock
@@ -201,6 +202,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
             rec = {"step": step_no, "split": "train", **mean}
             if progress.examples_per_step and steps_s == steps_s:
                 rec["examples_per_s"] = steps_s * progress.examples_per_step
+            rec.update(utilisation(step_fn, steps_s))  # MFU and device memory, where known
             now = time.perf_counter()
             if now > data_clock["since"]:  # share of the wall time the loop spent waiting for (and placing) batches
                 rec["data_wait_fraction"] = data_clock["wait"] / (now - data_clock["since"])

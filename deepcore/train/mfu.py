@@ -81,9 +81,25 @@ def with_flops(step_fn: Callable, *example_args, peak_gflops: Optional[float] = 
     return step
 
 
+def utilisation(step_fn: Callable, steps_per_s: float) -> dict:
+    """The hardware fields of a train log record: ``tflops_per_s`` and ``mfu`` where ``step_fn`` carries
+    ``flops_per_step`` (and ``peak_flops``; see :func:`with_flops`), ``device_mib``/``device_peak_mib`` where the
+    backend keeps memory statistics. Empty on a plain step on a CPU."""
+    rec = {}
+    flops = getattr(step_fn, "flops_per_step", None)
+    if flops and steps_per_s == steps_per_s:
+        rec["tflops_per_s"] = steps_per_s * flops / 1e12
+        if getattr(step_fn, "peak_flops", None):
+            rec["mfu"] = steps_per_s * flops / step_fn.peak_flops
+    mem = device_memory()
+    if mem:
+        rec.update(device_mib=mem["in_use_mib"], device_peak_mib=mem["peak_mib"])
+    return rec
+
+
 def mfu(flops_per_step: float, step_seconds: float, peak_flops: float) -> float:
     """Model FLOPs utilisation: achieved FLOP/s over ``peak_flops`` (FLOP/s)."""
     return flops_per_step / step_seconds / peak_flops
 
 
-__all__ = ["step_flops", "matmul_peak", "stated_peak", "device_memory", "with_flops", "mfu", "STATED_PEAKS"]
+__all__ = ["step_flops", "matmul_peak", "stated_peak", "device_memory", "with_flops", "utilisation", "mfu", "STATED_PEAKS"]

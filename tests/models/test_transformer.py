@@ -142,3 +142,18 @@ def test_sampling_without_a_key_says_to_pass_one(lm):
             fn(CFG, params, tokens[:, :4], 3)
     with pytest.raises(ValueError, match=r"^sample_logits: sampling \(greedy=False\) needs key="):
         sample_logits(None, jnp.zeros((2, 5)))
+
+
+def test_lm_refuses_token_ids_outside_the_vocabulary_naming_the_value():
+    """Out-of-vocabulary ids were clamped to the last row; now one line when concrete, NaN logits under jit."""
+    from deepcore.models.transformer import TransformerLM
+    lm = TransformerLM(LMConfig(vocab_size=11, d_model=16, num_layers=1, num_heads=2, max_len=8))
+    _, params, state = lm.init(jax.random.key(0), jax.ShapeDtypeStruct((2, 8), jnp.int32))
+    bad = jnp.array([[1, 2, 3, 11, 0, 0, 0, 0]] * 2, jnp.int32)
+    with pytest.raises(ShapeError, match=r"token ids in \[0, 11\), got 11 at index \(0, 3\)"):
+        lm.apply(params, state, bad)
+    logits, _ = jax.jit(lambda p, t: lm.apply(p, state, t))(params, bad)
+    good, _ = jax.jit(lambda p, t: lm.apply(p, state, t))(params, bad.at[:, 3].set(10))
+    # the NaN row reaches every position (attention weights of 0 times NaN values), so the loss and the loop's
+    # non-finite guard see it; the same batch with an id in range is finite
+    assert bool(jnp.isnan(logits[:, 3]).all()) and bool(jnp.isfinite(good).all())

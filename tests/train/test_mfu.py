@@ -22,3 +22,25 @@ def test_mfu_is_achieved_over_peak_and_peaks_are_known_for_listed_devices():
     assert STATED_PEAKS["H200"]["bfloat16"] > STATED_PEAKS["A100"]["bfloat16"]
     if jax.default_backend() == "cpu":
         assert stated_peak("bfloat16") is None and device_memory() is None
+
+
+def test_fit_logs_tflops_and_mfu_of_a_step_that_carries_its_flops(tmp_path):
+    import json
+    import sys
+
+    import optax
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import _common as C
+    from deepcore.train import classifier_loss, init_state, train_step
+    from deepcore.train.loop import fit
+
+    tx = optax.sgd(0.1)
+    state = init_state(C.model(), C.spec(), tx, seed=0)
+    step = with_flops(train_step(classifier_loss(C.model()), tx), state, C.batch_at(0), peak_gflops=1.0)
+    assert step.flops_per_step > 2 * C.BATCH * C.IN * C.HIDDEN  # at least the first layer's forward matmul
+    fit(step, state, C.batches, steps=4, log_every=2, out_dir=str(tmp_path), stream=None)
+    recs = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    train = [r for r in recs if r["split"] == "train"]
+    assert train and all(r["tflops_per_s"] > 0 and r["mfu"] == pytest.approx(r["tflops_per_s"] * 1e12 / 1e9)
+                         for r in train if "tflops_per_s" in r)
+    assert any("mfu" in r for r in train)

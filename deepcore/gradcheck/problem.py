@@ -67,13 +67,20 @@ def direction(seed, lo, hi, layout, dtype):
     (``(start, shape)`` pairs): a murmur3-finalised counter hash of ``seed``, uniform in [-1, 1)."""
     vs = []
     for start, shape in layout:
-        i = jnp.arange(int(np.prod(shape, dtype=np.int64)), dtype=jnp.uint32) + jnp.uint32(start)
-        x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
-        for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-            x = (x ^ (x >> shift)) * jnp.uint32(mul)
-        x = x ^ (x >> 16)
-        v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
-        vs.append(jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0).reshape(shape))
+        size = int(np.prod(shape, dtype=np.int64))
+
+        def draw(start=start, size=size):
+            i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
+            x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+            for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+                x = (x ^ (x >> shift)) * jnp.uint32(mul)
+            x = x ^ (x >> 16)
+            v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+            return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
+
+        # only the leaves the range touches are hashed (a real branch where rows are not vmapped)
+        touched = (lo < start + size) & (hi > start)
+        vs.append(jax.lax.cond(touched, draw, lambda: jnp.zeros(size, dtype)).reshape(shape))
     norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
     return [v / norm for v in vs]
 
@@ -320,7 +327,7 @@ class _Kernels:
                 jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
                 return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
 
-            if batched:
+            if batched and 11 * self.n * jnp.dtype(dtype).itemsize <= _ROW_BYTES:
                 F, vg, jv = jax.vmap(row)(seeds, lo, hi, hs)
             else:
                 F, vg, jv = jax.lax.map(lambda r: row(*r), (seeds, lo, hi, hs))

@@ -4,12 +4,9 @@ The differentiated floating leaves of ``args[i]`` (``i`` in ``argnums``) are con
 (n,); every other leaf is a constant. The output is reduced to ``<u, f>`` with a fixed random cotangent
 ``u`` unless it is a scalar. Constants and ``u`` are *arguments* of the compiled kernels, not captured
 values, so kernels are cached per (function, structure, shapes) and reused across leaves, modes and
-seeds, and a check compiles each kernel once per row count it uses.
-
-The directional kernel evaluates rows ``(seed, lo, hi, h)``: a unit direction ``v`` drawn in the kernel
-from ``seed`` (a counter hash, uniform in [-1, 1)) and supported on the flat indices ``[lo, hi)``; per
-row it returns the eight stencil values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``. The host
-never builds an n-sized array per row, so fast mode costs its function evaluations, whatever n is.
+seeds; a check compiles its directional kernel (:mod:`deepcore.gradcheck.kernels`) once: later calls are cut
+into or padded to the first call's row count. The host never builds an n-sized array per row, so fast mode
+costs its function evaluations, whatever n is.
 """
 from __future__ import annotations
 
@@ -22,11 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepcore.gradcheck.finite import STENCIL
+from deepcore.gradcheck.kernels import ROW_BYTES, Kernels
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # f -> {structure: kernels}
-_ROW_BYTES = 2 ** 28   # memory for one chunk of rows (directions, stencil points, tangents)
-_MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated one after another
 
 
 @dataclass
@@ -60,22 +55,6 @@ def cast_tree(tree, dtype):
         return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
     return jax.tree.map(cast, tree)
-
-
-def direction(seed, lo, hi, layout, dtype):
-    """A unit vector supported on the flat indices ``[lo, hi)``, as one array per leaf of ``layout``
-    (``(start, shape)`` pairs): a murmur3-finalised counter hash of ``seed``, uniform in [-1, 1)."""
-    vs = []
-    for start, shape in layout:
-        i = jnp.arange(int(np.prod(shape, dtype=np.int64)), dtype=jnp.uint32) + jnp.uint32(start)
-        x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
-        for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-            x = (x ^ (x >> shift)) * jnp.uint32(mul)
-        x = x ^ (x >> 16)
-        v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
-        vs.append(jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0).reshape(shape))
-    norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
-    return [v / norm for v in vs]
 
 
 def _why(e) -> str:
@@ -151,7 +130,7 @@ class Problem:
         except TypeError:   # not weak-referenceable: no sharing across calls
             per_f = {}
         self.layout = [(lf.start, lf.shape) for lf in self.leaves]
-        self.k = per_f.setdefault(signature, _Kernels(f_tree, self.layout, self.n, dtype, jit))
+        self.k = per_f.setdefault(signature, Kernels(f_tree, self.layout, self.n, dtype, jit))
         self.evals = {"f": 0, "grad": 0, "jvp": 0, "hvp": 0}
         self.support = {}
         self.sizes, self.row_sizes = set(), set()   # row counts compiled for the directional and row kernels
@@ -197,7 +176,7 @@ class Problem:
     def _chunks(self, m: int, width: int, sizes: set):
         """Row counts to evaluate ``m`` rows with: the first call's count (capped by memory) is compiled, and
         every later call is cut into, or padded to, that count, so a kernel compiles once per check."""
-        cap = max(1, _ROW_BYTES // max(1, width * self.n * jnp.dtype(self.dtype).itemsize))
+        cap = max(1, ROW_BYTES // max(1, width * self.n * jnp.dtype(self.dtype).itemsize))
         if not sizes:
             sizes.add(min(m, cap))
         size = max(sizes)
@@ -276,75 +255,3 @@ class Problem:
         rms = np.sqrt(np.mean(x ** 2)) if len(x) else 0.0
         t[lo:hi] = x + 1e-2 * (np.abs(x) + rms + 1e-2) * self.rng.standard_normal(len(x))
         return t
-
-
-class _Kernels:
-    """The compiled kernels of one (function, structure); jit caches one executable per shape."""
-
-    def __init__(self, f_tree, layout, n, dtype, jit):
-        self.f_tree, self.layout, self.n, self.dtype = f_tree, layout, n, dtype
-        split = lambda t: [t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) for a, s in layout]  # noqa: E731
-        self.split = split
-        f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
-        self.J = jax.jit if jit else (lambda fn: fn)
-        grad = jax.grad(f_flat)
-        self._g_tree = jax.grad(f_tree)
-        self.grad = self.J(grad)
-        self._dir, self._rows = {}, {}
-        self.trace_fns = {
-            "grad": grad,
-            "jvp": lambda t, c, u: jax.jvp(lambda s: f_flat(s, c, u), (t,), (t,)),
-            "hvp_fr": lambda t, c, u: jax.jvp(lambda s: grad(s, c, u), (t,), (t,)),
-            "hvp_rr": lambda t, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), t))(t),
-        }
-
-    def vmap_probe(self, grad: bool, jvp: bool):
-        one = jnp.zeros(1, jnp.uint32)
-        return lambda t, c, u: self._directional(grad, jvp, True)(self.split(t), self.split(t), True, c, u, one, one,
-                                                                   one + 1, t[:1])
-
-    def _directional(self, grad: bool, jvp: bool, batched: bool):
-        """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf)."""
-        f, layout, dtype = self.f_tree, self.layout, self.dtype
-        inner = jax.vmap if 8 * self.n * jnp.dtype(dtype).itemsize <= _MAP_BYTES else (
-            lambda fn: lambda xs: jax.lax.map(fn, xs))
-        coeffs = jnp.asarray(STENCIL, dtype)
-        zero = jnp.zeros((), dtype)
-
-        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs):
-            g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
-
-            def row(seed, a, b, h):
-                v = direction(seed, a, b, layout, dtype)
-                F = inner(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
-                jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
-                return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
-
-            if batched:
-                F, vg, jv = jax.vmap(row)(seeds, lo, hi, hs)
-            else:
-                F, vg, jv = jax.lax.map(lambda r: row(*r), (seeds, lo, hi, hs))
-            return F, vg, jv, f(t, c, u), g
-
-        return kernel
-
-    def directional(self, grad: bool, jvp: bool, batched: bool):
-        key = (grad, jvp, batched)
-        if key not in self._dir:
-            self._dir[key] = self.J(self._directional(*key))
-        return self._dir[key]
-
-    def rows(self, name: str, no_vmap: str):
-        key = (name, not no_vmap)
-        if key not in self._rows:
-            grad = jax.grad(self.f)
-            fns = {"g": lambda p, v, c, u: grad(p, c, u),
-                   "gh": lambda p, v, c, u: jax.jvp(lambda s: grad(s, c, u), (p,), (v,)),
-                   "hvp_rr": lambda p, v, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), v))(p)}
-            fn = fns[name]
-            if key[1]:
-                batched = jax.vmap(fn, in_axes=(0, 0, None, None))
-            else:
-                batched = lambda P, V, c, u: jax.lax.map(lambda pv: fn(pv[0], pv[1], c, u), (P, V))  # noqa: E731
-            self._rows[key] = self.J(batched)
-        return self._rows[key]

@@ -1,0 +1,112 @@
+"""The compiled kernels of one checked function: the directional kernel and the host-row kernels.
+
+The directional kernel evaluates rows ``(seed, lo, hi, h)`` at a point given as its list of leaves: a unit
+direction ``v`` drawn in the kernel by :func:`direction`, supported on the flat indices ``[lo, hi)``; per row the
+eight stencil values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``, plus ``f(t)`` and the gradient ``g``
+(computed by the first chunk of a call only). Host-row kernels (second order) take rows of flat points.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepcore.gradcheck.finite import STENCIL
+
+ROW_BYTES = 2 ** 28   # memory for one chunk of rows (directions, stencil points, tangents)
+MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated one after another
+
+
+def direction(seed, lo, hi, layout, dtype):
+    """A unit vector supported on the flat indices ``[lo, hi)``, as one array per leaf of ``layout``
+    (``(start, shape)`` pairs): a murmur3-finalised counter hash of ``seed``, uniform in [-1, 1)."""
+    vs = []
+    for start, shape in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+
+        def draw(start=start, size=size):
+            i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
+            x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+            for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+                x = (x ^ (x >> shift)) * jnp.uint32(mul)
+            x = x ^ (x >> 16)
+            v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+            return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
+
+        # only the leaves the range touches are hashed (a real branch where rows are not vmapped)
+        touched = (lo < start + size) & (hi > start)
+        vs.append(jax.lax.cond(touched, draw, lambda: jnp.zeros(size, dtype)).reshape(shape))
+    norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
+    return [v / norm for v in vs]
+
+
+class Kernels:
+    """The compiled kernels of one (function, structure); jit caches one executable per shape."""
+
+    def __init__(self, f_tree, layout, n, dtype, jit):
+        self.f_tree, self.layout, self.n, self.dtype = f_tree, layout, n, dtype
+        split = lambda t: [t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) for a, s in layout]  # noqa: E731
+        self.split = split
+        f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
+        self.J = jax.jit if jit else (lambda fn: fn)
+        grad = jax.grad(f_flat)
+        self._g_tree = jax.grad(f_tree)
+        self.grad = self.J(grad)
+        self._dir, self._rows = {}, {}
+        self.trace_fns = {
+            "grad": grad,
+            "jvp": lambda t, c, u: jax.jvp(lambda s: f_flat(s, c, u), (t,), (t,)),
+            "hvp_fr": lambda t, c, u: jax.jvp(lambda s: grad(s, c, u), (t,), (t,)),
+            "hvp_rr": lambda t, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), t))(t),
+        }
+
+    def vmap_probe(self, grad: bool, jvp: bool):
+        one = jnp.zeros(1, jnp.uint32)
+        return lambda t, c, u: self._directional(grad, jvp, True)(self.split(t), self.split(t), True, c, u, one, one,
+                                                                   one + 1, t[:1])
+
+    def _directional(self, grad: bool, jvp: bool, batched: bool):
+        """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf)."""
+        f, layout, dtype = self.f_tree, self.layout, self.dtype
+        inner = jax.vmap if 8 * self.n * jnp.dtype(dtype).itemsize <= MAP_BYTES else (
+            lambda fn: lambda xs: jax.lax.map(fn, xs))
+        coeffs = jnp.asarray(STENCIL, dtype)
+        zero = jnp.zeros((), dtype)
+
+        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs):
+            g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
+
+            def row(seed, a, b, h):
+                v = direction(seed, a, b, layout, dtype)
+                F = inner(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
+                jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
+                return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
+
+            if batched and 11 * self.n * jnp.dtype(dtype).itemsize <= ROW_BYTES:
+                F, vg, jv = jax.vmap(row)(seeds, lo, hi, hs)
+            else:
+                F, vg, jv = jax.lax.map(lambda r: row(*r), (seeds, lo, hi, hs))
+            return F, vg, jv, f(t, c, u), g
+
+        return kernel
+
+    def directional(self, grad: bool, jvp: bool, batched: bool):
+        key = (grad, jvp, batched)
+        if key not in self._dir:
+            self._dir[key] = self.J(self._directional(*key))
+        return self._dir[key]
+
+    def rows(self, name: str, no_vmap: str):
+        key = (name, not no_vmap)
+        if key not in self._rows:
+            grad = jax.grad(self.f)
+            fns = {"g": lambda p, v, c, u: grad(p, c, u),
+                   "gh": lambda p, v, c, u: jax.jvp(lambda s: grad(s, c, u), (p,), (v,)),
+                   "hvp_rr": lambda p, v, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), v))(p)}
+            fn = fns[name]
+            if key[1]:
+                batched = jax.vmap(fn, in_axes=(0, 0, None, None))
+            else:
+                batched = lambda P, V, c, u: jax.lax.map(lambda pv: fn(pv[0], pv[1], c, u), (P, V))  # noqa: E731
+            self._rows[key] = self.J(batched)
+        return self._rows[key]

@@ -48,8 +48,9 @@ def matmul_peak(dtype="bfloat16", n: Optional[int] = None, reps: int = 10) -> fl
 
 
 def stated_peak(dtype="bfloat16", device=None) -> Optional[float]:
-    """The vendor's dense GFLOP/s for ``device`` (default: the first) in ``dtype``, if listed in STATED_PEAKS."""
-    kind = str((device or jax.devices()[0]).device_kind)
+    """The vendor's dense GFLOP/s for ``device`` (default: this process's first) in ``dtype``, if listed in
+    STATED_PEAKS."""
+    kind = str((device or jax.local_devices()[0]).device_kind)
     for name, peaks in STATED_PEAKS.items():
         if name in kind:
             return peaks.get(jnp.dtype(dtype).name)
@@ -57,9 +58,9 @@ def stated_peak(dtype="bfloat16", device=None) -> Optional[float]:
 
 
 def device_memory(device=None) -> Optional[dict]:
-    """``{"in_use_mib", "peak_mib"}`` of ``device`` (default: the first), None where the backend keeps no
+    """``{"in_use_mib", "peak_mib"}`` of ``device`` (default: this process's first), None where the backend keeps no
     statistics (the CPU)."""
-    stats = (device or jax.devices()[0]).memory_stats()
+    stats = (device or jax.local_devices()[0]).memory_stats()
     if not stats or "bytes_in_use" not in stats:
         return None
     return {"in_use_mib": round(stats["bytes_in_use"] / 2**20, 1),

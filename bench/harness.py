@@ -93,19 +93,9 @@ def peak(n=None, reps=20):
     ``n`` defaults to 2048 on a CPU and 8192 on an accelerator (a 2048 matmul cannot fill a GPU). float32 runs
     at JAX's default precision, as the workloads do (on recent NVIDIA GPUs that is TF32 on the tensor cores)."""
     import jax
-    import jax.numpy as jnp
+    from deepcore.train.mfu import matmul_peak
     n = n or (2048 if jax.default_backend() == "cpu" else 8192)
-    f = jax.jit(lambda a, b: a @ b)
-    out = {}
-    for name in ("float32", "bfloat16"):
-        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.dtype(name))
-        jax.block_until_ready(f(a, a))
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            jax.block_until_ready(f(a, a))
-            times.append(time.perf_counter() - t)
-        out["peak_gflops" if name == "float32" else "peak_bf16_gflops"] = 2 * n ** 3 / statistics.median(times) / 1e9
+    out = {"peak_gflops": matmul_peak("float32", n, reps), "peak_bf16_gflops": matmul_peak("bfloat16", n, reps)}
     return dict(out, n=n, backend=jax.default_backend(), device=str(jax.devices()[0].device_kind), loadavg=loadavg())
 
 

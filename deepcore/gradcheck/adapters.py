@@ -47,12 +47,7 @@ def _check_modes(name, build, n_inputs, train, wrt, modes, dtype, seed, **kw) ->
         f, args, argnames = build(mode)
         r = check_grads(f, args, argnums, argnames=argnames, modes=modes, dtype=dtype,
                         seed=seed + (1000 if mode else 0), name=name, **kw)
-        for res in r.results:
-            res.mode = f"{'train' if mode else 'eval'} {res.mode}"
-        report.results += r.results
-        report.skipped = r.skipped
-        for k, v in r.evals.items():
-            report.evals[k] = report.evals.get(k, 0) + v
+        report.add(r, "train" if mode else "eval")
     return report
 
 

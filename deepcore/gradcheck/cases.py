@@ -95,13 +95,7 @@ def check_layer(layer, spec, *, params=None, state=None, x=None, train: Sequence
             r = check_grads(f, (params, x, state, k_apply, u), (0, 1), modes=modes, dtype=dtype,
                             argnames=("params", "x", "state", "key", "u"), seed=seed + (1000 if mode else 0),
                             has_aux=True, name=name, **kw)
-            tag = "train" if mode else "eval"
-            for res in r.results:
-                res.mode = f"{tag} {res.mode}"
-            report.results += r.results
-            report.skipped = r.skipped
-            for k_, v in r.evals.items():
-                report.evals[k_] = report.evals.get(k_, 0) + v
+            report.add(r, "train" if mode else "eval")
     return report
 
 

@@ -53,6 +53,16 @@ class Report:
     def ok(self) -> bool:
         return not self.failures()
 
+    def add(self, other: "Report", tag: str) -> None:
+        """Append ``other``'s results with their mode prefixed by ``tag`` (``"train fast/rev"``), its skipped
+        leaves and its evaluation counts (one report for a model checked in several modes)."""
+        for res in other.results:
+            res.mode = f"{tag} {res.mode}"
+        self.results += other.results
+        self.skipped = other.skipped
+        for k, v in other.evals.items():
+            self.evals[k] = self.evals.get(k, 0) + v
+
     def failures(self) -> List[LeafResult]:
         return [r for r in self.results if r.verdict == FAIL]
 

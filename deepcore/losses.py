@@ -126,8 +126,7 @@ def label_guard(name: str, labels, num_classes: int, mask=None):
     if _concrete(labels, mask):
         bad = ~np.asarray(valid)
         if mask is not None:
-            m = np.asarray(mask)
-            bad &= np.broadcast_to(m.reshape(m.shape + (1,) * (bad.ndim - m.ndim)), bad.shape)
+            bad &= np.asarray(_broadcast(mask, bad.shape, "mask"))
         if bad.any():
             at = tuple(int(i) for i in np.argwhere(bad)[0])
             got = int(np.asarray(labels)[at])

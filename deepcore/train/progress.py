@@ -1,4 +1,7 @@
-"""Progress output of the training loop: a redrawn one-line bar on a terminal, plain log lines otherwise."""
+"""Progress output of the training loop: a redrawn one-line bar on a terminal, plain log lines otherwise.
+
+Steps/s and examples/s count from :meth:`Progress.restart` (the loop calls it once the first, compiling step
+has finished), so compilation does not dilute the throughput shown and logged."""
 from __future__ import annotations
 
 import math
@@ -31,6 +34,10 @@ class Progress:
         self.tty = stream.isatty() if tty is None else tty
         self.examples_per_step = examples_per_step
         self.t0, self.s0, self.last_draw = time.perf_counter(), start, 0.0
+
+    def restart(self, step: int) -> None:
+        """Measure throughput from now and ``step`` on (call it after the first, compiling step)."""
+        self.t0, self.s0 = time.perf_counter(), step
 
     def rate(self, step: int):
         dt = time.perf_counter() - self.t0

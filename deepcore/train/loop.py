@@ -110,6 +110,15 @@ def _log_window(t: int, window: Window, progress: Progress, step_fn, log: Metric
             progress.log(t, mean)
 
 
+def _evaluate_at(t: int, eval_step, state, eval_batches, put_batch, log: MetricsLog, progress) -> dict:
+    """Evaluate at step ``t``, log the ``"val"`` record and show it (``progress`` None: process > 0)."""
+    ev = evaluate(eval_step, state, eval_batches(), put_batch)
+    log.append({"step": t, "split": "val", **ev})
+    if progress is not None:
+        progress.message(f"eval at step {t}: {shown(ev)}")
+    return ev
+
+
 def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: Optional[int],
         eval_step: Optional[Callable] = None, eval_batches: Optional[Callable[[], Iterable]] = None,
         eval_every: Optional[int] = None, early_stopping: Optional[EarlyStopping] = None,
@@ -120,18 +129,17 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
     """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` up to ``steps`` total updates
     (``None``: until the batches run out).
 
-    * ``out_dir``: writes ``metrics.jsonl`` and checkpoints (``out_dir/checkpoints``), holding
-      ``out_dir/run.lock`` meanwhile; with ``resume`` it continues from the newest intact checkpoint there,
-      if any (``state`` is then only the layout template); without, existing checkpoints are an error.
-    * ``eval_every``: run ``eval_step`` over ``eval_batches()`` every that many steps and at the end.
-    * ``checkpoint_every``: save every that many steps (and at the end), keeping the last ``keep``.
+    * ``out_dir``: ``metrics.jsonl``, checkpoints (``out_dir/checkpoints``, every ``checkpoint_every`` steps and
+      at the end, the last ``keep`` kept) under ``out_dir/run.lock``; ``resume``: continue from the newest intact
+      checkpoint there (``state`` is then the layout template); without, existing checkpoints are an error.
+    * ``eval_every``: ``evaluate(eval_step, state, eval_batches())`` every that many steps and at the end.
     * ``put_batch``: host batch -> device batch (e.g. ``partial(parallel.shard_batch, mesh=mesh)``).
-    * ``time_left``: seconds left of a time budget whose batches stop when it is spent; the progress ETA
-      uses it, and the stop is reported as ``"time_budget"`` rather than ``"data_exhausted"``.
+    * ``time_left``: seconds left of a time budget whose batches stop when it is spent (the ETA; the stop is
+      ``"time_budget"``, not ``"data_exhausted"``).
     * ``tensorboard`` / ``wandb``: mirror the records to ``out_dir/tb`` / a W&B run (:class:`MetricsLog`);
       ``profile_steps=(10, 15)``: a ``jax.profiler`` trace of those steps in ``out_dir/profile``.
-    * A non-finite ``loss`` or ``grad_norm``, or a non-finite value anywhere in the state about to be saved,
-      evaluated or returned, stops training with a message naming the step and the quantity or arrays.
+    * A non-finite ``loss``/``grad_norm``, or anywhere in the state about to be saved, evaluated or returned,
+      stops training with a message naming the step and the quantity or arrays.
     Only process 0 prints and writes metrics; every process must call ``fit`` (checkpoints are collective).
     """
     _check_args(steps, log_every, eval_every, checkpoint_every, eval_step, eval_batches)
@@ -144,8 +152,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         log = stack.enter_context(MetricsLog(out_dir, resume_step=start if resume else None,
                                              tensorboard=tensorboard, wandb=wandb, write=main))
         for line in notices:  # damaged checkpoints set aside on resume
-            log.append({"step": start, "event": "damaged_checkpoint", "message": line})
-            say(line)
+            say(log.event(start, "damaged_checkpoint", line))
         es = (early_stopping or EarlyStopping())._replace(**{k: saved[k] for k in ("best", "bad_evals") if k in saved})
         at_eval, at_log = Every(eval_every if eval_step is not None else None, steps), Every(log_every, steps)
         at_ckpt = Every(checkpoint_every if ckpt is not None else None, steps)
@@ -160,24 +167,20 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
             profiler.after(t, metrics)
             if t == start + 1:  # throughput and data wait count from the end of the first (compiling) step
                 jax.block_until_ready(metrics)
-                window.restart(), progress.restart(t)
+                window.restart()
+                progress.restart(t)
             saving = at_eval(t) or at_ckpt(t)
             bad = guard.after_step(t, metrics, state, read=saving or at_log(t), whole=saving)
             if bad is not None:
-                reason, message = "nonfinite", _stopped(bad, ckpt)
-                log.append({"step": t, "event": "nonfinite", "message": message})
+                reason, message = "nonfinite", log.event(t, "nonfinite", _stopped(bad, ckpt))
                 break
             if main and window.latest:
                 progress.update(t, window.latest)
             if at_log(t):
                 _log_window(t, window, progress, step_fn, log, main)
             if at_eval(t):
-                ev = evaluate(eval_step, state, eval_batches(), put_batch)
-                log.append({"step": t, "split": "val", **ev})
-                if main:
-                    progress.message(f"eval at step {t}: {shown(ev)}")
-                es = es.update(ev) if early_stopping is not None else es
-                if early_stopping is not None and es.stop:
+                ev = _evaluate_at(t, eval_step, state, eval_batches, put_batch, log, progress if main else None)
+                if early_stopping is not None and (es := es.update(ev)).stop:
                     reason, message = "early_stop", es.message(t)
             if ckpt is not None and (at_ckpt(t) or reason == "early_stop"):
                 ckpt.save(t, state, es.counters())
@@ -196,8 +199,7 @@ def _finish(state, start: int, t: int, reason: str, message: str, *, guard: Step
     if reason != "nonfinite":
         bad = guard.read() or (state_problem(state, t) if t > start else None)
         if bad is not None:
-            reason, message = "nonfinite", _stopped(bad, ckpt)
-            log.append({"step": t, "event": "nonfinite", "message": message})
+            reason, message = "nonfinite", log.event(t, "nonfinite", _stopped(bad, ckpt))
     if reason == "nonfinite":
         if ckpt is not None and ckpt.latest_step() is not None:
             ckpt.wait()

@@ -14,7 +14,7 @@ class Window:
     """Collects host metrics (``add``) and batch-wait time (``batches``) until the next ``record``."""
 
     def __init__(self):
-        self.metrics, self.wait, self.since = [], 0.0, time.perf_counter()
+        self.metrics, self.wait, self.since, self.timed = [], 0.0, time.perf_counter(), False
 
     def add(self, host: dict) -> None:
         self.metrics.append(host)
@@ -25,7 +25,7 @@ class Window:
 
     def batches(self, host_batches: Iterable, put_batch: Callable) -> Iterator[tuple]:
         """``(host batch, put_batch(host batch))`` pairs, timing the wait for each (and its placing)."""
-        it = iter(host_batches)
+        it, self.timed = iter(host_batches), True
         while True:
             waited = time.perf_counter()
             try:
@@ -50,7 +50,7 @@ class Window:
             rec["examples_per_s"] = steps_s * progress.examples_per_step
         rec.update(utilisation(step_fn, steps_s))
         now = time.perf_counter()
-        if now > self.since:
+        if self.timed and now > self.since:   # only when the batches came through ``batches``
             rec["data_wait_fraction"] = self.wait / (now - self.since)
         self.wait, self.since = 0.0, now
         return mean, rec

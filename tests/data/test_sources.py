@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from deepcore.data import formats, sources
+from deepcore.data import formats, prepare, sources
 from deepcore.data.sources import DatasetUnavailable, load, load_text
 
 # module-scoped fixtures: the whole file on one xdist worker so they are built once
@@ -198,7 +198,7 @@ def test_missing_data_without_download_names_the_fix(tmp_path, monkeypatch):
 
 def test_missing_data_without_network_fails_fast(tmp_path, monkeypatch):
     probed = []
-    monkeypatch.setattr(sources, "network_available", lambda url, timeout=2.0: probed.append(url) or False)
+    monkeypatch.setattr(prepare, "network_available", lambda url, timeout=2.0: probed.append(url) or False)
     t = time.perf_counter()
     with pytest.raises(DatasetUnavailable, match="no network"):
         load_text("tiny_shakespeare", data_dir=str(tmp_path), download=True)

@@ -189,3 +189,46 @@ def stream(name: str, split: str, batch_size: int, seed: int = 0, *, data_dir=No
     src, idx = split_indices(name, split, data_dir=data_dir, download=download, manual_dir=manual_dir,
                              validation_fraction=validation_fraction, validation_seed=validation_seed)
     return stream_batches(src, batch_size, seed, indices=idx, **options)
+
+
+INPUTS = ("memory", "stream")
+
+
+def image_batches(input: str, name: str, split: str, batch_size: int, seed: int = 0, *, data_dir=None,
+                  download: bool = True, validation_fraction: float = 0.1, validation_seed: int = 0,
+                  max_examples: Optional[int] = None, num_workers: int = 0, num_threads: int = 4, **options):
+    """The batches of a named image split, held in memory (``input="memory"``: :func:`make_batches` over
+    :func:`load`'s arrays) or streamed from disk (``"stream"``: :func:`stream`); the same batch at every step.
+
+    Both return an object with ``batches(start_step)``, ``steps_per_epoch``, ``num_examples``; ``options``
+    are :func:`make_batches`'s (``shuffle``, ``drop_remainder``, ``pad_remainder``, ``process_index``,
+    ``process_count``, ``num_epochs``, ``transform``). ``max_examples``: the split's first examples only.
+    """
+    from deepcore.data.pipeline import make_batches
+    from deepcore.data.sources import load
+    where = dict(data_dir=data_dir, download=download, validation_fraction=validation_fraction,
+                 validation_seed=validation_seed)
+    if input == "memory":
+        arrays = load(name, split, **where).arrays
+        arrays = {k: v[:max_examples] for k, v in arrays.items()} if max_examples else arrays
+        return make_batches(arrays, batch_size, seed, **options)
+    if input != "stream":
+        raise ValueError(f"--input: expected one of {INPUTS}, got {input!r}")
+    src, idx = split_indices(name, split, **where)
+    idx = np.arange(len(src)) if idx is None else idx
+    return stream_batches(src, batch_size, seed, indices=idx[:max_examples] if max_examples else idx,
+                          num_workers=num_workers, num_threads=num_threads, **options)
+
+
+def stream_channel_stats(pipe: StreamPipeline, max_examples: Optional[int] = None, chunk: int = 4096) -> tuple:
+    """Per-channel ``(mean, std)`` of ``image / 255`` over the stream's examples (the first ``max_examples``),
+    read in chunks: what :func:`channel_stats` gives on the arrays, without holding them."""
+    read = pipe.read
+    index = read.plan.arrays["index"][:max_examples]
+    s = s2 = n = 0
+    for lo in range(0, len(index), chunk):
+        x = stack_records(read_records(read.source, index[lo:lo + chunk]), ("image",))["image"]
+        x = np.asarray(x, np.float64).reshape(-1, x.shape[-1]) / 255.0
+        s, s2, n = s + x.sum(0), s2 + (x * x).sum(0), n + len(x)
+    mean = s / n
+    return mean.astype(np.float32), np.sqrt(np.maximum(s2 / n - mean * mean, 0)).astype(np.float32)

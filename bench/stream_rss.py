@@ -29,12 +29,14 @@ def main():
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--steps", type=int, default=None, help="stop after this many batches (default: one epoch)")
     args = p.parse_args()
+    split = "train"
     if args.name == "big_images":
-        import make_big_dataset  # noqa: F401  (registers the builder with TFDS)
+        import make_big_dataset  # registers the builder with TFDS
+        split = make_big_dataset.split(args.data_dir)
     from deepcore.data import stream_batches
 
     start = rss_mb()
-    src = tfds.data_source(args.name, split="train", data_dir=args.data_dir, download=False)
+    src = tfds.data_source(args.name, split=split, data_dir=args.data_dir, download=False)
     files = [os.path.join(r, f) for r, _, fs in os.walk(args.data_dir) for f in fs if "array_record" in f]
     on_disk = sum(os.path.getsize(f) for f in files)
     pipe = stream_batches(src, args.batch_size, seed=0, process_index=0, process_count=1, num_epochs=1,

@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.testing.mocking import RandomFakeGenerator  # what tfds.testing.mock_data generates with
 
-from deepcore.data import make_batches
+from deepcore.data import load, make_batches
 from deepcore.data.stream import split_indices, stream, stream_batches
 
 pytestmark = pytest.mark.xdist_group("data_test_stream")
@@ -141,3 +141,14 @@ def test_tfds_mock_imagenet_on_disk_streams_like_its_data_source(tmp_path):
     with pytest.raises(ValueError, match="preprocess="):        # images of many sizes need a crop
         stream("mock_imagenet2012", "validation", 10, data_dir=str(tmp_path), process_index=0,
                process_count=1).batch(0)
+
+
+def test_stream_under_tfds_mock_data_matches_load(tmp_path):
+    """``tfds.testing.mock_data`` intercepts the same data_source the stream reads (item access only)."""
+    with tfds.testing.mock_data(num_examples=40):
+        arrays = load("fashion_mnist", "train", data_dir=str(tmp_path), download=False).arrays
+        pipe = stream("fashion_mnist", "train", 12, seed=1, data_dir=str(tmp_path), download=False,
+                      process_index=0, process_count=1, num_threads=1)
+        got = [b for _, b in zip(range(4), pipe.batches(0))]
+    want = [b for _, b in zip(range(4), make_batches(arrays, 12, seed=1, process_index=0, process_count=1).batches(0))]
+    assert len(arrays["label"]) == 36 and all(same(a, b) for a, b in zip(want, got))

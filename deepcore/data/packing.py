@@ -80,11 +80,12 @@ class ReadPacked:
 
     def layout(self, epoch: int) -> tuple:
         """``(document order, end offset of each in the epoch's token stream)``."""
-        if self._layout[0] != epoch:
+        cached = self._layout           # read once: reader threads may replace it (near an epoch boundary)
+        if cached[0] != epoch:
             n = len(self.lengths)
             order = (epoch_permutation(n, self.seed + 1, epoch) if self.shuffle else np.arange(n))
-            self._layout = (epoch, order, np.cumsum(self.lengths[order], dtype=np.int64))
-        return self._layout[1:]
+            cached = self._layout = (epoch, order, np.cumsum(self.lengths[order], dtype=np.int64))
+        return cached[1:]
 
     def rows(self, epoch: int, rows) -> dict:
         order, ends = self.layout(epoch)

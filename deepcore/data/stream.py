@@ -70,9 +70,10 @@ class ReadBatch:
 
     def indices(self, step: int) -> dict:
         epoch = step // self.plan.steps_per_epoch
-        if self._order[0] != epoch:
-            self._order = (epoch, self.plan.order(epoch))
-        return self.plan.batch(step, self._order[1])
+        cached = self._order            # read once: reader threads may replace it (near an epoch boundary)
+        if cached[0] != epoch:
+            cached = self._order = (epoch, self.plan.order(epoch))
+        return self.plan.batch(step, cached[1])
 
     def __call__(self, step: int) -> dict:
         b = self.indices(int(step))

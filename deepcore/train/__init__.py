@@ -6,6 +6,7 @@ training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``), ``progress`` 
 """
 from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.loop import EarlyStopping, FitResult, evaluate, fit
+from deepcore.train.predict import evaluate_split, flip_averaged, predict
 from deepcore.train.state import TrainState, create_state, init_state
 from deepcore.train.step import (DPSGD, classifier_loss, compile_fn, eval_step, make_eval, make_update,
                                  per_example_grads, train_step)

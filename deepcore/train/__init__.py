@@ -1,8 +1,8 @@
 """Training: the state pytree, compiled step builders, parallel layouts, populations, checkpoints, the loop.
 
 Submodules: ``state``, ``step``, ``parallel`` (mesh, sharding, multi-process), ``population`` (vmapped
-training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``), ``predict`` (predictions, exact evaluation over a split), ``progress`` (its output), ``metrics_log``
-(metrics.jsonl, TensorBoard, W&B), ``guard``
+training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``), ``predict`` (predictions and exact
+evaluation over a whole split), ``progress`` (its output), ``metrics_log`` (metrics.jsonl, TensorBoard, W&B), ``guard``
 (the whole-state non-finite check), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run per folder).
 """
 from deepcore.train.checkpoint import Checkpointer

@@ -42,18 +42,16 @@ def main(args):
     t_start = time.perf_counter()
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
 
     from deepcore import tree
     from deepcore.core import cast
     from deepcore.data import channel_stats, load, make_batches
     from deepcore.data.preprocess import Preprocess, augmentation
-    from deepcore.interpret import attribution_map, classifier_report, reliability_diagram, saliency, save_overlays
     from deepcore.layers import serial
     from deepcore.models import cnn, resnet
     from deepcore.train import (classifier_loss, evaluate_split, fit, flip_averaged, init_state, parallel, predict,
-                                read_metrics, train_step)
+                                train_step)
     from deepcore.train.compile_options import YNN_FUSION
 
     # data: uint8 images and int32 labels (with --smoke the first examples of each split)
@@ -110,7 +108,7 @@ def main(args):
     offset = common.last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     clock = lambda: offset + time.perf_counter() - t_start   # seconds of this run, over resumed segments
 
-    # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs
+    # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
     n_params = tree.param_count(state.params)
     print(f"{args.experiment}: {n_params:,} parameters, {len(train['label'])} train / {len(val['label'])} validation "
           f"/ {len(test['label'])} test examples of {args.dataset}, {steps} steps of {args.batch_size} on "
@@ -121,42 +119,48 @@ def main(args):
                  put_batch=lambda b: b if b is None else parallel.shard_batch(b, mesh))
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-    state = result.state
+    test_metrics = evaluate(test, args=(result.state,), prefix="test_")
+    probs = predict(lambda s, x: jax.nn.softmax(logits(s, x), -1), test["image"], EVAL_BATCH, args=(result.state,),
+                    mesh=mesh)
+    return report(args, result, model, info, test, dict(test_metrics, wall_s=clock(), parameters=n_params), probs)
 
-    # report: test metrics, calibration, saliency, curves, results.json
-    test_metrics = evaluate(test, args=(state,), prefix="test_")
-    wall = clock()
+
+def report(args, result, model, info, test, run: dict, probs):
+    """results.json, curves.png, calibration.json, reliability.png and saliency.png of the trained ``model``;
+    ``run``: the test metrics, ``wall_s`` and ``parameters``; ``probs``: the test split's class probabilities."""
+    import numpy as np
+
+    from deepcore.interpret import attribution_map, classifier_report, reliability_diagram, saliency, save_overlays
+    from deepcore.train import read_metrics
+
     records = read_metrics(args.out)
     vals = [r for r in records if r.get("split") == "val"]
     rates = [r["examples_per_s"] for r in records if r.get("split") == "train" and "examples_per_s" in r]
-    metrics = {"test_accuracy": test_metrics["test_accuracy"], "test_loss_nats": test_metrics["test_loss"],
+    metrics = {"test_accuracy": run["test_accuracy"], "test_loss_nats": run["test_loss"],
                "val_accuracy": vals[-1]["val_accuracy"] if vals else None,
                "val_loss_nats": vals[-1]["val_loss"] if vals else None}
     for minutes in (5, 10, 15):
         done = [r["val_accuracy"] for r in vals if r.get("val_wall_s", float("inf")) <= 60 * minutes]
         metrics[f"val_accuracy_at_{minutes}min"] = done[-1] if done else None
     common.plot_curves(args.out)
-    probs = predict(lambda s, x: jax.nn.softmax(logits(s, x), -1), test["image"], EVAL_BATCH, args=(state,), mesh=mesh)
-    report = classifier_report(probs, test["label"], num_classes=len(info.class_names))
+    cal = classifier_report(probs, test["label"], num_classes=len(info.class_names))
     with open(os.path.join(args.out, "calibration.json"), "w") as f:
-        json.dump(dict(report, class_names=list(info.class_names)), f, indent=1)
+        json.dump(dict(cal, class_names=list(info.class_names)), f, indent=1)
     reliability_diagram(os.path.join(args.out, "reliability.png"), probs, test["label"],
-                        title=f"test split: accuracy {report['accuracy']:.4f}, ECE {report['ece']:.4f}")
-    metrics.update({"test_ece": report["ece"], "test_mce": report["mce"], "test_nll_nats": report["nll_nats"],
-                    "test_worst_class_accuracy": min(report["per_class_accuracy"])})
-    x = Preprocess(mean, std).apply({}, {}, test["image"][:8])[0]   # |d logit(true class) / d image| of 8 images
-    net_fn = lambda x: net.apply(state.params["net"], state.model_state.get("net", {}), x)[0]
-    maps = attribution_map(saliency(net_fn, x, test["label"][:8]), "abs_max")
-    preds = np.asarray(jnp.argmax(net_fn(x), -1))
-    save_overlays(os.path.join(args.out, "saliency.png"), test["image"][:8], maps,
-                  titles=[f"{info.class_names[t]}\n-> {info.class_names[p]}" for t, p in zip(test["label"], preds)])
-    res = common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=wall, steps=result.step,
+                        title=f"test split: accuracy {cal['accuracy']:.4f}, ECE {cal['ece']:.4f}")
+    metrics.update({"test_ece": cal["ece"], "test_mce": cal["mce"], "test_nll_nats": cal["nll_nats"],
+                    "test_worst_class_accuracy": min(cal["per_class_accuracy"])})
+    state, images, labels = result.state, test["image"][:8], test["label"][:8]   # |d logit(true class) / d pixel|
+    fn = lambda x: model.apply(state.params, state.model_state, x)[0]   # noqa: E731
+    maps = attribution_map(saliency(fn, images.astype(np.float32), labels), "abs_max")
+    save_overlays(os.path.join(args.out, "saliency.png"), images, maps, titles=[
+        f"{info.class_names[t]}\n-> {info.class_names[p]}" for t, p in zip(labels, probs[:8].argmax(-1))])
+    res = common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=run["wall_s"], steps=result.step,
                                train_examples_per_s=rates[-1] if rates else None,
-                               extra={"parameters": n_params, "stop_reason": result.stop_reason})
+                               extra={"parameters": run["parameters"], "stop_reason": result.stop_reason})
     print(json.dumps({"test_accuracy": metrics["test_accuracy"], "val_accuracy": metrics["val_accuracy"],
                       "wall_s": res["wall_s"], "steps": result.step, "out": args.out}))
     return res
-
 
 if __name__ == "__main__":
     common.run(main, parser())

@@ -119,10 +119,10 @@ def main(args):
                  put_batch=lambda b: b if b is None else parallel.shard_batch(b, mesh))
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-    test_metrics = evaluate(test, args=(result.state,), prefix="test_")
+    run = dict(evaluate(test, args=(result.state,), prefix="test_"), wall_s=clock(), parameters=n_params)
     probs = predict(lambda s, x: jax.nn.softmax(logits(s, x), -1), test["image"], EVAL_BATCH, args=(result.state,),
                     mesh=mesh)
-    return report(args, result, model, info, test, dict(test_metrics, wall_s=clock(), parameters=n_params), probs)
+    return report(args, result, model, info, test, run, probs)
 
 
 def report(args, result, model, info, test, run: dict, probs):
@@ -161,6 +161,7 @@ def report(args, result, model, info, test, run: dict, probs):
     print(json.dumps({"test_accuracy": metrics["test_accuracy"], "val_accuracy": metrics["val_accuracy"],
                       "wall_s": res["wall_s"], "steps": result.step, "out": args.out}))
     return res
+
 
 if __name__ == "__main__":
     common.run(main, parser())

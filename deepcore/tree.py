@@ -124,6 +124,13 @@ def path_mask(tree, patterns: Patterns, *, regex: bool = False):
     return jax.tree_util.tree_map_with_path(lambda p, _: any(match(path_str(p))), tree)
 
 
+def decay_mask(params):
+    """A tree of bools shaped like ``params``: True for kernels (leaves with 2 or more dimensions), False for
+    biases, norm scales and other vectors: ``optax.adamw(lr, weight_decay=wd, mask=decay_mask)`` decays
+    only the kernels."""
+    return jax.tree.map(lambda a: np.ndim(a) > 1, params)
+
+
 def freeze(optimizer: optax.GradientTransformation, patterns: Patterns, *, regex: bool = False):
     """``optimizer`` for the leaves whose path does not match ``patterns``; matched leaves get zero updates.
 

@@ -7,30 +7,25 @@
 Model (deepcore.models.vit.ViT): 4x4 patches (49 tokens at 28x28) projected to width 96, a class token
 (--pool cls) or mean pooling (--pool mean), learned positions, 4 pre-LayerNorm blocks (4 heads, 2x exact-GELU
 MLP, scanned over layers), a final LayerNorm and a dense head: 0.31M parameters. 5 epochs of batches of 128
-are sized for about 15 minutes on 2 CPU cores (val_accuracy_at_15min is recorded either way). Training is the image-classifier recipe of mlp.py
-and cnn.py (image_classifier.py): random crops and flips, AdamW with warm-up + cosine decay, label
-smoothing, exact batched evaluation. Writes results.json, metrics.jsonl, checkpoints, curves.png and
-saliency.png.
+are sized for about 15 minutes on 2 CPU cores (val_accuracy_at_15min is recorded either way). Training is the
+recipe of mlp.py and cnn.py: random crops and flips, AdamW with warm-up + cosine decay, label smoothing, exact
+evaluation over whole splits. Writes results.json, metrics.jsonl, checkpoints, curves.png, calibration.json,
+reliability.png and saliency.png. Every evaluation record carries ``val_wall_s`` (seconds since the start).
 """
+import functools
+import json
+import os
+import time
+
 import common
 import flagcheck
-import image_classifier
 
-
-def make_model(num_classes, image_shape, args):
-    from deepcore.models.vit import ViT
-
-    if image_shape[0] % args.patch_size or image_shape[1] % args.patch_size:
-        raise common.UsageError(f"--patch-size {args.patch_size} must divide the {image_shape[0]}x{image_shape[1]} "
-                                f"images of {args.dataset}")
-    return ViT(num_classes, patch_size=args.patch_size, d_model=args.d_model, num_layers=args.layers,
-               num_heads=args.heads, pool=args.pool, mlp_ratio=args.mlp_ratio, dropout=args.dropout)
+EVAL_BATCH = 500
 
 
 def parser():
     p = common.parser("vit", __doc__.splitlines()[0], epochs=5, batch_size=128, lr=2e-3)
-    image_classifier.add_flags(p, augment="crop+flip", weight_decay=0.05, warmup=0.05, label_smoothing=0.1,
-                               ynn="off")
+    common.image_flags(p, augment="crop+flip", weight_decay=0.05, warmup=0.05, label_smoothing=0.1, ynn="off")
     p.add_argument("--patch-size", type=int, default=4, help="side of the square patches (must divide H and W)")
     p.add_argument("--d-model", type=int, default=96, help="token width")
     p.add_argument("--layers", type=int, default=4, help="transformer blocks")
@@ -45,12 +40,134 @@ def parser():
 
 
 def main(args):
+    t_start = time.perf_counter()
     if args.smoke:
         args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
     if args.d_model % args.heads:
         raise common.UsageError(f"--heads: with --smoke, expected a divisor of the smoke width {args.d_model}, "
                                 f"got {args.heads}")
-    return image_classifier.main(args, make_model, saliency=True)
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from deepcore import tree
+    from deepcore.core import cast
+    from deepcore.data import channel_stats, load, make_batches
+    from deepcore.data.preprocess import Preprocess, augmentation
+    from deepcore.layers import serial
+    from deepcore.models.vit import ViT
+    from deepcore.train import (classifier_loss, evaluate_split, fit, flip_averaged, init_state, parallel, predict,
+                                train_step)
+    from deepcore.train.compile_options import YNN_FUSION
+
+    # data: uint8 images and int32 labels (with --smoke the first examples of each split)
+    splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
+    info = splits[0].info
+    train, val, test = ({k: v[:common.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
+                        for ds, s in zip(splits, common.IMAGE_SMOKE))
+    if args.batch_size > len(train["label"]):  # needs the split's size: right after loading, before compiling
+        raise common.UsageError(f"--batch-size: expected at most {len(train['label'])} (the {args.dataset} training "
+                                f"split), got {args.batch_size}")
+    if args.tta == "flip" and len(info.shape) != 3:
+        raise common.UsageError(f"--tta flip needs images (height, width, channels); {args.dataset} gives {info.shape}")
+    devs = common.devices(args.devices)
+    mesh = parallel.make_mesh(devs)
+    cdt = jnp.bfloat16 if args.precision == "bfloat16" else jnp.float32
+
+    # model: normalise, augment (in training) and cast inside the compiled step, then the network
+    if info.shape[0] % args.patch_size or info.shape[1] % args.patch_size:
+        raise common.UsageError(f"--patch-size {args.patch_size} must divide the {info.shape[0]}x{info.shape[1]} "
+                                f"images of {args.dataset}")
+    net = ViT(info.num_classes, patch_size=args.patch_size, d_model=args.d_model, num_layers=args.layers,
+              num_heads=args.heads, pool=args.pool, mlp_ratio=args.mlp_ratio, dropout=args.dropout)
+    mean, std = channel_stats(train["image"])
+    model = serial({"prep": Preprocess(mean, std, augmentation(args.augment, info.shape[0]), cdt), "net": net})
+
+    # optimiser: AdamW on the kernels, linear warm-up then cosine decay to lr / 1000
+    pipe = make_batches(train, args.batch_size, seed=args.seed, process_index=0, process_count=1)
+    steps = common.num_steps(args, pipe.steps_per_epoch, smoke_steps=6)
+    every = max(1, round(args.eval_every * pipe.steps_per_epoch)) if not args.smoke else max(1, steps // 2)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(1, int(args.warmup * steps)), max(steps, 2),
+                                                  end_value=args.lr * 1e-3)
+    tx = optax.adamw(schedule, weight_decay=args.weight_decay, mask=tree.decay_mask)
+
+    # step: label-smoothed cross-entropy, data-parallel over the mesh
+    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8), tx, args.seed)
+    shardings = parallel.step_shardings(state, mesh)
+    state = parallel.place_state(state, shardings["state_sharding"])
+    options = YNN_FUSION if args.ynn_fusion == "on" and jax.default_backend() == "cpu" else None
+    step = train_step(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing), tx,
+                      compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
+                      **shardings)
+
+    def logits(state, images):  # eval mode in the compute dtype; float32 logits (log-probabilities with --tta flip)
+        params = state.params if cdt == jnp.float32 else cast(state.params, cdt)
+        fn = lambda x: model.apply(params, state.model_state, x, train=False)[0].astype(jnp.float32)
+        return fn(images) if args.tta == "none" else flip_averaged(fn)(images)
+
+    def per_example(state, batch):  # (B,) cross-entropy and correctness; evaluate_split averages them exactly
+        out = logits(state, batch["image"])
+        return {"loss": optax.softmax_cross_entropy_with_integer_labels(out, batch["label"]),
+                "accuracy": jnp.argmax(out, -1) == batch["label"]}
+
+    evaluate = functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
+                                 compiler_options=options)
+    offset = common.last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
+    clock = lambda: offset + time.perf_counter() - t_start   # seconds of this run, over resumed segments
+
+    # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
+    n_params = tree.param_count(state.params)
+    print(f"{args.experiment}: {n_params:,} parameters, {len(train['label'])} train / {len(val['label'])} validation "
+          f"/ {len(test['label'])} test examples of {args.dataset}, {steps} steps of {args.batch_size} on "
+          f"{len(devs)} {devs[0].platform} device(s), {args.precision}", flush=True)
+    result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,
+                 eval_step=lambda state, _: {"wall_s": clock(), **evaluate(val, args=(state,))},
+                 out_dir=args.out, checkpoint_every=every, resume=args.resume, log_every=max(1, min(100, every)),
+                 put_batch=lambda b: b if b is None else parallel.shard_batch(b, mesh))
+    if result.stop_reason == "nonfinite":
+        raise common.UsageError(result.message)
+    run = dict(evaluate(test, args=(result.state,), prefix="test_"), wall_s=clock(), parameters=n_params)
+    probs = predict(lambda s, x: jax.nn.softmax(logits(s, x), -1), test["image"], EVAL_BATCH, args=(result.state,),
+                    mesh=mesh)
+    return report(args, result, model, info, test, run, probs)
+
+
+def report(args, result, model, info, test, run: dict, probs):
+    """results.json, curves.png, calibration.json, reliability.png and saliency.png of the trained ``model``;
+    ``run``: the test metrics, ``wall_s`` and ``parameters``; ``probs``: the test split's class probabilities."""
+    import numpy as np
+
+    from deepcore.interpret import attribution_map, classifier_report, reliability_diagram, saliency, save_overlays
+    from deepcore.train import read_metrics
+
+    records = read_metrics(args.out)
+    vals = [r for r in records if r.get("split") == "val"]
+    rates = [r["examples_per_s"] for r in records if r.get("split") == "train" and "examples_per_s" in r]
+    metrics = {"test_accuracy": run["test_accuracy"], "test_loss_nats": run["test_loss"],
+               "val_accuracy": vals[-1]["val_accuracy"] if vals else None,
+               "val_loss_nats": vals[-1]["val_loss"] if vals else None}
+    for minutes in (5, 10, 15):
+        done = [r["val_accuracy"] for r in vals if r.get("val_wall_s", float("inf")) <= 60 * minutes]
+        metrics[f"val_accuracy_at_{minutes}min"] = done[-1] if done else None
+    common.plot_curves(args.out)
+    cal = classifier_report(probs, test["label"], num_classes=len(info.class_names))
+    with open(os.path.join(args.out, "calibration.json"), "w") as f:
+        json.dump(dict(cal, class_names=list(info.class_names)), f, indent=1)
+    reliability_diagram(os.path.join(args.out, "reliability.png"), probs, test["label"],
+                        title=f"test split: accuracy {cal['accuracy']:.4f}, ECE {cal['ece']:.4f}")
+    metrics.update({"test_ece": cal["ece"], "test_mce": cal["mce"], "test_nll_nats": cal["nll_nats"],
+                    "test_worst_class_accuracy": min(cal["per_class_accuracy"])})
+    state, images, labels = result.state, test["image"][:8], test["label"][:8]   # |d logit(true class) / d pixel|
+    fn = lambda x: model.apply(state.params, state.model_state, x)[0]   # noqa: E731
+    maps = attribution_map(saliency(fn, images.astype(np.float32), labels), "abs_max")
+    save_overlays(os.path.join(args.out, "saliency.png"), images, maps, titles=[
+        f"{info.class_names[t]}\n-> {info.class_names[p]}" for t, p in zip(labels, probs[:8].argmax(-1))])
+    res = common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=run["wall_s"], steps=result.step,
+                               train_examples_per_s=rates[-1] if rates else None,
+                               extra={"parameters": run["parameters"], "stop_reason": result.stop_reason})
+    print(json.dumps({"test_accuracy": metrics["test_accuracy"], "val_accuracy": metrics["val_accuracy"],
+                      "wall_s": res["wall_s"], "steps": result.step, "out": args.out}))
+    return res
 
 
 if __name__ == "__main__":

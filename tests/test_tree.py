@@ -127,3 +127,16 @@ def test_summary(built):
     assert rows[8].split()[-1] == f"{(8 * 3 + 3) + (8 * 2 + 2):,}"
     assert rows[0].split()[-1] == f"{TOTAL:,}"
     assert tree.summary(Dense(3), None, (5,)).count("float32") == 5  # row output, w, b; footer input, output
+
+
+def test_decay_mask_marks_kernels_only():
+    import optax
+    params = {"dense": {"w": jnp.ones((3, 2)), "b": jnp.ones((2,))}, "conv": {"w": jnp.ones((3, 3, 1, 4))},
+              "norm": {"scale": jnp.ones((4,))}}
+    mask = tree.decay_mask(params)
+    assert mask == {"dense": {"w": True, "b": False}, "conv": {"w": True}, "norm": {"scale": False}}
+    tx = optax.adamw(1.0, weight_decay=0.5, mask=tree.decay_mask)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zero, tx.init(params), params)               # zero gradients: the update is the decay
+    assert float(jnp.abs(updates["dense"]["b"]).max()) == 0.0 and float(jnp.abs(updates["norm"]["scale"]).max()) == 0.0
+    np.testing.assert_allclose(updates["dense"]["w"], -0.5 * params["dense"]["w"])

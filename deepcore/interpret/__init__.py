@@ -12,4 +12,4 @@ from deepcore.interpret.calibration import (calibration_bins, classifier_report,
 from deepcore.interpret.capture import (activation_stats, capture, grad_norms, layer_paths,  # noqa: F401
                                         layer_stats, split_captured, with_capture)
 from deepcore.interpret.ensembles import ensemble_probs, ensemble_report, member_logits, member_probs  # noqa: F401
-from deepcore.interpret.plots import reliability_diagram, save_overlays  # noqa: F401
+from deepcore.interpret.plots import reliability_diagram, save_overlays, train_test_curves  # noqa: F401

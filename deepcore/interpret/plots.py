@@ -96,3 +96,35 @@ def reliability_diagram(path: str, probs, labels, *, num_bins: int = 15, title: 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def train_test_curves(path: str, curves: dict, *, gaps: Optional[dict] = None, train_label: str = "train",
+                      title: Optional[str] = None) -> str:
+    """A PNG with one panel per run: train and test accuracy over steps, titled with the generalisation gap.
+
+    ``curves``: ``{run name: [{"step": int, "train_accuracy": float, "test_accuracy": float}, ...]}`` (the
+    evaluations of each run, in order); ``gaps``: ``{run name: gap}`` measured elsewhere (default: train minus
+    test accuracy of the last evaluation). Returns ``path``."""
+    plt = _plt()
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    for ax, (name, curve) in zip(axes.flat, curves.items()):
+        steps = [c["step"] for c in curve]
+        ax.plot(steps, [c["train_accuracy"] for c in curve], label=train_label)
+        ax.plot(steps, [c["test_accuracy"] for c in curve], label="test", linestyle="--")
+        gap = gaps[name] if gaps else curve[-1]["train_accuracy"] - curve[-1]["test_accuracy"]
+        ax.set_title(f"{name.replace('_', ' ')}: gap {gap:.3f}", fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title or "train vs test accuracy (gap: final train - test accuracy)", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -2,7 +2,8 @@
 
 Submodules: ``state``, ``step``, ``parallel`` (mesh, sharding, multi-process), ``population`` (vmapped
 training of N models), ``checkpoint`` (orbax), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run
-per folder), and ``loop`` (``fit``) with the parts it is composed of, each usable in a loop of your own:
+per folder), ``predict`` (predictions and exact evaluation over a whole split), and ``loop`` (``fit``) with the
+parts it is composed of, each usable in a loop of your own:
 ``metrics_log`` (metrics.jsonl, TensorBoard, W&B), ``progress`` (the bar and log lines), ``window`` (the logged
 means, throughput, data wait), ``guard`` (the non-finite checks), ``periodic`` (``Every``), ``early_stopping``,
 ``profiler`` (``ProfileWindow``), ``resume`` (``open_run``).
@@ -13,6 +14,7 @@ from deepcore.train.guard import StepGuard, state_problem
 from deepcore.train.loop import FitResult, current_step, evaluate, fit
 from deepcore.train.metrics_log import MetricsLog, read_metrics
 from deepcore.train.periodic import Every
+from deepcore.train.predict import evaluate_split, flip_averaged, predict
 from deepcore.train.profiler import ProfileWindow
 from deepcore.train.progress import Progress
 from deepcore.train.resume import open_run

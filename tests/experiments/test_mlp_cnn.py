@@ -55,25 +55,6 @@ def test_cnn_smoke(tmp_path):
     assert any(r.get("split") == "val" and "val_wall_s" in r for r in records(out))
 
 
-def test_flip_tta_averages_probabilities_and_ignores_the_mirror():
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from image_classifier import flip_averaged
-
-    k1, k2 = jax.random.split(jax.random.key(0))
-    w = jax.random.normal(k1, (6 * 5 * 2, 4))
-    logits = lambda x: x.reshape(len(x), -1) @ w            # not flip-invariant by itself
-    x = jax.random.normal(k2, (3, 6, 5, 2))
-    mirror = x[:, :, ::-1]
-    assert not np.allclose(logits(x), logits(mirror), atol=1e-3)
-    out = flip_averaged(logits)(x)
-    want = jnp.log((jax.nn.softmax(logits(x)) + jax.nn.softmax(logits(mirror))) / 2)
-    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out, flip_averaged(logits)(mirror), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jnp.exp(out).sum(-1), 1.0, rtol=1e-5)
-
-
 def test_bad_flag_is_one_line(tmp_path):
     proc = script("cnn.py", "--smoke", "--augment", "rot", "--out", str(tmp_path), timeout=120)
     assert proc.returncode == 2

@@ -46,3 +46,15 @@ def test_per_class_accuracy_report_and_diagram(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="expected probs"):
         expected_calibration_error(PROBS, LABELS[:3])
+
+
+def test_train_test_curves_writes_a_png(tmp_path):
+    from deepcore.interpret import train_test_curves
+
+    curve = [{"step": s, "train_accuracy": 0.5 + 0.1 * i, "test_accuracy": 0.5 + 0.05 * i} for i, s in enumerate((2, 4))]
+    path = train_test_curves(str(tmp_path / "sub" / "gap.png"), {"baseline": curve, "dropout": curve[:1]},
+                             gaps={"baseline": 0.05, "dropout": 0.0})
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(KeyError):       # a run without its measured gap is an error, not a silent default
+        train_test_curves(str(tmp_path / "x.png"), {"baseline": curve}, gaps={"other": 0.1})

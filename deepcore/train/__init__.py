@@ -3,8 +3,10 @@
 Submodules: ``state``, ``step``, ``parallel`` (mesh, sharding, multi-process), ``population`` (vmapped
 training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``), ``progress`` (its output), ``metrics_log``
 (metrics.jsonl, TensorBoard, W&B), ``guard``
-(the whole-state non-finite check), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run per folder).
+(the whole-state non-finite check), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run per folder),
+``budget`` (a wall-clock training budget across resumes).
 """
+from deepcore.train.budget import TimeBudget, spent_before, warmup_cosine
 from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.loop import EarlyStopping, FitResult, evaluate, fit
 from deepcore.train.metrics_log import MetricsLog, read_metrics

@@ -252,3 +252,28 @@ def test_step_takes_loss_and_penalty_callables_and_the_layers_moved_with_old_pat
     assert old.PhaseConvTranspose is L.PhaseConvTranspose and old.SpectralNorm is L.SpectralNorm
     assert old.spectral_normalize is L.spectral_normalize
     assert deepcore.frechet.frechet_distance is deepcore.gan.frechet.frechet_distance
+
+
+def test_fid_classifier_is_cached_and_the_score_is_the_frechet_distance_of_its_features(tmp_path):
+    from deepcore.gan import fid
+    from deepcore.gan.grid import save_grid
+
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8), "label": rng.integers(0, 10, 256)}
+    path = str(tmp_path / fid.cache_name("toy", 0.5))
+    params, trained = fid.load_classifier(path, arrays, epochs=0.5, seed=0)
+    again, trained_again = fid.load_classifier(path, arrays, epochs=0.5, seed=0)
+    assert trained and not trained_again and _same(params, again)      # the second call reads the cache
+    images = fid.unit(arrays["image"])
+    assert images.min() >= -1 and images.max() <= 1
+    score = fid.FrechetScore(again, images[:100])
+    feats = score.features(images[100:200])
+    assert feats.shape == (100, 128)
+    assert score(images[100:200]) == pytest.approx(frechet_distance(*feature_stats(score.features(images[:100])),
+                                                                    *feature_stats(feats)), rel=1e-12)
+    assert score(images[:100]) == pytest.approx(0.0, abs=1e-6)
+    pred = score.predict(images[:10])
+    assert score.class_match(images[:10], pred) == 1.0 and score.class_match(images[:10], (pred + 1) % 10) == 0.0
+    out = save_grid(images[:6], str(tmp_path / "g.png"), 2)
+    from PIL import Image
+    assert Image.open(out).size == (3 * (3 * 30 + 2), 3 * (2 * 30 + 2))

@@ -106,6 +106,11 @@ class MetricsLog:
         if self._wandb is not None and values:
             self._wandb.log(values, step=step)
 
+    def event(self, step: int, kind: str, message: str) -> str:
+        """Append the notice ``{"step", "event": kind, "message"}``; returns ``message``."""
+        self.append({"step": step, "event": kind, "message": message})
+        return message
+
     def flush(self) -> None:
         if self._tb is not None:
             self._tb.flush()

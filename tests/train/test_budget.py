@@ -37,3 +37,19 @@ def test_budget_stops_on_training_time_excludes_evaluations_and_drives_the_sched
     lr = warmup_cosine(1.0, warmup_steps=10, end_fraction=0.1)
     assert lr(0, 0.0) == pytest.approx(0.1) and lr(9, 0.0) == pytest.approx(1.0)
     assert lr(50, 0.5) == pytest.approx(0.55) and lr(50, 1.0) == pytest.approx(0.1)
+
+
+def test_spent_before_reads_the_newest_checkpointed_evaluation(tmp_path):
+    import json
+
+    import numpy as np
+
+    from deepcore.train import Checkpointer, spent_before
+
+    assert spent_before(str(tmp_path)) == 0.0                      # no checkpoints: a fresh clock
+    with Checkpointer(str(tmp_path / "checkpoints"), async_save=False) as ckpt:
+        ckpt.save(4, {"w": np.zeros(2, np.float32)})
+    recs = [{"step": 2, "split": "val", "val_train_s": 10.0}, {"step": 4, "split": "train", "loss": 1.0},
+            {"step": 4, "split": "val", "val_train_s": 20.0}, {"step": 6, "split": "val", "val_train_s": 30.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert spent_before(str(tmp_path)) == 20.0                     # step 6 came after the newest checkpoint

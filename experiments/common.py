@@ -242,18 +242,11 @@ def read_metrics(out: str) -> list:
 
 
 def last_checkpointed(out: str, key: str, default: float = 0.0) -> float:
-    """``key`` of the newest ``metrics.jsonl`` record at or before the newest checkpoint in ``out`` (for resuming
-    clocks such as seconds already spent); ``default`` when there is none."""
-    from deepcore.train import Checkpointer
+    """``key`` of the newest ``metrics.jsonl`` record at or before the newest checkpoint in ``out``:
+    :func:`deepcore.train.budget.last_checkpointed`."""
+    from deepcore.train.budget import last_checkpointed as last
 
-    ckdir = os.path.join(out, "checkpoints")
-    if not os.path.isdir(ckdir):
-        return default
-    with Checkpointer(ckdir) as ckpt:
-        last = ckpt.latest_step()
-    if last is None:
-        return default
-    return max((r[key] for r in read_metrics(out) if key in r and r["step"] <= last), default=default)
+    return last(out, key, default)
 
 
 def plot_curves(out: str, keys=("loss", "accuracy")) -> Optional[str]:

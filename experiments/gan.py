@@ -9,22 +9,19 @@ D conv(64, k4, s2) - LeakyReLU(0.2) - conv(128, k4, s2) - LeakyReLU(0.2) - dense
 both, non-saturating loss, one D and one G update per step, an EMA of G for sampling.
 
 Sample quality: the Fréchet distance between Gaussians fitted to the penultimate-layer features of a small
-CNN classifier (trained once on the training split, 2 epochs, seed 0, cached as msgpack next to the data)
-for ``--fid-samples`` generated images and the same number of training images. Reported next to its floor
-(held-out test images vs the training images) and its value at initialisation. The conditional model also
-reports how often the classifier assigns generated samples the class they were generated for.
+CNN classifier (trained once on the training split, 2 epochs, seed 0, cached as an orbax checkpoint next to
+the data) for ``--fid-samples`` generated images and the same number of training images (deepcore.gan.fid).
+Reported next to its floor (held-out test images vs the training images) and its value at initialisation.
+The conditional model also reports how often the classifier assigns generated samples their class.
 """
-from __future__ import annotations
-
-import math
 import os
 import time
 
 import common
 import flagcheck
-from budget import Budget, spent_before
 
 SMOKE_TRAIN = 2048  # training images of a --smoke run
+MINUTES = 15.0      # the time budget when neither --steps nor --epochs is given
 
 
 def add_flags(p):
@@ -42,7 +39,8 @@ def add_flags(p):
     p.add_argument("--fid-samples", type=int, default=5000, help="images per side of each Fréchet distance")
     p.add_argument("--upsample", choices=("phase", "transpose"), default="phase",
                    help="transposed convs as per-phase convolutions (fast on CPU) or lax.conv_transpose")
-    p.add_argument("--ynn", action="store_true", help="compile the step with XLA:CPU's YNN fusions (dot, eltwise, reduce)")
+    p.add_argument("--ynn", action="store_true",
+                   help="compile the step with XLA:CPU's YNN fusions (dot, eltwise, reduce)")
     flagcheck.rule(p, "--devices", "1 (the GAN script runs on one device)", lambda v, a: v == 1)
     flagcheck.above(p, 0, "--minutes")
     flagcheck.at_least(p, 0, "--penalty-weight")
@@ -55,78 +53,6 @@ def add_flags(p):
     return p
 
 
-# ----------------------------------------------------------------------------- the fixed classifier
-
-def classifier():
-    """A small CNN: features (penultimate, 128 ReLU units) and a 10-way head."""
-    from deepcore import layers as L
-    from deepcore import initializers as I
-
-    features = L.serial(L.Conv2D(32, 3, strides=2, w_init=I.he_normal), L.Relu,
-                        L.Conv2D(64, 3, strides=2, w_init=I.he_normal), L.Relu,
-                        L.Flatten(), L.Dense(128, w_init=I.he_normal), L.Relu)
-    return L.serial({"features": features, "head": L.Dense(10)})
-
-
-def train_classifier(train_arrays, *, epochs: float = 2.0, seed: int = 0, batch_size: int = 128):
-    """Train :func:`classifier` with Adam(1e-3) for ``epochs`` on ``train_arrays``; returns (params, state)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-    from deepcore.data import make_batches
-    from deepcore.train import classifier_loss, init_state, train_step
-
-    model = classifier()
-    tx = optax.adam(1e-3)
-    state = init_state(model, jax.ShapeDtypeStruct((batch_size, 28, 28, 1), jnp.float32), tx, seed)
-    loss = classifier_loss(model)
-    step = train_step(lambda p, s, b, k, t: loss(p, s, {"x": b["image"].astype(jnp.float32) / 127.5 - 1,
-                                                         "y": b["label"]}, k, t), tx)
-    pipe = make_batches(train_arrays, batch_size, seed=seed)
-    steps = max(1, round(epochs * pipe.steps_per_epoch))
-    for i, batch in enumerate(pipe.batches(0)):
-        if i == steps:
-            break
-        state, _ = step(state, batch)
-    return state.params, state.model_state
-
-
-def load_classifier(path, train_arrays, **kw):
-    """The classifier's params from ``path`` (msgpack), training and saving it first if it is not there."""
-    import jax
-    import jax.numpy as jnp
-    from flax import serialization
-
-    template = classifier().init(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32))[1]
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            return serialization.from_bytes(template, f.read()), False
-    params, _ = train_classifier(train_arrays, **kw)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(serialization.to_bytes(jax.device_get(params)))
-    os.replace(tmp, path)
-    return params, True
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def save_grid(images, path, nrow: int):
-    """Images ``(N, H, W, 1)`` in [-1, 1] -> one PNG grid with ``nrow`` rows."""
-    import numpy as np
-    from PIL import Image
-
-    x = ((np.asarray(images, np.float32)[..., 0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
-    n, h, w = x.shape
-    ncol = math.ceil(n / nrow)
-    grid = np.full((nrow * (h + 2) + 2, ncol * (w + 2) + 2), 255, np.uint8)
-    for i in range(n):
-        r, c = divmod(i, ncol)
-        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = x[i]
-    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(path)
-
-
 def main(args):
     import jax
     import jax.numpy as jnp
@@ -134,91 +60,77 @@ def main(args):
     import optax
 
     from deepcore.data import load, make_batches
-    from deepcore.frechet import feature_stats, frechet_distance
-    from deepcore.gan import gan_train_step, init_gan_state, sample
+    from deepcore.gan import fid, gan_train_step, init_gan_state, losses, sample
+    from deepcore.gan.grid import save_grid
     from deepcore.models.gan import dcgan_discriminator, dcgan_generator
-    from deepcore.train import fit
+    from deepcore.train import TimeBudget, fit, spent_before
+    from deepcore.train.compile_options import YNN_FUSION
 
     common.devices(args.devices)
-    timed = args.steps is None and args.epochs is None
-    minutes = args.minutes if args.minutes is not None else (15.0 if timed else None)
     t_start = time.perf_counter()
+    # data
     train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
     if train.info.shape != (28, 28, 1):
         raise common.UsageError(f"--dataset {args.dataset}: this DCGAN makes 28x28x1 images, got {train.info.shape}")
     if args.batch_size > len(train.arrays["label"]):  # needs the split's size: right after loading
         raise common.UsageError(f"--batch-size: expected at most {len(train.arrays['label'])} (the {args.dataset} "
                                 f"training split), got {args.batch_size}")
-    num_classes = train.info.num_classes
-    train_arrays, test_arrays = train.arrays, test.arrays
-    n_fid = args.fid_samples
+    num_classes, train_arrays, test_arrays, n_fid = train.info.num_classes, train.arrays, test.arrays, args.fid_samples
     if args.smoke:
         train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
         test_arrays = {k: v[:512] for k, v in test_arrays.items()}
         n_fid = min(n_fid, 256)
     n_fid = min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
 
-    # the fixed feature extractor
+    # the fixed feature space (a classifier trained once, cached): the Fréchet floor, held-out test vs train
     cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
     clf_epochs = 0.1 if args.smoke else 2.0
-    clf_path = os.path.join(cache_dir, f"{args.dataset}_fid_classifier_e{clf_epochs:g}_s0.msgpack")
-    clf_params, trained_now = load_classifier(clf_path, train_arrays, epochs=clf_epochs, seed=0)
-    clf = classifier()
-    feats_fn = jax.jit(lambda p, x: clf.children[0][1].apply(p["features"], {}, x)[0])
-    logits_fn = jax.jit(lambda p, x: clf.apply(p, {}, x)[0])
-
-    def in_batches(fn, x, bs=500):
-        return np.concatenate([np.asarray(fn(clf_params, jnp.asarray(x[i:i + bs]))) for i in range(0, len(x), bs)])
-
-    unit = lambda a: a.astype(np.float32) / 127.5 - 1  # noqa: E731
-    rng = np.random.default_rng(0)
-    train_idx = rng.choice(len(train_arrays["label"]), n_fid, replace=False)
-    ref_stats = feature_stats(in_batches(feats_fn, unit(train_arrays["image"][train_idx])))
-    test_x = unit(test_arrays["image"][:n_fid])
-    fid_floor = frechet_distance(*ref_stats, *feature_stats(in_batches(feats_fn, test_x)))
-    clf_acc = float(np.mean(in_batches(logits_fn, unit(test_arrays["image"])).argmax(-1) == test_arrays["label"]))
+    clf_path = os.path.join(cache_dir, fid.cache_name(args.dataset, clf_epochs))
+    clf_params, trained_now = fid.load_classifier(clf_path, train_arrays, epochs=clf_epochs, seed=0)
+    train_idx = np.random.default_rng(0).choice(len(train_arrays["label"]), n_fid, replace=False)
+    score = fid.FrechetScore(clf_params, fid.unit(train_arrays["image"][train_idx]))
+    fid_floor = score(fid.unit(test_arrays["image"][:n_fid]))
+    clf_acc = score.class_match(fid.unit(test_arrays["image"]), test_arrays["label"])
     print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}: "
           f"test accuracy {clf_acc:.4f}; Fréchet distance floor (test vs train, {n_fid} each) {fid_floor:.3f}",
           flush=True)
 
-    # the GAN
+    # model
     cond = num_classes if args.conditional else None
     G = dcgan_generator(args.z_dim, upsample=args.upsample, num_classes=cond)
     D = dcgan_discriminator(spectral_norm=args.spectral_norm, num_classes=cond)
-    g_tx = optax.adam(args.lr, b1=0.5)
-    d_tx = optax.adam(args.lr, b1=0.5)
+
+    # optimisers: Adam(lr, b1 0.5) for each network
+    g_tx, d_tx = optax.adam(args.lr, b1=0.5), optax.adam(args.lr, b1=0.5)
     b = args.batch_size
     z_spec = jax.ShapeDtypeStruct((b, args.z_dim), jnp.float32)
     x_spec = jax.ShapeDtypeStruct((b, 28, 28, 1), jnp.float32)
     y_spec = jax.ShapeDtypeStruct((b,), jnp.int32)
     state = init_gan_state(G, D, (z_spec, y_spec) if cond else z_spec, (x_spec, y_spec) if cond else x_spec,
                            g_tx, d_tx, args.seed)
-    options = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,"
-                                                        "LIBRARY_FUSION_TYPE_REDUCE"} if args.ynn else None
-    step = gan_train_step(G, D, g_tx, d_tx, z_dim=args.z_dim, loss=args.loss,
+
+    # step: one D update, then one G update against the new D, and G's EMA (deepcore.gan.step)
+    step = gan_train_step(G, D, g_tx, d_tx, z_dim=args.z_dim, loss=losses.LOSSES[args.loss],
                           penalty=None if args.penalty == "none" else args.penalty, penalty_weight=args.penalty_weight,
-                          num_classes=cond, ema_decay=args.ema_decay, compiler_options=options,
+                          num_classes=cond, ema_decay=args.ema_decay, compiler_options=YNN_FUSION if args.ynn else None,
                           compute_dtype=jnp.bfloat16 if args.precision == "bfloat16" else None)
 
-    # fixed latents: samples.png shows the same z (and, conditionally, one class per column) at every eval
+    # evaluation: fixed latents, so samples.png shows the same z (conditionally, one class per column) each time
     grid_z = jax.random.normal(jax.random.PRNGKey(1234), (100, args.z_dim))
     grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
     fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
     fid_y = jnp.arange(n_fid) % num_classes
     gen = jax.jit(lambda p, s, z, y: sample(G, p, s, z, y if cond else None))
 
-    def generate(params, g_state, z, y, bs=500):
-        return np.concatenate([np.asarray(gen(params, g_state, z[i:i + bs], y[i:i + bs]))
-                               for i in range(0, len(z), bs)])
+    def generate(params, g_state, z, y):
+        return np.concatenate([np.asarray(gen(params, g_state, z[i:i + fid.BATCH], y[i:i + fid.BATCH]))
+                               for i in range(0, len(z), fid.BATCH)])
 
     def quality(params, g_state, prefix=""):
         x = generate(params, g_state, fid_z, fid_y)
-        out = {prefix + "fid": frechet_distance(*ref_stats, *feature_stats(in_batches(feats_fn, x)))}
-        if cond:
-            out[prefix + "class_match"] = float(np.mean(in_batches(logits_fn, x).argmax(-1) == np.asarray(fid_y)))
-        return out
+        return {prefix + "fid": score(x), **({prefix + "class_match": score.class_match(x, fid_y)} if cond else {})}
 
-    def evaluate(state, _batch):
+    def evaluate(state, _batch=None):
         m = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
         save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
         return m
@@ -226,12 +138,14 @@ def main(args):
     at_init = quality(state.g_params, state.g_state)
     print(f"Fréchet distance at initialisation: {at_init['fid']:.3f}", flush=True)
 
+    # the loop: --steps / --epochs and/or --minutes of training time (evaluations excluded, continued by --resume)
     pipe = make_batches({"image": train_arrays["image"], "label": train_arrays["label"]}, b, seed=args.seed)
+    timed = args.steps is None and args.epochs is None
     total = None if timed else common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
     if args.smoke:
         total = min(total or 4, 4)
-    # training time excludes evaluations and continues across --resume (budget.py)
-    budget = Budget(minutes, total, spent_before(args.out) if args.resume else 0.0)
+    minutes = MINUTES if timed and args.minutes is None else args.minutes
+    budget = TimeBudget(minutes, total, spent_before(args.out) if args.resume else 0.0)
     eval_every = min(args.eval_every, total or args.eval_every)
     result = fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps,
                  eval_step=budget.excluded(evaluate), eval_batches=lambda: [None], eval_every=eval_every,
@@ -239,10 +153,10 @@ def main(args):
                  time_left=budget.time_left)
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-    state = result.state
-    train_s = budget.train_s
-    final = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
-    save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
+
+    # report
+    state, steps_done, train_s = result.state, result.step, budget.train_s
+    final = evaluate(state)
     common.plot_curves(args.out, keys=("d_loss", "g_loss", "fid", "ema_fid"))
     metrics = {"fid_final": final["fid"], "ema_fid_final": final["ema_fid"], "fid_floor_test_vs_train": fid_floor,
                "fid_at_init": at_init["fid"], "fid_samples": n_fid, "classifier_test_accuracy": clf_acc,
@@ -250,14 +164,13 @@ def main(args):
     if cond:
         metrics.update(class_match=final["class_match"], ema_class_match=final["ema_class_match"],
                        class_match_at_init=at_init["class_match"])
-    trained_steps = result.step
-    print(f"after {trained_steps} steps ({train_s / 60:.1f} min of training): Fréchet distance {final['fid']:.3f} "
+    print(f"after {steps_done} steps ({train_s / 60:.1f} min of training): Fréchet distance {final['fid']:.3f} "
           f"(EMA G {final['ema_fid']:.3f}), floor {fid_floor:.3f}, at init {at_init['fid']:.3f}", flush=True)
+    rate = steps_done * b / train_s if train_s > 0 else None
     return common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=time.perf_counter() - t_start,
-                                steps=trained_steps, train_examples_per_s=(trained_steps * b / train_s) if train_s > 0 else None,
+                                steps=steps_done, train_examples_per_s=rate,
                                 extra={"stop_reason": result.stop_reason, "classifier": clf_path})
 
 
 if __name__ == "__main__":
-    p = add_flags(common.parser("gan", __doc__.splitlines()[0], batch_size=64, lr=2e-4))
-    common.run(main, p)
+    common.run(main, add_flags(common.parser("gan", __doc__.splitlines()[0], batch_size=64, lr=2e-4)))

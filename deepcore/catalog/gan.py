@@ -5,7 +5,8 @@ import jax.numpy as jnp
 from deepcore import layers as L
 from deepcore.catalog.case import Case, FunctionCase
 from deepcore.gan import d_loss, g_loss, gradient_penalty, r1_penalty
-from deepcore.models.gan import PhaseConvTranspose, dcgan_discriminator, dcgan_generator
+from deepcore.layers import PhaseConvTranspose
+from deepcore.models.gan import dcgan_discriminator, dcgan_generator
 
 LAYER_CASES = [
     Case("phase_conv_transpose", lambda: PhaseConvTranspose(3, 4, strides=2), (2, 3, 4, 2)),

@@ -15,3 +15,4 @@ from deepcore.data.sources import Dataset, DatasetInfo, carve_validation, load, 
 from deepcore.data.stream import (INPUTS, StreamPipeline, image_batches, stream, stream_batches,  # noqa: F401
                                   stream_channel_stats)
 from deepcore.data.text import Vocab, build_vocab, decode, encode, lm_windows  # noqa: F401
+from deepcore.data.corpus import Corpus, eval_windows, load_corpus, window_nll, write_samples  # noqa: F401

@@ -2,12 +2,19 @@
 
     G, D = dcgan_generator(64), dcgan_discriminator(spectral_norm=True)
     state = init_gan_state(G, D, (64, 64), (64, 28, 28, 1), g_tx, d_tx, seed=0)
-    step = gan_train_step(G, D, g_tx, d_tx, z_dim=64, loss="hinge", penalty="r1", penalty_weight=5.0)
+    step = gan_train_step(G, D, g_tx, d_tx, z_dim=64, loss=losses.hinge, penalty="r1", penalty_weight=5.0)
     state, metrics = step(state, {"image": uint8_images})
+
+Losses are :class:`GANLoss` pairs of callables (``losses.nonsaturating``, ``losses.hinge``,
+``losses.wasserstein``); penalties callables ``(d_fn, real, fake, key)``; :mod:`deepcore.gan.frechet` the
+Fréchet distance of sample quality.
 """
-from deepcore.gan.losses import LOSSES, d_loss, g_loss
-from deepcore.gan.penalties import gradient_penalty, r1_penalty
+from deepcore.gan import losses
+from deepcore.gan.frechet import feature_stats, frechet_distance
+from deepcore.gan.losses import LOSSES, GANLoss, d_loss, g_loss
+from deepcore.gan.penalties import PENALTIES, gradient_penalty, r1_penalty
 from deepcore.gan.step import GANState, gan_train_step, init_gan_state, make_gan_update, sample, to_unit_range
 
-__all__ = ["LOSSES", "d_loss", "g_loss", "r1_penalty", "gradient_penalty", "GANState", "init_gan_state",
-           "make_gan_update", "gan_train_step", "sample", "to_unit_range"]
+__all__ = ["losses", "GANLoss", "LOSSES", "d_loss", "g_loss", "PENALTIES", "r1_penalty", "gradient_penalty",
+           "feature_stats", "frechet_distance", "GANState", "init_gan_state", "make_gan_update", "gan_train_step",
+           "sample", "to_unit_range"]

@@ -3,6 +3,9 @@
 ``d_fn(x) -> logits (B,)`` is the discriminator as a function of its input batch alone (close over params,
 state and labels). The per-example gradient is ``grad_x sum(d_fn(x))``, exact because examples do not
 interact in ``d_fn`` (no batch statistics in D).
+
+The GAN step takes a penalty as a callable ``penalty(d_fn, real, fake, key) -> scalar``; :data:`PENALTIES`
+holds the named ones in that form (``"r1"``, ``"wgan-gp"``).
 """
 import jax
 import jax.numpy as jnp
@@ -28,3 +31,20 @@ def gradient_penalty(d_fn, real, fake, key, *, target: float = 1.0, eps: float =
     x_hat = e * real + (1 - e) * fake
     norm = jnp.sqrt(_input_grad_sq_norm(d_fn, x_hat) + eps)
     return jnp.mean(jnp.square(norm - target))
+
+
+def r1(d_fn, real, fake, key):
+    """:func:`r1_penalty` in the step's penalty form (``fake`` and ``key`` unused)."""
+    return r1_penalty(d_fn, real)
+
+
+PENALTIES = {"r1": r1, "wgan-gp": gradient_penalty}
+
+
+def get_penalty(penalty):
+    """``None``, a callable ``(d_fn, real, fake, key) -> scalar``, or a name of :data:`PENALTIES`."""
+    if penalty is None or callable(penalty):
+        return penalty
+    if penalty not in PENALTIES:
+        raise ValueError(f"unknown GAN penalty {penalty!r}: expected None, a callable or one of {sorted(PENALTIES)}")
+    return PENALTIES[penalty]

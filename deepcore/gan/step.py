@@ -6,9 +6,10 @@ it, resume it, hand it to :func:`deepcore.train.fit`). Step ``t`` draws its rand
 
 One update on a batch ``{"image": (B, H, W, C), "label": (B,)}`` (labels only for a conditional pair):
 
-1. D step: ``fake = G(z1)`` (G in train mode, gradient stopped); D minimises ``d_loss(D(real), D(fake))``
-   ``+ penalty_weight * penalty``; D's state (spectral-norm vectors) is updated by the real-image call.
-2. G step, against the *updated* D (in eval mode, D's state untouched): G minimises ``g_loss(D(G(z2)))``
+1. D step: ``fake = G(z1)`` (G in train mode, gradient stopped); D minimises ``loss.d(D(real), D(fake))``
+   ``+ penalty_weight * penalty(D, real, fake, key)``; D's state (spectral-norm vectors) is updated by the
+   real-image call.
+2. G step, against the *updated* D (in eval mode, D's state untouched): G minimises ``loss.g(D(G(z2)))``
    on a fresh ``z2``; G's state (batch-norm statistics) is updated by both of its calls.
 3. ``g_ema`` follows G's params with decay ``min(ema_decay, (1 + t) / (10 + t))``.
 
@@ -17,15 +18,15 @@ Each network has its own optax optimiser; gradients of one never touch the other
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from deepcore.core import cast
-from deepcore.gan.losses import d_loss, g_loss
-from deepcore.gan.penalties import gradient_penalty, r1_penalty
+from deepcore.gan.losses import GANLoss, get_loss
+from deepcore.gan.penalties import get_penalty
 from deepcore.train.step import compile_fn
 
 
@@ -77,14 +78,17 @@ def sample(generator, params, state, z, labels=None):
 
 
 def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation,
-                    d_tx: optax.GradientTransformation, *, z_dim: int, loss: str = "nonsaturating",
-                    penalty: Optional[str] = None, penalty_weight: float = 10.0, num_classes: Optional[int] = None,
+                    d_tx: optax.GradientTransformation, *, z_dim: int,
+                    loss: Union[GANLoss, str] = "nonsaturating", penalty: Union[Callable, str, None] = None,
+                    penalty_weight: float = 10.0, num_classes: Optional[int] = None,
                     ema_decay: Optional[float] = 0.999, compute_dtype=None, image_key: str = "image",
                     label_key: str = "label", part: str = "both"):
     """The pure update ``(GANState, batch) -> (GANState, metrics)`` (see the module docstring).
 
-    ``loss``: ``"nonsaturating"``, ``"hinge"`` or ``"wasserstein"``. ``penalty``: ``None``, ``"r1"`` (on real
-    images) or ``"wgan-gp"`` (on real/fake interpolates), added to D's loss times ``penalty_weight``.
+    ``loss``: a :class:`deepcore.gan.losses.GANLoss` (``losses.nonsaturating``, ``losses.hinge``,
+    ``losses.wasserstein`` or your own pair) or its name. ``penalty``: ``None``, a callable
+    ``(d_fn, real, fake, key) -> scalar`` or a name of :data:`deepcore.gan.penalties.PENALTIES` (``"r1"`` on
+    real images, ``"wgan-gp"`` on real/fake interpolates), added to D's loss times ``penalty_weight``.
     ``num_classes``: conditional models; real labels come from ``batch[label_key]``, fake labels are uniform.
     ``compute_dtype`` (e.g. ``jnp.bfloat16``): params and images are cast for the passes; params, gradients
     and optimiser states stay float32.
@@ -95,9 +99,7 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
     """
     if part not in ("both", "d", "g"):
         raise ValueError(f"part must be 'both', 'd' or 'g', got {part!r}")
-    if penalty not in (None, "r1", "wgan-gp"):
-        raise ValueError(f"penalty must be None, 'r1' or 'wgan-gp', got {penalty!r}")
-    d_loss(loss, jnp.zeros(1), jnp.zeros(1))  # unknown names fail here, not under jit
+    loss, penalty = get_loss(loss), get_penalty(penalty)  # unknown names fail here, not under jit
     cdt = compute_dtype
 
     def c(tree):
@@ -127,12 +129,11 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
         def d_objective(dp):
             r, d_state = D(dp, state.d_state, real, real_y, True)
             f, _ = D(dp, state.d_state, fake, fake_y, True)
-            total = d_loss(loss, r, f)
+            total = loss.d(r, f)
             pen = jnp.zeros((), total.dtype)
             if penalty is not None:
                 d_fn = lambda x: D(dp, state.d_state, x, real_y, True)[0]  # noqa: E731
-                pen = (r1_penalty(d_fn, real) if penalty == "r1"
-                       else gradient_penalty(d_fn, real, fake, k_pen)).astype(total.dtype)
+                pen = penalty(d_fn, real, fake, k_pen).astype(total.dtype)
                 total = total + penalty_weight * pen
             return total, (d_state, jnp.mean(r), jnp.mean(f), pen)
 
@@ -149,7 +150,7 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
         def g_objective(gp):
             x, gs = G(gp, state.g_state, z, fake_y)
             logits, _ = D(state.d_params, state.d_state, x, fake_y, False)
-            return g_loss(loss, logits), gs
+            return loss.g(logits), gs
 
         (gl, g_state), grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
         updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)

@@ -15,3 +15,5 @@ from deepcore.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, L
 from deepcore.layers.attention import MultiHeadAttention, attention
 from deepcore.layers.position import LearnedPositions, SinusoidalPositions
 from deepcore.layers.remat import Remat
+from deepcore.layers.phase_conv import PhaseConvTranspose
+from deepcore.layers.spectral_norm import SpectralNorm, spectral_normalize

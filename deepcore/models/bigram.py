@@ -49,3 +49,10 @@ def bigram_nats(log_probs, ids) -> float:
 def bigram_bits(log_probs, ids) -> float:
     """:func:`bigram_nats` in bits per token."""
     return bigram_nats(log_probs, ids) / math.log(2.0)
+
+
+def bigram_baseline(train_ids, val_ids, vocab_size: int, k: float = 1.0) -> dict:
+    """The add-k bigram model fit on ``train_ids``, scored on every id of ``val_ids`` after the first:
+    ``{"bigram_val_nats_per_char", "bigram_val_bits_per_char"}``."""
+    nats = bigram_nats(fit_bigram(train_ids, vocab_size, k), val_ids)
+    return {"bigram_val_nats_per_char": nats, "bigram_val_bits_per_char": nats / math.log(2.0)}

@@ -6,8 +6,10 @@ per folder), ``predict`` (predictions and exact evaluation over a whole split), 
 parts it is composed of, each usable in a loop of your own:
 ``metrics_log`` (metrics.jsonl, TensorBoard, W&B), ``progress`` (the bar and log lines), ``window`` (the logged
 means, throughput, data wait), ``guard`` (the non-finite checks), ``periodic`` (``Every``), ``early_stopping``,
-``profiler`` (``ProfileWindow``), ``resume`` (``open_run``).
+``profiler`` (``ProfileWindow``), ``resume`` (``open_run``); ``budget`` (a wall-clock training budget
+across resumes).
 """
+from deepcore.train.budget import TimeBudget, spent_before, warmup_cosine
 from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.early_stopping import EarlyStopping
 from deepcore.train.guard import StepGuard, state_problem

@@ -1,5 +1,6 @@
 """experiments/char_rnn.py and seq_classify.py: smoke runs, a time-budget stop then a resume, one-line errors;
-the bigram baseline by hand, the exact validation figure of textlm.py, the training-time budget of budget.py."""
+the bigram baseline by hand (the exact validation windows: tests/data/test_corpus.py; the training-time budget:
+tests/train/test_budget.py)."""
 import math
 import os
 
@@ -9,8 +10,7 @@ import pytest
 from deepcore.models.bigram import bigram_bits, bigram_nats, fit_bigram
 
 from _scripts import FIELDS, records, run, script  # also puts experiments/ on sys.path
-import budget  # noqa: E402
-import textlm  # noqa: E402
+import char_rnn  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- the bigram baseline
@@ -34,58 +34,6 @@ def test_bigram_against_hand_counts():
             fit_bigram(*bad)
 
 
-def test_textlm_eval_windows_give_the_exact_mean_over_every_character():
-    """The LM evaluation (windows, padding, weights, batches) run on a bigram 'model' equals bigram_nats."""
-    import jax.numpy as jnp
-
-    rng = np.random.default_rng(0)
-    train, val = rng.integers(0, 7, 500), rng.integers(0, 7, 103)   # 102 targets: windows of 8, batches of 4
-    lp = fit_bigram(train, 7, k=0.5)
-    batches = textlm.eval_batches(val, seq_len=8, batch_size=4)
-    assert len(batches) == 4 and batches[0]["inputs"].shape == (4, 8)      # 13 windows -> 4 batches, 3 padded rows
-    sums = [textlm.lm_eval_metrics(jnp.asarray(lp[b["inputs"]], jnp.float32), jnp.asarray(b["targets"]),
-                                   jnp.asarray(b["weight"])) for b in batches]
-    nats = float(np.mean([float(m["loss"]) for m in sums]))
-    assert nats == pytest.approx(bigram_nats(lp, val), rel=1e-5)
-    assert float(np.mean([float(m["bits_per_char"]) for m in sums])) == pytest.approx(nats / math.log(2), rel=1e-6)
-
-
-# ----------------------------------------------------------------------------- the training-time budget
-
-def test_budget_stops_on_training_time_excludes_evaluations_and_drives_the_schedule(monkeypatch):
-    clock = {"t": 100.0}
-    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock["t"])
-    b = budget.Budget(minutes=1.0, total_steps=None, spent=30.0)    # 30 s already spent in an earlier segment
-    seen = []
-
-    def source(start):
-        i = start
-        while True:
-            yield i
-            i += 1
-
-    def evaluate(state, batch):
-        clock["t"] += 50.0          # a long evaluation: must not count
-        return {"loss": 1.0}
-
-    ev = b.excluded(evaluate)
-    for x in b.batches(source)(5):
-        seen.append((x, b.step))
-        clock["t"] += 10.0          # a training step
-        if x == 6:
-            assert ev(None, None)["train_s"] == pytest.approx(50.0)   # 30 + two steps of 10
-    assert [x for x, _ in seen] == [5, 6, 7] and [s for _, s in seen] == [5, 6, 7]
-    assert b.expired and b.train_s == pytest.approx(60.0) and b.fit_steps is None
-    assert b.time_left() == pytest.approx(0.0)
-    assert b.progress() == 1.0
-    steps = budget.Budget(minutes=None, total_steps=10)
-    steps.step = 4
-    assert steps.progress() == pytest.approx(0.4) and not steps.expired and steps.fit_steps == 10
-    lr = budget.warmup_cosine(1.0, warmup_steps=10, end_fraction=0.1)
-    assert lr(0, 0.0) == pytest.approx(0.1) and lr(9, 0.0) == pytest.approx(1.0)
-    assert lr(50, 0.5) == pytest.approx(0.55) and lr(50, 1.0) == pytest.approx(0.1)
-
-
 # ----------------------------------------------------------------------------- the scripts
 
 def test_char_rnn_budget_stop_then_resume_writes_the_documented_files(tmp_path):
@@ -104,7 +52,7 @@ def test_char_rnn_budget_stop_then_resume_writes_the_documented_files(tmp_path):
     assert m["val_loss_nats_per_char"] < math.log(V) + 0.1  # near uniform (ln V) after 4 warm-up steps
     assert 2.0 < m["bigram_val_bits_per_char"] < math.log2(V)
     assert m["bits_per_char_below_bigram"] == pytest.approx(m["bigram_val_bits_per_char"] - m["val_bits_per_char"])
-    assert m["train_minutes"] > 0 and m["val_characters"] == textlm.SMOKE_CHARS["validation"] - 1
+    assert m["train_minutes"] > 0 and m["val_characters"] == char_rnn.SMOKE_CHARS["validation"] - 1
     vals = [r for r in records(out) if r.get("split") == "val"]
     assert [r["step"] for r in vals] == [1, 4]                      # the budget stop's evaluation kept
     assert vals[1]["val_loss"] < vals[0]["val_loss"]                # the resumed steps 2-4 learned something

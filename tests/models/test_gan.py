@@ -215,3 +215,65 @@ def test_frechet_distance_against_scipy():
     m3, c3 = feature_stats(rng.normal(size=(6, 12)))
     ref = np.sum((m1 - m3) ** 2) + np.trace(c1) + np.trace(c3) - 2 * np.trace(scipy.linalg.sqrtm(c1 @ c3).real)
     np.testing.assert_allclose(frechet_distance(m1, c1, m3, c3), ref, rtol=1e-6)
+
+
+def test_step_takes_loss_and_penalty_callables_and_the_layers_moved_with_old_paths_kept():
+    import deepcore.frechet
+    import deepcore.gan.frechet
+    import deepcore.models.gan as old
+    from deepcore.gan import GANLoss, losses
+    from deepcore.gan.penalties import PENALTIES
+
+    g, d = small_pair()
+    tx = optax.adam(1e-2, b1=0.5)
+    state = init_gan_state(g, d, (4, Z), (4, 8, 8, 1), tx, tx, seed=0)
+    batch = {"image": np.random.default_rng(2).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)}
+    calls = []
+
+    def my_d(r, f):             # hinge, written out: the step must call exactly this
+        calls.append("d")
+        return jnp.mean(jax.nn.relu(1.0 - r)) + jnp.mean(jax.nn.relu(1.0 + f))
+
+    def my_pen(d_fn, real, fake, key):
+        calls.append("pen")
+        return r1_penalty(d_fn, real)
+
+    mine = make_gan_update(g, d, tx, tx, z_dim=Z, loss=GANLoss(my_d, lambda f: -jnp.mean(f)), penalty=my_pen)
+    named = make_gan_update(g, d, tx, tx, z_dim=Z, loss=losses.hinge, penalty="r1")
+    a, ma = jax.jit(mine)(state, batch)
+    b, mb = jax.jit(named)(state, batch)
+    assert calls == ["d", "pen"] and _same(a, b) and float(ma["d_loss"]) == float(mb["d_loss"])
+    assert float(ma["penalty"]) > 0 and PENALTIES["wgan-gp"] is gradient_penalty
+    with pytest.raises(ValueError, match="unknown GAN penalty 'r2'"):
+        make_gan_update(g, d, tx, tx, z_dim=Z, penalty="r2")
+    with pytest.raises(ValueError, match="unknown GAN loss 'minimax'"):
+        make_gan_update(g, d, tx, tx, z_dim=Z, loss="minimax")
+    # generic layers in deepcore.layers, the old import paths still work
+    assert old.PhaseConvTranspose is L.PhaseConvTranspose and old.SpectralNorm is L.SpectralNorm
+    assert old.spectral_normalize is L.spectral_normalize
+    assert deepcore.frechet.frechet_distance is deepcore.gan.frechet.frechet_distance
+
+
+def test_fid_classifier_is_cached_and_the_score_is_the_frechet_distance_of_its_features(tmp_path):
+    from deepcore.gan import fid
+    from deepcore.gan.grid import save_grid
+
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8), "label": rng.integers(0, 10, 256)}
+    path = str(tmp_path / fid.cache_name("toy", 0.5))
+    params, trained = fid.load_classifier(path, arrays, epochs=0.5, seed=0)
+    again, trained_again = fid.load_classifier(path, arrays, epochs=0.5, seed=0)
+    assert trained and not trained_again and _same(params, again)      # the second call reads the cache
+    images = fid.unit(arrays["image"])
+    assert images.min() >= -1 and images.max() <= 1
+    score = fid.FrechetScore(again, images[:100])
+    feats = score.features(images[100:200])
+    assert feats.shape == (100, 128)
+    assert score(images[100:200]) == pytest.approx(frechet_distance(*feature_stats(score.features(images[:100])),
+                                                                    *feature_stats(feats)), rel=1e-12)
+    assert score(images[:100]) == pytest.approx(0.0, abs=1e-6)
+    pred = score.predict(images[:10])
+    assert score.class_match(images[:10], pred) == 1.0 and score.class_match(images[:10], (pred + 1) % 10) == 0.0
+    out = save_grid(images[:6], str(tmp_path / "g.png"), 2)
+    from PIL import Image
+    assert Image.open(out).size == (3 * (3 * 30 + 2), 3 * (2 * 30 + 2))

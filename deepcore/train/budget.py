@@ -1,6 +1,6 @@
 """A wall-clock training budget for recipes whose target is "the figure after N minutes of training".
 
-    budget = Budget(minutes=10, total_steps=None, spent=spent_before(args.out) if args.resume else 0.0)
+    budget = TimeBudget(minutes=10, total_steps=None, spent=spent_before(out_dir) if resume else 0.0)
     tx = optax.inject_hyperparams(make_optimizer)(learning_rate=args.lr)
     step = budget.with_lr(train_step(loss, tx), warmup_cosine(args.lr, warmup_steps=100))
     fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps, eval_step=budget.excluded(eval_fn),
@@ -8,12 +8,15 @@
 
 * Training time runs from the first batch (the first step's compilation included) and excludes the time
   spent in evaluations; a resumed run continues the clock from the newest checkpoint's evaluation record
-  (``val_train_s``, written by :meth:`Budget.excluded`). When the budget is spent the batches stop, ``fit``
+  (``val_train_s``, written by :meth:`TimeBudget.excluded`). When the budget is spent the batches stop, ``fit``
   checkpoints the step reached and returns; resuming a finished run trains no further.
 * The learning rate follows ``progress = max(step / total_steps, train seconds / budget)``, so a cosine decay
   ends when the time does, however fast the machine is. It is set on the host before each step (``optax``'s
   ``inject_hyperparams`` keeps it in the optimiser state, hence in checkpoints). With a time budget two runs
-  are not bit-identical (the schedule depends on the clock); with ``--steps`` alone they are.
+  are not bit-identical (the schedule depends on the clock); with ``total_steps`` alone they are.
+* Why not ``optax.warmup_cosine_decay_schedule``: optax's schedules are functions of the step count, traced in
+  float32; here the cosine's argument is a wall-clock fraction known only on the host, and the warm-up
+  multiplies the cosine rather than preceding it. :func:`warmup_cosine` is that formula in float64.
 """
 from __future__ import annotations
 
@@ -21,11 +24,28 @@ import math
 import time
 from typing import Callable, Iterator, Optional
 
-import common
 
-def spent_before(out: str) -> float:
+def last_checkpointed(out_dir: str, key: str, default: float = 0.0) -> float:
+    """``key`` of the newest ``metrics.jsonl`` record at or before the newest checkpoint in ``out_dir`` (for
+    resuming clocks such as seconds already spent); ``default`` when there is none."""
+    import os
+
+    from deepcore.train.checkpoint import Checkpointer
+    from deepcore.train.metrics_log import read_metrics
+
+    ckdir = os.path.join(out_dir, "checkpoints")
+    if not os.path.isdir(ckdir):
+        return default
+    with Checkpointer(ckdir) as ckpt:
+        last = ckpt.latest_step()
+    if last is None:
+        return default
+    return max((r[key] for r in read_metrics(out_dir) if key in r and r["step"] <= last), default=default)
+
+
+def spent_before(out_dir: str) -> float:
     """Training seconds of the run being resumed: ``val_train_s`` of the newest checkpointed evaluation."""
-    return common.last_checkpointed(out, "val_train_s")
+    return last_checkpointed(out_dir, "val_train_s")
 
 
 def warmup_cosine(peak: float, warmup_steps: int, end_fraction: float = 0.05) -> Callable[[int, float], float]:
@@ -40,13 +60,13 @@ def warmup_cosine(peak: float, warmup_steps: int, end_fraction: float = 0.05) ->
     return lr
 
 
-class Budget:
+class TimeBudget:
     """Training seconds (evaluations excluded) across resumed segments, a stop when ``minutes`` are spent, and
     the progress ``max(step / total_steps, seconds / budget)`` for the learning-rate schedule."""
 
     def __init__(self, minutes: Optional[float], total_steps: Optional[int], spent: float = 0.0):
         if minutes is None and total_steps is None:
-            raise ValueError("Budget needs minutes or total_steps")
+            raise ValueError("TimeBudget: expected minutes or total_steps, got neither")
         self.seconds = None if minutes is None else 60.0 * minutes
         self.total_steps = total_steps
         self.spent, self.step = spent, 0

@@ -31,6 +31,9 @@ def parser():
     p.add_argument("--depths", type=int, nargs="+", default=[1, 2, 2],
                    help="convolutions (vgg) or basic blocks (resnet) per stage")
     p.add_argument("--dropout", type=float, default=0.0, help="vgg: drop rate before the dense head")
+    p.add_argument("--input", choices=("memory", "stream"), default="memory",
+                   help="training batches from arrays in memory, or streamed from the prepared files on disk "
+                        "(Grain; the same batch at every step)")
     flagcheck.at_least(p, 1, "--widths", "--depths")
     flagcheck.rule(p, "--depths", lambda a: f"{len(a.widths)} entries (one per --widths entry)",
                    lambda v, a: len(v) == len(a.widths))
@@ -46,7 +49,7 @@ def main(args):
 
     from deepcore import tree
     from deepcore.core import cast
-    from deepcore.data import channel_stats, load, make_batches
+    from deepcore.data import channel_stats, image_batches, load, stream_channel_stats
     from deepcore.data.preprocess import Preprocess, augmentation
     from deepcore.layers import serial
     from deepcore.models import cnn, resnet
@@ -55,12 +58,15 @@ def main(args):
     from deepcore.train.compile_options import YNN_FUSION
 
     # data: uint8 images and int32 labels (with --smoke the first examples of each split)
-    splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
+    splits = load(args.dataset, ("validation", "test"), data_dir=args.data_dir)
     info = splits[0].info
-    train, val, test = ({k: v[:common.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
-                        for ds, s in zip(splits, common.IMAGE_SMOKE))
-    if args.batch_size > len(train["label"]):  # needs the split's size: right after loading, before compiling
-        raise common.UsageError(f"--batch-size: expected at most {len(train['label'])} (the {args.dataset} training "
+    val, test = ({k: v[:common.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
+                 for ds, s in zip(splits, ("validation", "test")))
+    pipe = image_batches(args.input, args.dataset, "train", args.batch_size, args.seed, data_dir=args.data_dir,
+                         max_examples=common.IMAGE_SMOKE["train"] if args.smoke else None, process_index=0,
+                         process_count=1)   # --input stream: read from disk by Grain, never held in memory
+    if args.batch_size > pipe.num_examples:  # needs the split's size: right after loading, before compiling
+        raise common.UsageError(f"--batch-size: expected at most {pipe.num_examples} (the {args.dataset} training "
                                 f"split), got {args.batch_size}")
     if args.tta == "flip" and len(info.shape) != 3:
         raise common.UsageError(f"--tta flip needs images (height, width, channels); {args.dataset} gives {info.shape}")
@@ -73,11 +79,10 @@ def main(args):
         net = resnet.ResNet(info.num_classes, tuple(args.widths), tuple(args.depths))
     else:
         net = cnn.VGG(info.num_classes, [[w] * d for w, d in zip(args.widths, args.depths)], dropout=args.dropout)
-    mean, std = channel_stats(train["image"])
+    mean, std = channel_stats(pipe.arrays["image"]) if args.input == "memory" else stream_channel_stats(pipe)
     model = serial({"prep": Preprocess(mean, std, augmentation(args.augment, info.shape[0]), cdt), "net": net})
 
     # optimiser: AdamW on the kernels, linear warm-up then cosine decay to lr / 1000
-    pipe = make_batches(train, args.batch_size, seed=args.seed, process_index=0, process_count=1)
     steps = common.num_steps(args, pipe.steps_per_epoch, smoke_steps=6)
     every = max(1, round(args.eval_every * pipe.steps_per_epoch)) if not args.smoke else max(1, steps // 2)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(1, int(args.warmup * steps)), max(steps, 2),
@@ -110,7 +115,7 @@ def main(args):
 
     # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
     n_params = tree.param_count(state.params)
-    print(f"{args.experiment}: {n_params:,} parameters, {len(train['label'])} train / {len(val['label'])} validation "
+    print(f"{args.experiment}: {n_params:,} parameters, {pipe.num_examples} train / {len(val['label'])} validation "
           f"/ {len(test['label'])} test examples of {args.dataset}, {steps} steps of {args.batch_size} on "
           f"{len(devs)} {devs[0].platform} device(s), {args.precision}", flush=True)
     result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,

@@ -1,5 +1,6 @@
-"""Subprocess: a LoRA-wrapped TransformerLM trained 4 SGD steps on 1 device and on 8 simulated devices
-(replicated and fully sharded); writes the largest differences as JSON to argv[1]."""
+"""Subprocess on 8 simulated devices: a LoRA-wrapped TransformerLM trained 4 SGD steps on 1 device and on 8
+(replicated and fully sharded); a safetensors file (argv[2]) read straight onto a fully sharded layout.
+Writes the results as JSON to argv[1]."""
 import json
 import sys
 
@@ -50,5 +51,16 @@ for mode in ("replicated", "fsdp"):
                zip(jax.tree.leaves(params), jax.tree.leaves(ref)))
     out[mode] = {"param_diff": diff, "loss_diff": float(np.max(np.abs(losses - ref_losses))),
                  "adapter_b_shard_size": shard_size, "loss_drop": float(ref_losses[0] - ref_losses[-1])}
+from deepcore.finetune import export  # noqa: E402
+
+like = jax.eval_shape(lambda: ref)
+shardings = parallel.state_sharding(like, parallel.make_mesh(), mode="fsdp")
+export.save(ref, sys.argv[2])
+got = export.load(sys.argv[2], like, shardings)
+w = got["base"]["blocks"]["mlp"]["fc"]["w"]
+out["sharded_load"] = {
+    "exact": all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref))),
+    "same_shardings": all(a.sharding == s for a, s in zip(jax.tree.leaves(got), jax.tree.leaves(shardings))),
+    "fc_shard_shape": list(w.addressable_shards[0].data.shape), "fc_shape": list(w.shape)}
 with open(sys.argv[1], "w") as f:
     json.dump(out, f)

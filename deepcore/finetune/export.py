@@ -115,7 +115,8 @@ def export_apply(apply: Callable, params, x_spec, path: Optional[str] = None, *,
     shape = tuple(x_spec.shape)
     if polymorphic_batch:
         shape = jax.export.symbolic_shape(", ".join(["b"] + [str(d) for d in shape[1:]]))
-    exp = jax.export.export(jax.jit(lambda p, x: apply(p, state, x)[0]))(p_spec, jax.ShapeDtypeStruct(shape, x_spec.dtype))
+    fn = jax.jit(lambda p, x: apply(p, state, x)[0])
+    exp = jax.export.export(fn)(p_spec, jax.ShapeDtypeStruct(shape, x_spec.dtype))
     blob = exp.serialize()
     if path is not None:
         with open(path, "wb") as f:

@@ -138,8 +138,10 @@ def _gpt2(c):
         p = f"h.{i}."
         plan["blocks"][str(i)] = {
             "ln_attn": _norm(p + "ln_1", d), "ln_mlp": _norm(p + "ln_2", d),
-            "attn": {"qkv": _linear(p + "attn.c_attn", d, 3 * d, False), "out": _linear(p + "attn.c_proj", d, d, False)},
-            "mlp": {"fc": _linear(p + "mlp.c_fc", d, hidden, False), "proj": _linear(p + "mlp.c_proj", hidden, d, False)}}
+            "attn": {"qkv": _linear(p + "attn.c_attn", d, 3 * d, False),
+                     "out": _linear(p + "attn.c_proj", d, d, False)},
+            "mlp": {"fc": _linear(p + "mlp.c_fc", d, hidden, False),
+                    "proj": _linear(p + "mlp.c_proj", hidden, d, False)}}
     return cfg, plan
 
 
@@ -150,7 +152,8 @@ def _vit(c):
     labels = len(c.get("id2label") or {}) or c.get("num_labels", 2)
     if act not in ("gelu", "gelu_new") or hidden % d or not c.get("qkv_bias", True):
         raise ValueError(f"hf: vit config: hidden_act {act!r}, intermediate_size {hidden}, qkv_bias "
-                         f"{c.get('qkv_bias', True)} (supported: gelu or gelu_new, a multiple of hidden_size {d}, True)")
+                         f"{c.get('qkv_bias', True)} (supported: gelu or gelu_new, a multiple of hidden_size {d}, "
+                         f"True)")
     n = (size // p) ** 2 + 1
     options = dict(patch_size=p, d_model=d, num_layers=n_layers, num_heads=heads, pool="cls",
                    mlp_ratio=hidden // d, approximate_gelu=act == "gelu_new", epsilon=c.get("layer_norm_eps", 1e-12))
@@ -225,14 +228,11 @@ def load(directory: str, *, scan: bool = True, dtype=jnp.float32, shardings=None
         model, prefix = ViT(labels, scan=scan, **options), ""
         like = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1,) + image, dtype))[1])
     plan = _flat(plan)
-    plan = _scanned(plan, len(plan_layers(plan))) if scan else plan
+    if scan:
+        plan = _scanned(plan, len({k.split("/")[1] for k in plan if k.startswith("blocks/")}))
     if callable(shardings):
         shardings = shardings(like)
     return model, _assemble(ck, plan, like, shardings, prefix)
-
-
-def plan_layers(plan: dict) -> set:
-    return {k.split("/")[1] for k in plan if k.startswith("blocks/")}
 
 
 __all__ = ["Checkpoint", "load", "ARCHITECTURES", "IGNORED"]

@@ -59,7 +59,8 @@ export.save(ref, sys.argv[2])
 got = export.load(sys.argv[2], like, shardings)
 w = got["base"]["blocks"]["mlp"]["fc"]["w"]
 out["sharded_load"] = {
-    "exact": all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref))),
+    "exact": all(np.array_equal(np.asarray(a), np.asarray(b))
+                 for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref))),
     "same_shardings": all(a.sharding == s for a, s in zip(jax.tree.leaves(got), jax.tree.leaves(shardings))),
     "fc_shard_shape": list(w.addressable_shards[0].data.shape), "fc_shape": list(w.shape)}
 with open(sys.argv[1], "w") as f:

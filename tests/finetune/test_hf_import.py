@@ -107,6 +107,7 @@ def test_mismatches_are_one_line_naming_the_tensor(gpt2_dir, tmp_path):
     with pytest.raises(ValueError, match=r"unexpected tensor 'h.0.extra' \(shape \(2,\)\)$"):
         hf.load(_edited(d, tmp_path, tensors=lambda t: dict(t, **{"transformer.h.0.extra": np.zeros(2, np.float32)})))
     bad = lambda t: dict(t, **{"transformer.h.0.attn.c_proj.weight": np.zeros((32, 31), np.float32)})
-    with pytest.raises(ValueError, match=r"tensor 'h.0.attn.c_proj.weight': expected shape \(32, 32\), got \(32, 31\)$"):
+    with pytest.raises(ValueError,
+                       match=r"tensor 'h.0.attn.c_proj.weight': expected shape \(32, 32\), got \(32, 31\)$"):
         hf.load(_edited(d, tmp_path, tensors=bad))
     assert os.path.exists(tmp_path / "model.safetensors")

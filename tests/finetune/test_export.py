@@ -47,6 +47,7 @@ def test_a_mismatch_is_one_line_naming_the_tensor(tmp_path):
         export.load(path, like)
 
 
+@pytest.mark.xdist_group("finetune_eight_devices")
 def test_safetensors_read_straight_onto_a_sharded_layout(eight_devices):
     r = eight_devices["sharded_load"]
     assert r["exact"] and r["same_shardings"], r

@@ -153,6 +153,7 @@ def test_a_population_of_lora_models_equals_separate_runs():
             np.testing.assert_allclose(a, b, atol=2e-6)
 
 
+@pytest.mark.xdist_group("finetune_eight_devices")   # one worker runs the 8-device subprocess once
 def test_sharded_lora_training_on_eight_devices_matches_one_device(eight_devices):
     r = eight_devices
     for mode in ("replicated", "fsdp"):

@@ -6,7 +6,7 @@
 Per (layout, policy): XLA's compiled memory analysis of the training step (temporary bytes: the activations
 kept for the backward pass and the scratch; arguments and outputs: parameters, optimiser state, batch), the
 compiled cost analysis' FLOPs, and the median synced step time over ``--steps`` steps after two warm-up steps.
-``none`` is no remat: the scanned stack's default body policy (``transformer.SCAN_POLICY``); ``--policies``
+``none`` is no remat: the scanned stack's default body policy (``transformer_stack.SCAN_POLICY``); ``--policies``
 also takes ``scan-default-off`` (the scanned body with no policy at all: JAX's plain scan residuals).
 """
 import argparse
@@ -22,7 +22,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.workloads import ADAM, CONFIGS, TINY, inputs  # noqa: E402
-from deepcore.models import transformer  # noqa: E402
+from deepcore.models import transformer_stack  # noqa: E402
 from deepcore.models.transformer import TransformerLM  # noqa: E402
 from deepcore.train import classifier_loss, init_state, train_step  # noqa: E402
 
@@ -39,16 +39,16 @@ def build(c, scan, policy, dtype):
 
 
 def measure(c, scan, policy, dtype, steps):
-    saved = transformer.SCAN_POLICY
+    saved = transformer_stack.SCAN_POLICY
     if policy == "scan-default-off":
-        transformer.SCAN_POLICY = None
+        transformer_stack.SCAN_POLICY = None
     try:
         step, state, batch = build(c, scan, policy, dtype)
         t0 = time.perf_counter()
         compiled = step.lower(state, batch).compile()
         compile_s = time.perf_counter() - t0
     finally:
-        transformer.SCAN_POLICY = saved
+        transformer_stack.SCAN_POLICY = saved
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost

@@ -153,7 +153,9 @@ def attention(q, k, v, *, causal=False, key_mask=None, key_lengths=None, segment
 
 # ----------------------------------------------------------------------------- projections and cache
 
-def _heads(params, num_heads, num_kv_heads):
+def head_sizes(params, num_heads, num_kv_heads=None):
+    """``(N, K, H)``: query heads, key/value heads and the head size of :func:`self_attention` parameters
+    (``H`` read off the ``qkv`` width ``(N + 2K) H``)."""
     width = params["qkv"]["w"].shape[1]
     n, kh = num_heads, num_kv_heads or num_heads
     return n, kh, width // (n + 2 * kh)
@@ -178,7 +180,7 @@ def self_attention(params, x, *, num_heads, num_kv_heads=None, causal=False, key
     (..., T)`` keeps packed sequences apart (no cache). With a cache, a prefill at a Python ``index == 0``
     attends to the new keys alone and a one-token step takes ``key_lengths = index + 1``: both fusable.
     """
-    n, kh, h = _heads(params, num_heads, num_kv_heads)
+    n, kh, h = head_sizes(params, num_heads, num_kv_heads)
     if x.ndim < 2 or x.shape[-1] != params["qkv"]["w"].shape[0]:
         raise ShapeError(f"expected input (..., T, {params['qkv']['w'].shape[0]}), got {tuple(x.shape)}")
     cdt = compute_dtype_for(x.dtype, dtype)
@@ -271,4 +273,4 @@ def MultiHeadAttention(num_heads: int, *, head_dim=None, num_kv_heads=None, out_
 
 
 __all__ = ["attention", "choose_implementation", "reference_attention", "self_attention", "init_attention",
-           "init_cache", "MultiHeadAttention", "IMPLEMENTATIONS"]
+           "init_cache", "head_sizes", "MultiHeadAttention", "IMPLEMENTATIONS"]

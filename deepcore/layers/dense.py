@@ -1,4 +1,4 @@
-"""Dense (fully connected) layer: ``(..., d_in) -> (..., features)``."""
+"""Dense (fully connected): the function :func:`dense` and its layer :func:`Dense`, ``(..., d_in) -> (..., features)``."""
 import jax.numpy as jnp
 import jax
 
@@ -6,9 +6,20 @@ from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
 
 
+def dense(params, x, *, dtype=None):
+    """``x @ w + b``: ``x: (..., d_in)``, params ``{"w": (d_in, F), "b": (F,)}`` (``b`` optional) -> ``(..., F)``.
+
+    Computed in ``dtype`` (default: the input's floating dtype), parameters cast to it.
+    """
+    cdt = compute_dtype_for(x.dtype, dtype)
+    p = cast(params, cdt)
+    y = jnp.matmul(x.astype(cdt), p["w"])
+    return y + p["b"] if "b" in p else y
+
+
 def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_uniform,
           b_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
-    """``y = x @ w + b`` with ``w: (d_in, features)``, ``b: (features,)``.
+    """The layer of :func:`dense`, with ``w: (d_in, features)``, ``b: (features,)``.
 
     ``param_dtype`` defaults to the input's float32/float64; ``dtype`` (compute) to the input's dtype.
     """
@@ -27,11 +38,6 @@ def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_un
         d_in = params["w"].shape[0]
         if x.shape[-1:] != (d_in,):
             raise ShapeError(f"expected input (..., {d_in}), got {tuple(x.shape)}")
-        cdt = compute_dtype_for(x.dtype, dtype)
-        p = cast(params, cdt)
-        y = jnp.matmul(x.astype(cdt), p["w"])
-        if use_bias:
-            y = y + p["b"]
-        return y, state
+        return dense(params, x, dtype=dtype), state
 
     return layer("dense", init, apply)

@@ -1,4 +1,5 @@
-"""Token embeddings: integer ids ``(...) -> (..., features)``, and the tied output head."""
+"""Token embeddings: integer ids ``(...) -> (..., features)`` (:func:`embed`, :func:`Embedding`), and the tied
+output head (:func:`embed_attend`)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,7 @@ from deepcore.core import Layer, ShapeError, layer, output_spec, param_dtype_for
 
 def Embedding(vocab_size: int, features: int, *, w_init=initializers.normal(1.0), param_dtype=None,
               dtype=None) -> Layer:
-    """A lookup table ``w: (vocab_size, features)``; ids ``(...)`` -> vectors ``(..., features)``.
+    """The layer of :func:`embed`: a table ``w: (vocab_size, features)``; ids ``(...)`` -> ``(..., features)``.
 
     Ids must be integers in ``[0, vocab_size)``: concrete ids outside it raise :class:`ShapeError` naming the
     first one; traced ids (under ``jit``) cannot raise, and look up NaN vectors instead (never a clamped row).
@@ -24,13 +25,19 @@ def Embedding(vocab_size: int, features: int, *, w_init=initializers.normal(1.0)
         return output_spec(apply, params, {}, spec), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_ids(x)
-        w = params["w"]
-        if dtype is not None:
-            w = w.astype(dtype)
-        return lookup(w, x), state
+        return embed(params, x, dtype=dtype), state
 
     return layer("embedding", init, apply)
+
+
+def embed(params, ids, *, dtype=None):
+    """Rows of the table ``params["w"]: (V, D)`` for integer ``ids: (...)`` -> ``(..., D)``, in ``dtype``
+    (default the table's); bad ids as in :func:`lookup`."""
+    _check_ids(ids)
+    w = params["w"]
+    if dtype is not None:
+        w = w.astype(dtype)
+    return lookup(w, ids)
 
 
 def lookup(w, ids):

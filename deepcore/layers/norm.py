@@ -1,7 +1,9 @@
-"""Normalisation layers over channels-last inputs: LayerNorm, RMSNorm, GroupNorm and BatchNorm.
+"""Normalisation over channels-last inputs: the functions :func:`layer_norm`, :func:`rms_norm`, :func:`group_norm`,
+:func:`batch_norm` and their layers LayerNorm, RMSNorm, GroupNorm and BatchNorm.
 
 Statistics are computed in at least float32 (a bfloat16 input is normalised with float32 mean and
-variance) and the output is returned in the compute dtype.
+variance) and the output is returned in the compute dtype. Parameters are ``{"scale": (C,), "bias": (C,)}``,
+each optional (absent: not applied).
 """
 from typing import Optional
 
@@ -15,6 +17,80 @@ from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, out
 def _stat_dtype(cdt):
     return jnp.promote_types(cdt, jnp.float32)
 
+
+def _affine(y, params, cdt):
+    p = cast(params, cdt)
+    y = y.astype(cdt)
+    if "scale" in p:
+        y = y * p["scale"]
+    if "bias" in p:
+        y = y + p["bias"]
+    return y
+
+
+def _standardise(x, axes, epsilon):
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + epsilon)
+
+
+def init_norm(channels: int, dtype=jnp.float32, *, use_bias: bool = True) -> dict:
+    """The identity affine of a norm: ``{"scale": ones (C,), "bias": zeros (C,)}`` (no bias if not ``use_bias``)."""
+    params = {"scale": jnp.ones((channels,), dtype)}
+    if use_bias:
+        params["bias"] = jnp.zeros((channels,), dtype)
+    return params
+
+
+def layer_norm(params, x, *, epsilon: float = 1e-5, dtype=None):
+    """Normalise ``x: (..., C)`` over the last axis, then ``* scale + bias``; computed in ``dtype`` (default x's)."""
+    cdt = compute_dtype_for(x.dtype, dtype)
+    return _affine(_standardise(x.astype(_stat_dtype(cdt)), -1, epsilon), params, cdt)
+
+
+def rms_norm(params, x, *, epsilon: float = 1e-6, dtype=None):
+    """``x / rms(x) * scale`` over the last axis of ``x: (..., C)`` (Zhang & Sennrich, 2019)."""
+    cdt = compute_dtype_for(x.dtype, dtype)
+    xs = x.astype(_stat_dtype(cdt))
+    return _affine(xs * jax.lax.rsqrt(jnp.mean(jnp.square(xs), axis=-1, keepdims=True) + epsilon), params, cdt)
+
+
+def group_norm(params, x, *, num_groups: int, spatial_rank: int = 2, epsilon: float = 1e-5, dtype=None):
+    """Group norm of ``x: (..., *spatial, C)``: each group of ``C // num_groups`` channels normalised over
+    its spatial positions and channels, then ``* scale + bias``."""
+    cdt = compute_dtype_for(x.dtype, dtype)
+    xs = x.astype(_stat_dtype(cdt))
+    c = x.shape[-1]
+    g = xs.reshape(x.shape[:-1] + (num_groups, c // num_groups))
+    axes = tuple(range(x.ndim - 1 - spatial_rank, x.ndim - 1)) + (x.ndim,)   # spatial dims and the group's channels
+    return _affine(_standardise(g, axes, epsilon).reshape(x.shape), params, cdt)
+
+
+def batch_norm(params, state, x, *, train: bool = False, momentum: float = 0.99, epsilon: float = 1e-5,
+               axis_name: Optional[str] = None, dtype=None):
+    """Batch norm of ``x: (..., C)`` -> ``(y, new_state)``; state ``{"mean", "var"}: (C,)`` running statistics.
+
+    ``train``: normalise with the batch statistics over every axis but the last (``lax.pmean`` over
+    ``axis_name`` if given) and update the state by ``momentum``; else use (and return) the state.
+    """
+    cdt = compute_dtype_for(x.dtype, dtype)
+    xs = x.astype(_stat_dtype(cdt))
+    if train:
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(xs, axis=axes)
+        if axis_name is not None:
+            mean = jax.lax.pmean(mean, axis_name)
+        var = jnp.mean(jnp.square(xs - mean), axis=axes)
+        if axis_name is not None:
+            var = jax.lax.pmean(var, axis_name)
+        state = {"mean": (momentum * state["mean"] + (1 - momentum) * mean).astype(state["mean"].dtype),
+                 "var": (momentum * state["var"] + (1 - momentum) * var).astype(state["var"].dtype)}
+    else:
+        mean, var = state["mean"].astype(xs.dtype), state["var"].astype(xs.dtype)
+    return _affine((xs - mean) * jax.lax.rsqrt(var + epsilon), params, cdt), state
+
+
+# ----------------------------------------------------------------------------- layers
 
 def _affine_params(key, channels, pdt, use_scale, use_bias, scale_init, bias_init):
     ks, kb = jax.random.split(key)
@@ -34,19 +110,9 @@ def _check_channels(params, state, x, layout="(..., C)"):
         raise ShapeError(f"expected input with {ref.shape[0]} channels {layout}, got {tuple(x.shape)}")
 
 
-def _affine(y, params, cdt):
-    p = cast(params, cdt)
-    y = y.astype(cdt)
-    if "scale" in p:
-        y = y * p["scale"]
-    if "bias" in p:
-        y = y + p["bias"]
-    return y
-
-
-def _norm_layer(name, normalise, *, use_scale, use_bias, scale_init, bias_init, param_dtype, dtype,
+def _norm_layer(name, fn, *, use_scale, use_bias, scale_init, bias_init, param_dtype,
                 min_rank=1, layout="(..., C)", check=None) -> Layer:
-    """A layer ``affine(normalise(x))`` with per-channel scale/bias on the last axis."""
+    """A layer running ``fn(params, x)`` with per-channel scale/bias on the last axis."""
 
     def init(key, spec):
         if len(spec.shape) < min_rank:
@@ -63,48 +129,35 @@ def _norm_layer(name, normalise, *, use_scale, use_bias, scale_init, bias_init, 
             raise ShapeError(f"expected input of shape {layout} with at least {min_rank} dims, got {tuple(x.shape)}")
         if check is not None:
             check(x.shape)
-        cdt = compute_dtype_for(x.dtype, dtype)
-        y = normalise(x.astype(_stat_dtype(cdt)))
-        return _affine(y, params, cdt), state
+        return fn(params, x), state
 
     return layer(name, init, apply)
 
 
 def LayerNorm(*, epsilon: float = 1e-5, use_scale: bool = True, use_bias: bool = True,
               scale_init=initializers.ones, bias_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
-    """Normalise over the last axis: ``(..., C) -> (..., C)``, then ``* scale + bias`` (each ``(C,)``).
+    """The layer of :func:`layer_norm`, ``(..., C) -> (..., C)``, scale and bias each ``(C,)``.
 
     ``epsilon`` defaults to 1e-5 (PyTorch's default; flax uses 1e-6).
     """
-
-    def normalise(x):
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        return (x - mean) * jax.lax.rsqrt(var + epsilon)
-
-    return _norm_layer("layer_norm", normalise, use_scale=use_scale, use_bias=use_bias, scale_init=scale_init,
-                       bias_init=bias_init, param_dtype=param_dtype, dtype=dtype)
+    return _norm_layer("layer_norm", lambda p, x: layer_norm(p, x, epsilon=epsilon, dtype=dtype), use_scale=use_scale,
+                       use_bias=use_bias, scale_init=scale_init, bias_init=bias_init, param_dtype=param_dtype)
 
 
 def RMSNorm(*, epsilon: float = 1e-6, use_scale: bool = True, scale_init=initializers.ones,
             param_dtype=None, dtype=None) -> Layer:
-    """Root-mean-square norm over the last axis (Zhang & Sennrich, 2019): ``x / rms(x) * scale``, ``(..., C)``."""
-
-    def normalise(x):
-        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + epsilon)
-
-    return _norm_layer("rms_norm", normalise, use_scale=use_scale, use_bias=False, scale_init=scale_init,
-                       bias_init=None, param_dtype=param_dtype, dtype=dtype)
+    """The layer of :func:`rms_norm`, ``(..., C) -> (..., C)``, scale ``(C,)``."""
+    return _norm_layer("rms_norm", lambda p, x: rms_norm(p, x, epsilon=epsilon, dtype=dtype), use_scale=use_scale,
+                       use_bias=False, scale_init=scale_init, bias_init=None, param_dtype=param_dtype)
 
 
 def GroupNorm(num_groups: int = 32, *, spatial_rank: int = 2, epsilon: float = 1e-5, use_scale: bool = True,
               use_bias: bool = True, scale_init=initializers.ones, bias_init=initializers.zeros,
               param_dtype=None, dtype=None) -> Layer:
-    """Group norm (Wu & He, 2018) on ``(..., *spatial, C)``, ``len(spatial) == spatial_rank``.
+    """The layer of :func:`group_norm` (Wu & He, 2018) on ``(..., *spatial, C)``, ``len(spatial) == spatial_rank``.
 
-    The ``C`` channels are split into ``num_groups`` groups; each example's group is normalised over its
-    spatial positions and channels. Dims before the ``spatial_rank`` spatial dims are batch dims (any number,
-    including none). ``num_groups=1`` is LayerNorm over ``(*spatial, C)``; ``num_groups=C`` is InstanceNorm.
+    Dims before the ``spatial_rank`` spatial dims are batch dims (any number, including none).
+    ``num_groups=1`` is LayerNorm over ``(*spatial, C)``; ``num_groups=C`` is InstanceNorm.
     """
     layout = "(..., " + ", ".join(["S"] * spatial_rank + ["C"]) + ")"
 
@@ -112,23 +165,18 @@ def GroupNorm(num_groups: int = 32, *, spatial_rank: int = 2, epsilon: float = 1
         if shape[-1] % num_groups:
             raise ShapeError(f"expected input channels divisible by num_groups={num_groups} {layout}, got {tuple(shape)}")
 
-    def normalise(x):
-        c = x.shape[-1]
-        g = x.reshape(x.shape[:-1] + (num_groups, c // num_groups))
-        axes = tuple(range(x.ndim - 1 - spatial_rank, x.ndim - 1)) + (x.ndim,)   # spatial dims and the group's channels
-        mean = jnp.mean(g, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(g - mean), axis=axes, keepdims=True)
-        return ((g - mean) * jax.lax.rsqrt(var + epsilon)).reshape(x.shape)
+    def fn(params, x):
+        return group_norm(params, x, num_groups=num_groups, spatial_rank=spatial_rank, epsilon=epsilon, dtype=dtype)
 
-    return _norm_layer("group_norm", normalise, use_scale=use_scale, use_bias=use_bias, scale_init=scale_init,
-                       bias_init=bias_init, param_dtype=param_dtype, dtype=dtype, min_rank=spatial_rank + 1,
-                       layout=layout, check=check)
+    return _norm_layer("group_norm", fn, use_scale=use_scale, use_bias=use_bias, scale_init=scale_init,
+                       bias_init=bias_init, param_dtype=param_dtype, min_rank=spatial_rank + 1, layout=layout,
+                       check=check)
 
 
 def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-5, use_scale: bool = True, use_bias: bool = True,
               axis_name: Optional[str] = None, scale_init=initializers.ones, bias_init=initializers.zeros,
               param_dtype=None, dtype=None) -> Layer:
-    """Batch norm (Ioffe & Szegedy, 2015) on ``(..., C)``: statistics over every axis but the last.
+    """The layer of :func:`batch_norm` (Ioffe & Szegedy, 2015) on ``(..., C)``: statistics over every axis but the last.
 
     params ``{"scale": (C,), "bias": (C,)}``; state ``{"mean": (C,), "var": (C,)}``, the running statistics
     (initially 0 and 1, kept in the parameter dtype).
@@ -154,24 +202,7 @@ def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-5, use_scale: bool 
 
     def apply(params, state, x, *, key=None, train=False):
         _check_channels(params, state, x)
-        cdt = compute_dtype_for(x.dtype, dtype)
-        xs = x.astype(_stat_dtype(cdt))
-        if train:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(xs, axis=axes)
-            if axis_name is not None:
-                mean = jax.lax.pmean(mean, axis_name)
-            var = jnp.mean(jnp.square(xs - mean), axis=axes)
-            if axis_name is not None:
-                var = jax.lax.pmean(var, axis_name)
-            new_state = {
-                "mean": (momentum * state["mean"] + (1 - momentum) * mean).astype(state["mean"].dtype),
-                "var": (momentum * state["var"] + (1 - momentum) * var).astype(state["var"].dtype),
-            }
-        else:
-            mean, var = state["mean"].astype(xs.dtype), state["var"].astype(xs.dtype)
-            new_state = state
-        y = (xs - mean) * jax.lax.rsqrt(var + epsilon)
-        return _affine(y, params, cdt), new_state
+        return batch_norm(params, state, x, train=train, momentum=momentum, epsilon=epsilon, axis_name=axis_name,
+                          dtype=dtype)
 
     return layer("batch_norm", init, apply)

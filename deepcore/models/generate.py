@@ -17,7 +17,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from deepcore.core import ShapeError, compute_dtype_for
+from deepcore.core import ShapeError
 from deepcore.models.transformer import LMConfig, lm_apply, lm_cache, to_unscanned
 
 
@@ -67,7 +67,7 @@ def generate(cfg: LMConfig, params, prompt, num_tokens: int, *, key=None, temper
     _check(cfg, prompt, num_tokens)
     cfg, params = _layout(cfg, params, unroll_layers)
     b, p = prompt.shape
-    cache = lm_cache(cfg, params, (b,), p + num_tokens, compute_dtype_for(params["embed"]["w"].dtype, cfg.dtype))
+    cache = lm_cache(cfg, params, (b,), p + num_tokens)
     logits, cache = lm_apply(cfg, params, prompt, cache=cache, index=0)
 
     def step(carry, k):

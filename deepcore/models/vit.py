@@ -30,7 +30,8 @@ def ViT(num_classes: int, *, patch_size: int = 4, d_model: int = 64, num_layers:
         pool: str = "cls", scan: bool = True, remat=None, w_init=gpt_init, b_init=initializers.zeros,
         param_dtype=None, dtype=None, **options) -> Layer:
     """ViT layer; ``options`` are further :class:`BlockConfig` fields (``mlp_ratio``, ``dropout``,
-    ``approximate_gelu`` (default exact here), ``implementation``, ...). Blocks are non-causal. ``remat``: a
+    ``approximate_gelu`` (default exact here), ``epsilon`` (every LayerNorm's, the final one's too; Hugging Face
+    ViTs use 1e-12), ``implementation``, ...). Blocks are non-causal. ``remat``: a
     per-block policy of :mod:`deepcore.layers.remat` (True: ``"nothing"``)."""
     if pool not in ("cls", "mean"):
         raise ValueError(f"vit: pool must be 'cls' or 'mean', got {pool!r}")
@@ -54,7 +55,7 @@ def ViT(num_classes: int, *, patch_size: int = 4, d_model: int = 64, num_layers:
             params["cls"] = w_init(kc, (1, d_model), pdt)
         params["positions"] = {"table": w_init(kpos, (n, d_model), pdt)}
         params["blocks"] = stack_init(cfg, kb, d_model, num_layers, scan=scan, dtype=pdt)
-        params["ln_f"] = LayerNorm().init(key, jax.ShapeDtypeStruct((d_model,), pdt))[1]
+        params["ln_f"] = LayerNorm(epsilon=cfg.epsilon).init(key, jax.ShapeDtypeStruct((d_model,), pdt))[1]
         params["head"] = {"w": w_init(kh, (d_model, num_classes), pdt), "b": b_init(kh, (num_classes,), pdt)}
         return output_spec(apply, params, {}, spec), params, {}
 
@@ -69,7 +70,7 @@ def ViT(num_classes: int, *, patch_size: int = 4, d_model: int = 64, num_layers:
         t = t + p["positions"]["table"]
         t = Dropout(cfg.dropout).apply({}, {}, t, key=k_emb, train=train)[0]
         t, _ = stack_apply(cfg, params["blocks"], t, key=k_blocks, train=train, remat=remat)
-        t = LayerNorm(dtype=cdt).apply(p["ln_f"], {}, t)[0]
+        t = LayerNorm(epsilon=cfg.epsilon, dtype=cdt).apply(p["ln_f"], {}, t)[0]
         pooled = t[..., 0, :] if pool == "cls" else jnp.mean(t, axis=-2)
         return pooled @ p["head"]["w"] + p["head"]["b"], state
 

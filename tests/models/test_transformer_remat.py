@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepcore.models import transformer
+from deepcore.models import transformer_stack
 from deepcore.models.transformer import LMConfig, lm_apply, lm_init, to_scanned, to_unscanned
 
 pytestmark = pytest.mark.xdist_group("models_test_transformer_remat")
@@ -65,7 +65,7 @@ def test_offload_policy_keeps_names_on_a_cpu_and_offloads_elsewhere():
 def test_scan_body_policy_changes_no_value(setup, monkeypatch):
     params, tokens = setup
     l1, g1 = loss_and_grad(CFG, params, tokens)
-    monkeypatch.setattr(transformer, "SCAN_POLICY", None)   # the plain scan: every residual saved
+    monkeypatch.setattr(transformer_stack, "SCAN_POLICY", None)   # the plain scan: every residual saved
     l2, g2 = loss_and_grad(CFG, params, tokens)
     np.testing.assert_allclose(l1, l2, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g1, g2)
@@ -83,7 +83,7 @@ def test_policies_keep_less_than_the_plain_scan(setup, monkeypatch):
         return f.lower(params).compile().memory_analysis().temp_size_in_bytes
 
     default, nothing = temp(big), temp(big.replace(remat="nothing"))
-    monkeypatch.setattr(transformer, "SCAN_POLICY", None)
+    monkeypatch.setattr(transformer_stack, "SCAN_POLICY", None)
     plain = temp(big)
     assert nothing < default < plain, (nothing, default, plain)
 

@@ -24,9 +24,10 @@ import time
 
 import common
 import flagcheck
-import textlm
 
 LICENCES = "/usr/share/common-licenses"
+SMOKE_CHARS = {"train": 50_000, "validation": 4_000}
+EVAL_WINDOWS = 128     # windows per evaluation batch
 
 
 def target_file(args) -> str:
@@ -72,7 +73,7 @@ def main(args):
     import numpy as np
     import optax
 
-    from deepcore.data import encode, lm_windows, load_text
+    from deepcore.data import encode, eval_windows, lm_windows, load_corpus, load_text, window_nll
     from deepcore.finetune import lora
     from deepcore.models.transformer import LMConfig, TransformerLM
     from deepcore.train import classifier_loss, compile_fn, create_state, evaluate, fit, train_step
@@ -85,11 +86,11 @@ def main(args):
         args.pretrain_steps, args.steps, args.eval_every = min(args.pretrain_steps, 8), min(args.steps, 8), 4
         args.d_model, args.layers, args.heads, args.seq_len = 32, 2, 2, min(args.seq_len, 64)
     os.makedirs(args.out, exist_ok=True)
-    source = textlm.load_corpus(args.dataset, args.data_dir, smoke=args.smoke)
+    source = load_corpus(args.dataset, args.data_dir, max_chars=SMOKE_CHARS if args.smoke else None)
     tpath = target_file(args)
     tgt = {s: encode(source.vocab, load_text(tpath, s)) for s in ("train", "validation")}
     if args.smoke:
-        tgt = {s: ids[:textlm.SMOKE_CHARS[s]] for s, ids in tgt.items()}
+        tgt = {s: ids[:SMOKE_CHARS[s]] for s, ids in tgt.items()}
     cfg = LMConfig(vocab_size=source.vocab.size, d_model=args.d_model, num_layers=args.layers, num_heads=args.heads,
                    max_len=args.seq_len)
     base = TransformerLM(cfg)
@@ -103,7 +104,7 @@ def main(args):
     def eval_fn_for(model):
         def metrics(state, batch):
             logits, _ = model.apply(state.params, state.model_state, batch["inputs"], train=False)
-            return textlm.lm_eval_metrics(logits, batch["targets"], batch["weight"])
+            return window_nll(logits, batch["targets"], batch["weight"])
         return compile_fn(metrics)
 
     def phase(name, model, params, tx, ids, val, steps):
@@ -123,7 +124,7 @@ def main(args):
         opt_bytes = sum(a.nbytes for a in jax.tree.leaves(res.state.opt_state))
         return res.state, evaluate(ev, res.state, val)["val_bits_per_char"], step_ms, opt_bytes
 
-    vb = lambda ids: textlm.eval_batches(ids, args.seq_len, textlm.EVAL_WINDOWS)  # noqa: E731
+    vb = lambda ids: eval_windows(ids, args.seq_len, EVAL_WINDOWS)  # noqa: E731
     src_val, tgt_val = vb(source.validation), vb(tgt["validation"])
     params0 = base.init(jax.random.PRNGKey(args.seed), spec)[1]
     print(f"finetune: transformer {args.layers} x d{args.d_model}, {param_count(params0):,} parameters; "

@@ -6,7 +6,7 @@ from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
 
 
-def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_uniform,
+def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_uniform(),
           b_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
     """``y = x @ w + b`` with ``w: (d_in, features)``, ``b: (features,)``.
 

@@ -7,5 +7,6 @@ training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``), ``progress`` 
 from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.loop import EarlyStopping, FitResult, evaluate, fit
 from deepcore.train.state import TrainState, create_state, init_state
+from deepcore.train.objectives import prediction_loss, reconstruction_loss, regression_loss
 from deepcore.train.step import (DPSGD, classifier_loss, compile_fn, eval_step, make_eval, make_update,
                                  per_example_grads, train_step)

@@ -10,3 +10,4 @@ from deepcore.data.pipeline import (Pipeline, channel_stats, epoch_permutation, 
 from deepcore.data.sources import (Dataset, DatasetInfo, DatasetUnavailable, carve_validation,  # noqa: F401
                                    data_source, load, load_text, network_available)
 from deepcore.data.text import Vocab, build_vocab, decode, encode, lm_windows  # noqa: F401
+from deepcore.data.windows import split_series, windows  # noqa: F401

@@ -2,6 +2,7 @@
 from deepcore.layers.basic import (Activation, Elu, Flatten, Gelu, GeluTanh, Identity, Lambda, LeakyRelu,
                                    LogSoftmax, Relu, Reshape, Sigmoid, Silu, Softmax, Softplus, Swish, Tanh)
 from deepcore.layers.combinators import parallel, residual, serial
+from deepcore.layers.compose import compose
 from deepcore.layers.dense import Dense
 from deepcore.layers.dropout import Dropout
 from deepcore.layers.embed import Embedding, embed_attend

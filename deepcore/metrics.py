@@ -162,3 +162,6 @@ def r2_score(predictions, targets, mask=None):
     ss_tot = jnp.sum(w * (t - mean) ** 2, axis=0)
     r2 = jnp.where(ss_tot > 0, 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0), jnp.where(ss_res > 0, 0.0, 1.0))
     return jnp.mean(r2)
+
+__all__ = ["accuracy", "top_k_accuracy", "perplexity", "bits_per_char", "confusion_matrix", "roc_auc",
+           "average_precision", "mean_squared_error", "mean_absolute_error", "r2_score"]

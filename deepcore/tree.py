@@ -213,3 +213,6 @@ def summary(model: Layer, key: Any, spec) -> str:
               f"params  {n_params:,} ({_bytes(p_bytes)})",
               f"state   {n_state:,} ({_bytes(s_bytes)})"]
     return "\n".join([rule, lines[0], rule, *lines[1:], rule, *footer])
+
+__all__ = ["param_count", "path_str", "leaf_paths", "flatten_dict", "unflatten_dict", "get_path", "set_path",
+           "path_mask", "freeze", "summary"]

@@ -1,8 +1,32 @@
 """Training: the state pytree, compiled step builders, parallel layouts, populations, checkpoints, the loop.
 
-Submodules: ``state``, ``step``, ``parallel`` (mesh, sharding, multi-process), ``population`` (vmapped
-training of N models), ``checkpoint`` (orbax), ``loop`` (``fit``), ``progress`` (its output), ``guard``
-(the whole-state non-finite check), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run per folder).
+A loss function ``loss_fn(params, model_state, batch, key, train) -> (loss, (new_model_state, metrics))`` and an
+optax optimiser make every step. Index:
+
+State
+    init_state(model, spec, tx, seed)        a :class:`TrainState` (step, params, model_state, opt_state, key, ema)
+    create_state(params, model_state, tx, key)   the same from parameters you built
+Loss functions (the contract above)
+    classifier_loss(model, x=, y=)           softmax cross-entropy; metrics loss, accuracy
+    regression_loss(model, x=, y=, loss=)    MSE/MAE/Huber against ``batch[y]``; metrics loss, mse, mae
+    reconstruction_loss(model, x=)           an autoencoder's output against its input
+    prediction_loss(model, fn, x=)           any ``fn(prediction, batch) -> loss``
+Steps
+    train_step(loss_fn, tx, ...)             compiled ``(state, batch) -> (state, metrics)``, state donated
+    eval_step(loss_fn)                       compiled ``(state, batch) -> metrics`` (train=False)
+    make_update, make_eval                   the same, pure and not jitted (to vmap, shard, jit yourself)
+    per_example_grads(loss_fn)               ``(params, model_state, batch, key) -> (losses, grads, states)``
+    DPSGD(clip_norm, noise_multiplier)       DP-SGD for ``train_step(..., dp=)``
+    compile_fn(fn, ...)                      ``jax.jit`` with per-program XLA compiler options
+Loop and checkpoints
+    fit(step, state, batches, steps=, out_dir=, ...)  -> :class:`FitResult`; evaluate, EarlyStopping, Checkpointer
+Populations (N models in one compiled step: seeds x hyperparameters)
+    init_population, population_step, population_eval, member, set_hyperparams
+
+Submodules: ``state``, ``step``, ``objectives`` (loss builders), ``parallel`` (mesh, sharding, multi-process:
+``make_mesh``, ``step_shardings``, ``shard_batch``, ``initialize``), ``population``, ``checkpoint`` (orbax),
+``loop`` (``fit``), ``progress`` (its output), ``guard`` (the whole-state non-finite check), ``damage`` (damaged
+checkpoints on resume), ``runlock`` (one run per folder), ``mfu`` (FLOPs and utilisation), ``compile_options``.
 """
 from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.loop import EarlyStopping, FitResult, evaluate, fit
@@ -10,3 +34,12 @@ from deepcore.train.state import TrainState, create_state, init_state
 from deepcore.train.objectives import prediction_loss, reconstruction_loss, regression_loss
 from deepcore.train.step import (DPSGD, classifier_loss, compile_fn, eval_step, make_eval, make_update,
                                  per_example_grads, train_step)
+from deepcore.train.population import init_population, member, population_eval, population_step, set_hyperparams
+
+__all__ = [
+    "TrainState", "init_state", "create_state",
+    "classifier_loss", "regression_loss", "reconstruction_loss", "prediction_loss",
+    "train_step", "eval_step", "make_update", "make_eval", "per_example_grads", "DPSGD", "compile_fn",
+    "fit", "evaluate", "EarlyStopping", "FitResult", "Checkpointer",
+    "init_population", "population_step", "population_eval", "member", "set_hyperparams",
+]

@@ -8,6 +8,11 @@ program (``members="map"``, the CPU default). Run it alone on an idle machine:
     python bench/population_cpu.py                  # N=4, batch 64, 28x28x1 CNN and a 784-256-256-10 MLP
     python bench/population_cpu.py --members 8 --reps 30
     python bench/population_cpu.py --tiny           # a seconds-long check that it runs
+    python bench/population_cpu.py --conv-forms     # why vmap is slow on CPU: one grouped conv vs N plain ones
+
+A vmapped convolution whose input and kernel both carry the member axis (every layer after the first, and
+every kernel gradient) lowers to one convolution with ``feature_group_count=N``; ``--conv-forms`` times that
+against N plain convolutions in one program, forward and kernel gradient.
 """
 import argparse
 import statistics
@@ -46,14 +51,43 @@ def timed(fn, states, batch, reps):
     return statistics.median(times[1:])
 
 
+def conv_forms(n, reps):
+    """Min seconds of one grouped convolution (the vmapped form) vs ``n`` plain ones, forward and kernel grad."""
+    from jax import lax
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(64, 13, 13, 16 * n)).astype(np.float32))   # members stacked on features
+    w = jnp.asarray(rng.normal(size=(3, 3, 16, 32 * n)).astype(np.float32))
+    xs, ws = jnp.split(x, n, -1), jnp.split(w, n, -1)
+    conv = lambda a, b, g=1: lax.conv_general_dilated(a, b, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                                      feature_group_count=g)
+    forms = {
+        "grouped forward": (jax.jit(lambda x, w: conv(x, w, n)), (x, w)),
+        f"{n} plain forward": (jax.jit(lambda xs, ws: [conv(a, b) for a, b in zip(xs, ws)]), (xs, ws)),
+        "grouped kernel grad": (jax.jit(jax.grad(lambda w, x: jnp.sum(conv(x, w, n) ** 2))), (w, x)),
+        f"{n} plain kernel grads": (jax.jit(jax.grad(lambda ws, xs: sum(jnp.sum(conv(a, b) ** 2)
+                                                                        for a, b in zip(xs, ws)))), (ws, xs)),
+    }
+    times = {k: [] for k in forms}
+    for r in range(reps + 1):  # interleaved, the first round compiles
+        for k, (f, args) in forms.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            if r:
+                times[k].append(time.perf_counter() - t0)
+    print(", ".join(f"{k} {min(v) * 1e3:.2f} ms" for k, v in times.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--conv-forms", action="store_true", help="time a grouped convolution against N plain ones")
     a = ap.parse_args()
     n, batch, reps = a.members, (8 if a.tiny else a.batch), (2 if a.tiny else a.reps)
+    if a.conv_forms:
+        return conv_forms(n, reps)
     lrs = list(np.logspace(-3, -1, n))
     print(f"backend {jax.default_backend()}, {n} members, batch {batch}, median of {reps}")
     for name, (model, shape) in models(a.tiny).items():

@@ -4,6 +4,13 @@
     state = init_gan_state(G, D, (64, 64), (64, 28, 28, 1), g_tx, d_tx, seed=0)
     step = gan_train_step(G, D, g_tx, d_tx, z_dim=64, loss="hinge", penalty="r1", penalty_weight=5.0)
     state, metrics = step(state, {"image": uint8_images})
+
+Index:
+    d_loss, g_loss, LOSSES                   discriminator and generator losses by name (nonsaturating, hinge, wasserstein)
+    r1_penalty, gradient_penalty             R1 and WGAN-GP gradient penalties
+    GANState, init_gan_state                 both networks' parameters, states and optimiser states in one pytree
+    gan_train_step, make_gan_update          one compiled step updating both networks (or the pure update)
+    sample, to_unit_range                    images from the generator; uint8 images to [-1, 1]
 """
 from deepcore.gan.losses import LOSSES, d_loss, g_loss
 from deepcore.gan.penalties import gradient_penalty, r1_penalty

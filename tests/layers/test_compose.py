@@ -76,3 +76,15 @@ def test_squeeze_and_excitation_composes_from_parallel():
     with pytest.raises(ValueError, match=r"^parallel: merge: expected one of \('sum', 'product', 'concat', None\) "
                                          r"or a function, got 'max'$"):
         parallel(Identity, gate, merge="max")
+
+
+def test_capture_reaches_inside_a_composed_layer():
+    from deepcore.interpret import capture
+    lay = serial(gated_skip(3), Relu)
+    _, params, state = lay.init(jax.random.PRNGKey(0), X.shape)
+    y, _, got = capture(lay, ["gated_skip_0/proj", "gated_skip_0/skip"])(params, state, X)
+    p = params["gated_skip_0"]
+    h = lin(p["proj"], X)
+    np.testing.assert_allclose(got["gated_skip_0/proj"], h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["gated_skip_0/skip"], lin(p["skip"], h), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, lay.apply(params, state, X)[0], rtol=1e-6)

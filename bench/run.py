@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from bench.harness import IMPLS  # noqa: E402
 from bench.workloads import CONFIGS, GFLOP, WORKLOADS  # noqa: E402
+from deepcore.train.metrics_log import read_metrics  # noqa: E402
 
 MAIN = tuple(i for i in IMPLS if i != "deepcore_unrolled")  # deepcore_unrolled differs on the transformers alone
 NEEDS = {"flax_nnx": "flax", "flax_linen": "flax", "equinox": "equinox", "torch": "torch"}
@@ -174,8 +175,7 @@ def read_records(raw, rounds):
     """The records in the .jsonl ``raw``: ``({(impl, workload, dtype): [job record per round, at most rounds]},
     [peak records], [run records])``."""
     results, peaks, runs = {}, [], []
-    for line in raw.read_text().splitlines():
-        rec = json.loads(line)
+    for rec in read_metrics(str(raw)):
         kind = rec.get("kind")
         if kind == "peak":
             peaks.append(rec)

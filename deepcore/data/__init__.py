@@ -1,9 +1,16 @@
-"""Datasets and input pipelines: TFDS names (offline-capable), in-memory batching, JAX augmentations. Index:
+"""Datasets and input pipelines: TFDS names (offline-capable), in-memory or streamed batching, JAX augmentations.
+
+Index:
 
 Loading
     load(name, split, data_dir=)         a :class:`Dataset` (``.arrays`` dict, ``.info``), offline from local files
     load_text(name_or_path, split)       a text corpus; Vocab, build_vocab, encode, decode (characters)
     carve_validation, data_source, network_available, DatasetInfo, DatasetUnavailable
+Streaming from disk (Grain; the same batches as in memory)
+    image_batches("stream" | "memory", name, split, batch_size)   a named image split either way
+    stream(name, split, batch_size), stream_batches(source, batch_size)   a :class:`StreamPipeline`
+    packed_text(documents, seq_len, batch_size)   packed LM batches; index_documents, packing_waste
+    stream_channel_stats, INPUTS
 Batching (deterministic from ``(seed, epoch)``, resumable from any step, sharded over processes)
     make_batches(arrays, batch_size, seed)   a :class:`Pipeline`; ``pipe.batches(start_step)``
     lm_windows(tokens, seq_len, batch_size)  language-model windows (random or sequential)
@@ -15,12 +22,17 @@ Augmentations (pure JAX, ``f(key, image) -> image``; ``batched`` maps one over a
     ds = deepcore.data.load("fashion_mnist", "train", data_dir=data_dir)   # arrays + info
     pipe = deepcore.data.make_batches(ds.arrays, batch_size=128, seed=0)
     for batch in pipe.batches(start_step): ...
+    pipe = deepcore.data.image_batches("stream", "fashion_mnist", "train", 128, seed=0)   # same batches, from disk
+    pipe = deepcore.data.packed_text(data_source("fortunes", "train", documents=True), seq_len=128, batch_size=32)
 """
 from deepcore.data.augment import batched, compose, normalize, random_crop, random_erasing, random_flip  # noqa: F401
+from deepcore.data.packing import index_documents, packed_text, packing_waste  # noqa: F401
 from deepcore.data.pipeline import (Pipeline, channel_stats, epoch_permutation, make_batches,  # noqa: F401
                                     prefetch, to_device)
-from deepcore.data.sources import (Dataset, DatasetInfo, DatasetUnavailable, carve_validation,  # noqa: F401
-                                   data_source, load, load_text, network_available)
+from deepcore.data.prepare import DatasetUnavailable, data_source, network_available  # noqa: F401
+from deepcore.data.sources import Dataset, DatasetInfo, carve_validation, load, load_text  # noqa: F401
+from deepcore.data.stream import (INPUTS, StreamPipeline, image_batches, stream, stream_batches,  # noqa: F401
+                                  stream_channel_stats)
 from deepcore.data.text import Vocab, build_vocab, decode, encode, lm_windows  # noqa: F401
 from deepcore.data.windows import split_series, windows  # noqa: F401
 
@@ -29,5 +41,7 @@ __all__ = [
     "network_available", "Vocab", "build_vocab", "encode", "decode",
     "make_batches", "Pipeline", "lm_windows", "windows", "split_series", "epoch_permutation", "channel_stats",
     "to_device", "prefetch",
+    "image_batches", "stream", "stream_batches", "StreamPipeline", "stream_channel_stats", "INPUTS", "packed_text",
+    "index_documents", "packing_waste",
     "random_crop", "random_flip", "random_erasing", "normalize", "compose", "batched",
 ]

@@ -150,3 +150,30 @@ class DeepcoreText(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, text: bytes):
         yield split, {"text": text}
+
+
+def split_documents(text: bytes, separator: bytes = b"\n%\n") -> list:
+    """The documents of a corpus piece: ``text`` cut at ``separator`` (kept out), empty pieces dropped."""
+    return [d for d in text.split(separator) if d.strip()]
+
+
+class DeepcoreDocuments(DeepcoreText):
+    """The text corpora one document per record, ``{"text": bytes}``, for streaming and packing.
+
+    Same corpus and same train/validation/test cuts as :class:`DeepcoreText`; a split's records are its
+    documents (fortunes: one fortune each; tiny_shakespeare: one speech each, the blank-line-separated
+    paragraphs), in TFDS's stored order (shuffled by key when written).
+    """
+
+    def _split_generators(self, dl_manager):
+        pieces = super()._split_generators(dl_manager)
+        return {n: self._documents(n, p) for n, p in pieces.items()}
+
+    def _generate_examples(self, split: str, text: bytes):
+        yield split, text   # the parent's cut; _documents splits it into records
+
+    def _documents(self, split: str, generator):
+        (_, text), = list(generator)
+        sep = self.builder_config.boundary or b"\n\n"
+        for i, doc in enumerate(split_documents(text, sep)):
+            yield f"{split}-{i}", {"text": doc}

@@ -20,20 +20,32 @@ Steps
     compile_fn(fn, ...)                      ``jax.jit`` with per-program XLA compiler options
 Loop and checkpoints
     fit(step, state, batches, steps=, out_dir=, ...)  -> :class:`FitResult`; evaluate, EarlyStopping, Checkpointer
+    the loop's parts, for a loop of your own: MetricsLog, read_metrics (metrics.jsonl), Progress, Window (logged
+    means), StepGuard, state_problem (non-finite checks), Every, ProfileWindow, open_run (resume), current_step
 Populations (N models in one compiled step: seeds x hyperparameters)
     init_population, population_step, population_eval, member, set_hyperparams
 
-Submodules: ``state``, ``step``, ``objectives`` (loss builders), ``parallel`` (mesh, sharding, multi-process:
-``make_mesh``, ``step_shardings``, ``shard_batch``, ``initialize``), ``population``, ``checkpoint`` (orbax),
-``loop`` (``fit``), ``progress`` (its output), ``guard`` (the whole-state non-finite check), ``damage`` (damaged
-checkpoints on resume), ``runlock`` (one run per folder), ``mfu`` (FLOPs and utilisation), ``compile_options``.
+Submodules: ``state``, ``step``, ``objectives`` (loss builders), ``parallel`` (mesh, sharding, multi-process),
+``population`` (N models in one step), ``checkpoint`` (orbax), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run
+per folder), and ``loop`` (``fit``) with the parts it is composed of, each usable in a loop of your own:
+``metrics_log`` (metrics.jsonl, TensorBoard, W&B), ``progress`` (the bar and log lines), ``window`` (the logged
+means, throughput, data wait), ``guard`` (the non-finite checks), ``periodic`` (``Every``), ``early_stopping``,
+``profiler`` (``ProfileWindow``), ``resume`` (``open_run``), ``mfu``, ``compile_options``.
 """
 from deepcore.train.checkpoint import Checkpointer
-from deepcore.train.loop import EarlyStopping, FitResult, evaluate, fit
+from deepcore.train.early_stopping import EarlyStopping
+from deepcore.train.guard import StepGuard, state_problem
+from deepcore.train.loop import FitResult, current_step, evaluate, fit
+from deepcore.train.metrics_log import MetricsLog, read_metrics
+from deepcore.train.periodic import Every
+from deepcore.train.profiler import ProfileWindow
+from deepcore.train.progress import Progress
+from deepcore.train.resume import open_run
 from deepcore.train.state import TrainState, create_state, init_state
 from deepcore.train.objectives import prediction_loss, reconstruction_loss, regression_loss
 from deepcore.train.step import (DPSGD, classifier_loss, compile_fn, eval_step, make_eval, make_update,
                                  per_example_grads, train_step)
+from deepcore.train.window import Window
 from deepcore.train.population import init_population, member, population_eval, population_step, set_hyperparams
 
 __all__ = [
@@ -41,5 +53,7 @@ __all__ = [
     "classifier_loss", "regression_loss", "reconstruction_loss", "prediction_loss",
     "train_step", "eval_step", "make_update", "make_eval", "per_example_grads", "DPSGD", "compile_fn",
     "fit", "evaluate", "EarlyStopping", "FitResult", "Checkpointer",
+    "MetricsLog", "read_metrics", "Progress", "Window", "StepGuard", "state_problem", "Every", "ProfileWindow",
+    "open_run", "current_step",
     "init_population", "population_step", "population_eval", "member", "set_hyperparams",
 ]

@@ -1,7 +1,11 @@
-"""Progress output of the training loop: a redrawn one-line bar on a terminal, plain log lines otherwise."""
+"""Progress output of the training loop: a redrawn one-line bar on a terminal, plain log lines otherwise.
+
+Steps/s and examples/s count from :meth:`Progress.restart` (the loop calls it once the first, compiling step
+has finished), so compilation does not dilute the throughput shown and logged."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Callable, Optional
 
@@ -23,14 +27,21 @@ def fmt_time(s: float) -> str:
 
 class Progress:
     """A one-line bar on a terminal (redrawn at most 5 times a second), plain log lines otherwise. ``total``
-    None: no bar, no step total; ``time_left()``: seconds of a time budget, the ETA when that comes sooner."""
+    None: no bar, no step total; ``start``: the step training starts from; ``stream``: default stdout, ``tty``:
+    default ``stream.isatty()``; ``examples_per_step``: for examples/s; ``time_left()``: seconds of a time
+    budget, the ETA when that comes sooner."""
 
-    def __init__(self, total: Optional[int], start: int, stream, tty: Optional[bool],
-                 examples_per_step: Optional[int], time_left: Optional[Callable[[], float]] = None):
+    def __init__(self, total: Optional[int], start: int = 0, stream=None, tty: Optional[bool] = None,
+                 examples_per_step: Optional[int] = None, time_left: Optional[Callable[[], float]] = None):
+        stream = sys.stdout if stream is None else stream
         self.total, self.stream, self.time_left = total, stream, time_left
         self.tty = stream.isatty() if tty is None else tty
         self.examples_per_step = examples_per_step
         self.t0, self.s0, self.last_draw = time.perf_counter(), start, 0.0
+
+    def restart(self, step: int) -> None:
+        """Measure throughput from now and ``step`` on (call it after the first, compiling step)."""
+        self.t0, self.s0 = time.perf_counter(), step
 
     def rate(self, step: int):
         dt = time.perf_counter() - self.t0

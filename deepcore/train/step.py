@@ -198,43 +198,21 @@ def make_eval(loss_fn: LossFn, *, compute_dtype=None, use_ema: bool = False) -> 
     return evaluate
 
 
-class _WithOptions:
-    """A jitted function compiled ahead of time with XLA ``compiler_options``, once per input signature."""
-
-    def __init__(self, jitted, options: dict):
-        self.jitted, self.options, self._cache = jitted, dict(options), {}
-
-    def _signature(self, args):
-        leaves, treedef = jax.tree.flatten(args)
-        return treedef, tuple((tuple(a.shape), str(a.dtype), getattr(a, "sharding", None))
-                              if hasattr(a, "shape") else ("py", a) for a in leaves)
-
-    def __call__(self, *args):
-        sig = self._signature(args)
-        fn = self._cache.get(sig)
-        if fn is None:
-            fn = self._cache[sig] = self.jitted.lower(*args).compile(compiler_options=self.options)
-        return fn(*args)
-
-    def lower(self, *args):
-        return self.jitted.lower(*args)
-
-
 def compile_fn(fn: Callable, *, donate_argnums=(), in_shardings=None, out_shardings=None,
                compiler_options: Optional[dict] = None) -> Callable:
     """``jax.jit(fn)``; with ``compiler_options`` (e.g. ``{"xla_cpu_experimental_ynn_fusion_type":
     "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE"}``) each input
-    signature is lowered and compiled with those options for this function only; ``None``: the options
-    :mod:`deepcore.train.compile_options` chooses per program (recorded in ``.choices``); ``{}``: none."""
+    signature is compiled with those options for this function only (``jax.jit(..., compiler_options=)``);
+    ``None``: the options :mod:`deepcore.train.compile_options` chooses per program (recorded in
+    ``.choices``); ``{}``: none."""
     kw = {}
     if in_shardings is not None:
         kw["in_shardings"] = in_shardings
     if out_shardings is not None:
         kw["out_shardings"] = out_shardings
-    jitted = jax.jit(fn, donate_argnums=donate_argnums, **kw)
     if compiler_options is None:
-        return compile_options.auto(jitted)
-    return _WithOptions(jitted, compiler_options) if compiler_options else jitted
+        return compile_options.auto(jax.jit(fn, donate_argnums=donate_argnums, **kw))
+    return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options or None, **kw)
 
 
 def _replicated_like(batch_sharding):

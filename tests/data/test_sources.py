@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from deepcore.data import formats, sources
+from deepcore.data import formats, prepare, sources
 from deepcore.data.sources import DatasetUnavailable, load, load_text
 
 # module-scoped fixtures: the whole file on one xdist worker so they are built once
@@ -102,6 +102,28 @@ def test_prepared_copy_loads_through_tfds_data_source(fashion):
     assert len(src) == 10000 and src[0]["image"].shape == (28, 28, 1) and src[0]["image"].dtype == np.uint8
     got = rows(np.stack([src[i]["image"] for i in range(50)]), np.array([src[i]["label"] for i in range(50)]))
     assert set(got.tolist()) <= set(rows(ds["test"].arrays["image"], ds["test"].arrays["label"]).tolist())
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "train+validation", "test"])
+def test_streamed_split_gives_the_in_memory_batches(fashion, split):
+    """The flag: image_batches("stream", ...) reads the prepared files and gives load + make_batches' batches."""
+    from deepcore.data import channel_stats, image_batches, make_batches, stream_channel_stats
+    data_dir, ds = fashion
+    kw = dict(data_dir=data_dir, download=False, process_index=0, process_count=1)
+    parts = [ds[p].arrays for p in split.split("+")]
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    mem = (image_batches("memory", "fashion_mnist", split, 256, seed=4, **kw) if split == "validation" else
+           make_batches(arrays, 256, seed=4, process_index=0, process_count=1))
+    st = image_batches("stream", "fashion_mnist", split, 256, seed=4, **kw)
+    assert (st.num_examples, st.steps_per_epoch) == (mem.num_examples, mem.steps_per_epoch)
+    last = mem.steps_per_epoch - 1       # the end of epoch 0 into epoch 1
+    for _, a, b in zip(range(3), mem.batches(last), st.batches(last)):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    if split == "validation":
+        np.testing.assert_allclose(stream_channel_stats(st), channel_stats(ds["validation"].arrays["image"]),
+                                   rtol=1e-5)
+        with pytest.raises(ValueError, match="--input: expected one of"):
+            image_batches("disk", "fashion_mnist", split, 256, **kw)
 
 
 # --- real fortunes ----------------------------------------------------------------------------------
@@ -198,7 +220,7 @@ def test_missing_data_without_download_names_the_fix(tmp_path, monkeypatch):
 
 def test_missing_data_without_network_fails_fast(tmp_path, monkeypatch):
     probed = []
-    monkeypatch.setattr(sources, "network_available", lambda url, timeout=2.0: probed.append(url) or False)
+    monkeypatch.setattr(prepare, "network_available", lambda url, timeout=2.0: probed.append(url) or False)
     t = time.perf_counter()
     with pytest.raises(DatasetUnavailable, match="no network"):
         load_text("tiny_shakespeare", data_dir=str(tmp_path), download=True)

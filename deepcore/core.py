@@ -52,8 +52,11 @@ class Layer(NamedTuple):
     """``init(key, spec) -> (out_spec, params, state)``; ``apply(params, state, x, *, key, train) -> (y, state)``.
 
     ``name`` is the layer's kind (``"dense"``, ``"conv"``); combinators number it (``dense_0``).
-    ``children`` lists a combinator's named sub-layers (for summaries). Build layers with :func:`layer`
-    so that shape errors carry their path.
+    ``children`` is a tuple of ``(child_name, Layer)`` pairs in model order, where ``child_name`` is the key of
+    that child's entry in this layer's ``params``/``state`` dicts (absent when the child has none), e.g.
+    ``(("conv_0", conv), ("relu_0", relu))``. ``tree.summary`` and ``interpret.capture`` walk it; ``apply``
+    never reads it. Build layers with :func:`layer` so that shape errors carry their path, and with
+    :func:`deepcore.layers.compose` when a layer is made of named sub-layers.
     """
 
     init: Callable[..., tuple]

@@ -199,3 +199,5 @@ def kl_divergence(log_predictions, targets, *, weights=None, mask=None, reductio
     loss = optax.losses.kl_divergence(_zero_masked(log_predictions, mask), targets)
     return reduce_loss(loss, weights, mask, reduction, name="kl_divergence")
 
+__all__ = ["REDUCTIONS", "reduce_loss", "mse", "mae", "huber", "label_guard", "softmax_cross_entropy",
+           "softmax_cross_entropy_onehot", "binary_cross_entropy_with_logits", "kl_divergence"]

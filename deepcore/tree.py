@@ -172,8 +172,10 @@ def _layer_rows(lay: Layer, name: str, spec, key, depth: int, rows: list) -> Any
     row = {"name": "  " * depth + name, "out": _fmt_spec(out), "leaves": [], "count": param_count(params)}
     rows.append(row)
     if lay.children:
-        child_spec = spec
+        child_spec, seen = spec, getattr(lay.init, "child_specs", None)  # compose: each child's own input spec
+        seen = seen(spec) if seen is not None else {}
         for child_name, child in lay.children:
+            child_spec = seen.get(child_name, child_spec)
             child_out = _layer_rows(child, child_name, child_spec, key, depth + 1, rows)
             if lay.name == "serial":  # a serial chains its children; other combinators fan the input out
                 child_spec = child_out
@@ -218,3 +220,6 @@ def summary(model: Layer, key: Any, spec) -> str:
               f"params  {n_params:,} ({_bytes(p_bytes)})",
               f"state   {n_state:,} ({_bytes(s_bytes)})"]
     return "\n".join([rule, lines[0], rule, *lines[1:], rule, *footer])
+
+__all__ = ["param_count", "path_str", "leaf_paths", "flatten_dict", "unflatten_dict", "get_path", "set_path",
+           "path_mask", "freeze", "summary"]

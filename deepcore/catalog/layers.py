@@ -2,12 +2,23 @@
 from deepcore import layers as L
 from deepcore.catalog.case import Case
 
+
+def _gated_skip(call, x):
+    """compose's example: a gated projection plus a skip through another child."""
+    h = call("proj", x)
+    return h * L.Sigmoid.apply({}, {}, call("gate", x))[0] + call("skip", h)
+
+
 CASES = [
     Case("dense", lambda: L.Dense(5), (3, 4)),
     Case("dense_nobias", lambda: L.Dense(5, use_bias=False), (3, 2, 4)),
     Case("serial_mlp", lambda: L.serial(L.Dense(6), L.Tanh, L.Dense(3)), (3, 4)),
     Case("parallel_concat", lambda: L.parallel(L.Dense(3), L.Dense(2), merge="concat"), (3, 4)),
     Case("parallel_sum", lambda: L.parallel(L.Dense(3), L.Dense(3), merge="sum"), (3, 4)),
+    Case("parallel_product_glu", lambda: L.parallel(L.Dense(3), L.serial(L.Dense(3), L.Sigmoid), merge="product"),
+         (3, 4)),
+    Case("compose_gated_skip", lambda: L.compose("gated_skip", {"proj": L.Dense(3), "gate": L.Dense(3),
+                                                                "skip": L.Dense(3)}, _gated_skip), (3, 4)),
     Case("residual", lambda: L.residual(L.serial(L.Dense(4), L.Tanh)), (3, 4)),
     Case("relu", lambda: L.Relu, (3, 5), smooth=False),
     Case("leaky_relu", lambda: L.LeakyRelu(0.2), (3, 5), smooth=False),

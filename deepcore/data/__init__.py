@@ -1,5 +1,27 @@
 """Datasets and input pipelines: TFDS names (offline-capable), in-memory or streamed batching, JAX augmentations.
 
+Index:
+
+Loading
+    load(name, split, data_dir=)         a :class:`Dataset` (``.arrays`` dict, ``.info``), offline from local files
+    load_text(name_or_path, split)       a text corpus; Vocab, build_vocab, encode, decode (characters)
+    carve_validation, data_source, network_available, DatasetInfo, DatasetUnavailable
+Streaming from disk (Grain; the same batches as in memory)
+    image_batches("stream" | "memory", name, split, batch_size)   a named image split either way
+    stream(name, split, batch_size), stream_batches(source, batch_size)   a :class:`StreamPipeline`
+    packed_text(documents, seq_len, batch_size)   packed LM batches; index_documents, packing_waste
+    stream_channel_stats, INPUTS
+Batching (deterministic from ``(seed, epoch)``, resumable from any step, sharded over processes)
+    make_batches(arrays, batch_size, seed)   a :class:`Pipeline`; ``pipe.batches(start_step)``
+    lm_windows(tokens, seq_len, batch_size)  language-model windows (random or sequential)
+    windows(series, input_len, horizon)      forecasting windows over a numeric series; split_series (time order)
+    epoch_permutation, channel_stats, to_device, prefetch
+Text corpora for language models
+    load_corpus(name)                    train/validation ids with the training vocabulary (:class:`Corpus`)
+    eval_windows, window_nll, write_samples   exact validation windows, their NLL, samples.txt
+Augmentations (pure JAX, ``f(key, image) -> image``; ``batched`` maps one over a batch)
+    random_crop, random_flip, random_erasing, normalize, compose, batched
+
     ds = deepcore.data.load("fashion_mnist", "train", data_dir=data_dir)   # arrays + info
     pipe = deepcore.data.make_batches(ds.arrays, batch_size=128, seed=0)
     for batch in pipe.batches(start_step): ...
@@ -16,3 +38,14 @@ from deepcore.data.stream import (INPUTS, StreamPipeline, image_batches, stream,
                                   stream_channel_stats)
 from deepcore.data.text import Vocab, build_vocab, decode, encode, lm_windows  # noqa: F401
 from deepcore.data.corpus import Corpus, eval_windows, load_corpus, window_nll, write_samples  # noqa: F401
+from deepcore.data.windows import split_series, windows  # noqa: F401
+
+__all__ = [
+    "load", "load_text", "Dataset", "DatasetInfo", "DatasetUnavailable", "carve_validation", "data_source",
+    "network_available", "Vocab", "build_vocab", "encode", "decode",
+    "make_batches", "Pipeline", "lm_windows", "windows", "split_series", "epoch_permutation", "channel_stats",
+    "to_device", "prefetch",
+    "image_batches", "stream", "stream_batches", "StreamPipeline", "stream_channel_stats", "INPUTS", "packed_text",
+    "index_documents", "packing_waste", "Corpus", "load_corpus", "eval_windows", "window_nll", "write_samples",
+    "random_crop", "random_flip", "random_erasing", "normalize", "compose", "batched",
+]

@@ -5,9 +5,14 @@
     step = gan_train_step(G, D, g_tx, d_tx, z_dim=64, loss=losses.hinge, penalty="r1", penalty_weight=5.0)
     state, metrics = step(state, {"image": uint8_images})
 
-Losses are :class:`GANLoss` pairs of callables (``losses.nonsaturating``, ``losses.hinge``,
-``losses.wasserstein``); penalties callables ``(d_fn, real, fake, key)``; :mod:`deepcore.gan.frechet` the
-Fréchet distance of sample quality.
+Index:
+    losses (nonsaturating, hinge, wasserstein), GANLoss, LOSSES   losses as pairs of callables ``GANLoss(d, g)``
+    d_loss, g_loss                           the discriminator's and generator's loss under a named or given loss
+    r1_penalty, gradient_penalty, PENALTIES  R1 and WGAN-GP gradient penalties, callables ``(d_fn, real, fake, key)``
+    feature_stats, frechet_distance          the Fréchet distance of sample quality (:mod:`deepcore.gan.frechet`)
+    GANState, init_gan_state                 both networks' parameters, states and optimiser states in one pytree
+    gan_train_step, make_gan_update          one compiled step updating both networks (or the pure update)
+    sample, to_unit_range                    images from the generator; uint8 images to [-1, 1]
 """
 from deepcore.gan import losses
 from deepcore.gan.frechet import feature_stats, frechet_distance

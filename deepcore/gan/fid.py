@@ -26,9 +26,9 @@ def classifier():
     from deepcore import initializers as I
     from deepcore import layers as L
 
-    features = L.serial(L.Conv2D(32, 3, strides=2, w_init=I.he_normal), L.Relu,
-                        L.Conv2D(64, 3, strides=2, w_init=I.he_normal), L.Relu,
-                        L.Flatten(), L.Dense(128, w_init=I.he_normal), L.Relu)
+    features = L.serial(L.Conv2D(32, 3, strides=2, w_init=I.he_normal()), L.Relu,
+                        L.Conv2D(64, 3, strides=2, w_init=I.he_normal()), L.Relu,
+                        L.Flatten(), L.Dense(128, w_init=I.he_normal()), L.Relu)
     return L.serial({"features": features, "head": L.Dense(10)})
 
 

@@ -1,5 +1,15 @@
 """Measuring instruments: attributions, activations by path, per-layer statistics, calibration, ensembles.
 
+Index:
+    saliency, gradient_x_input, smoothgrad, integrated_gradients, attribution_map, completeness_gap,
+    steps_for_tolerance                                    input attributions ``(B, ...)`` like the input
+    capture, with_capture, split_captured, layer_paths     any layer's outputs by path
+    layer_stats, activation_stats, grad_norms              per-layer statistics
+    classifier_report, per_class_accuracy, confusion_matrix, calibration_bins, expected_calibration_error,
+    max_calibration_error, negative_log_likelihood         classifier calibration
+    member_logits, member_probs, ensemble_probs, ensemble_report   population members as an ensemble
+    reliability_diagram, save_overlays, train_test_curves  PNG pictures
+
 Submodules: ``attribution`` (saliency, gradient x input, SmoothGrad, integrated gradients), ``capture``
 (outputs of any layer by path, per-layer statistics), ``calibration`` (per-class accuracy, confusion
 matrix, ECE), ``ensembles`` (population members predicting together), ``plots`` (PNG pictures).
@@ -13,3 +23,12 @@ from deepcore.interpret.capture import (activation_stats, capture, grad_norms, l
                                         layer_stats, split_captured, with_capture)
 from deepcore.interpret.ensembles import ensemble_probs, ensemble_report, member_logits, member_probs  # noqa: F401
 from deepcore.interpret.plots import reliability_diagram, save_overlays, train_test_curves  # noqa: F401
+
+__all__ = [
+    "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "attribution_map", "completeness_gap",
+    "steps_for_tolerance", "capture", "with_capture", "split_captured", "layer_paths", "layer_stats",
+    "activation_stats", "grad_norms", "classifier_report", "per_class_accuracy", "confusion_matrix",
+    "calibration_bins", "expected_calibration_error", "max_calibration_error", "negative_log_likelihood",
+    "member_logits", "member_probs", "ensemble_probs", "ensemble_report", "reliability_diagram", "save_overlays",
+    "train_test_curves",
+]

@@ -62,6 +62,10 @@ def _rebuild(lay: Layer, children: Dict[str, Layer], rebuild: Optional[Rebuild])
         # merge and axis are arguments of the original ``parallel`` call; read them from its apply
         inner = _closure(_closure(lay.apply)["apply"])
         return C.parallel(children, merge=inner["merge"], axis=inner["axis"])
+    composite = getattr(_closure(lay.apply).get("apply"), "__self__", None)  # a layers.compose layer
+    if composite is not None and hasattr(composite, "forward") and hasattr(composite, "children"):
+        from deepcore.layers.compose import compose
+        return compose(lay.name, children, composite.forward)
     raise TypeError(f"cannot rebuild a {lay.name!r} layer with wrapped children; pass "
                     f"rebuild=lambda layer, children: ... returning it built from `children`")
 

@@ -1,7 +1,41 @@
-"""Layers: each a :class:`deepcore.core.Layer`, a small ``(init, apply)`` pair."""
+"""Layers: each a :class:`deepcore.core.Layer`, a small ``(init, apply)`` pair over plain-dict parameters.
+
+``init(key, spec) -> (out_spec, params, state)``; ``apply(params, state, x, *, key=None, train=False) -> (y, state)``.
+Shapes are ``(batch, ..., features)`` (channels last). Index:
+
+Dense and embeddings
+    Dense(features)                     ``(..., in) -> (..., features)``
+    Embedding(vocab, features)          int ``(...) -> (..., features)``; ``embed_attend`` ties the output
+Convolution and pooling (N = 1, 2, 3 spatial dims; ``Conv``/``ConvTranspose`` pick N from the kernel size)
+    Conv1D/Conv2D/Conv3D(features, k)   ``(B, *spatial, C) -> (B, *spatial', features)``; strides, dilation, groups
+    ConvTranspose1D/2D/3D(features, k)  the transposed (upsampling) convolution
+    PhaseConvTranspose(features, k)     a stride-s transposed convolution as s*s stride-1 phases
+    MaxPool1D/2D/3D, AvgPool1D/2D/3D    windowed pooling; MaxPool/AvgPool take the window tuple
+    GlobalAvgPool(), GlobalMaxPool()    ``(B, *spatial, C) -> (B, C)``
+Normalisation and regularisation
+    BatchNorm(), LayerNorm(), GroupNorm(groups), RMSNorm(), Dropout(rate)
+    SpectralNorm(layer), spectral_normalize   a weight divided by its largest singular value (power iteration)
+Recurrent (``(B, T, F)`` sequences, ``Seq`` carries lengths)
+    SimpleRNN(h), LSTM(h), GRU(h)       layers; ``...Cell`` the step functions, ``RNN(cell)`` runs any cell
+    Bidirectional(fwd, bwd), Seq, length_mask, scan_cell
+Attention and positions
+    MultiHeadAttention(heads, d), attention (the function), LearnedPositions, SinusoidalPositions
+Activations (layers, no parameters)
+    Relu, Sigmoid, Tanh, Gelu, GeluTanh, Silu/Swish, Softplus, Elu, Softmax, LogSoftmax, LeakyRelu(slope),
+    Activation(fn), Lambda(fn), Identity, Flatten(), Reshape(shape)
+Combinators
+    serial(*layers)                     a stack; children named ``dense_0``, ... or by a dict
+    parallel(*layers, merge=)           fan-out merged by sum, product, concat, a tuple or any function
+    residual(body, shortcut=Identity)   ``body(x) + shortcut(x)``
+    compose(name, children, forward)    a layer from named sub-layers and ``forward(call, x)``
+    Remat(layer, policy)                rematerialisation (``jax.checkpoint``) with a named policy
+
+Write your own with :func:`deepcore.core.layer` (README: "Writing your own layer").
+"""
 from deepcore.layers.basic import (Activation, Elu, Flatten, Gelu, GeluTanh, Identity, Lambda, LeakyRelu,
                                    LogSoftmax, Relu, Reshape, Sigmoid, Silu, Softmax, Softplus, Swish, Tanh)
 from deepcore.layers.combinators import parallel, residual, serial
+from deepcore.layers.compose import compose
 from deepcore.layers.dense import Dense
 from deepcore.layers.dropout import Dropout
 from deepcore.layers.embed import Embedding, embed_attend
@@ -17,3 +51,18 @@ from deepcore.layers.position import LearnedPositions, SinusoidalPositions
 from deepcore.layers.remat import Remat
 from deepcore.layers.phase_conv import PhaseConvTranspose
 from deepcore.layers.spectral_norm import SpectralNorm, spectral_normalize
+
+__all__ = [
+    "Dense", "Embedding", "embed_attend",
+    "Conv", "Conv1D", "Conv2D", "Conv3D", "ConvTranspose", "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D",
+    "MaxPool", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "GlobalAvgPool", "GlobalMaxPool",
+    "BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm", "Dropout",
+    "SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "RNN", "Bidirectional", "Seq", "length_mask",
+    "scan_cell",
+    "MultiHeadAttention", "attention", "LearnedPositions", "SinusoidalPositions",
+    "Relu", "Sigmoid", "Tanh", "Gelu", "GeluTanh", "Silu", "Swish", "Softplus", "Elu", "Softmax", "LogSoftmax",
+    "LeakyRelu", "Activation", "Lambda", "Identity", "Flatten", "Reshape",
+    "serial", "parallel", "residual", "compose", "Remat",
+    "PhaseConvTranspose", "SpectralNorm", "spectral_normalize",
+]

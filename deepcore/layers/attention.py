@@ -222,7 +222,7 @@ def self_attention(params, x, *, num_heads, num_kv_heads=None, causal=False, key
 
 
 def init_attention(key, d_model, num_heads, *, head_dim=None, num_kv_heads=None, out_features=None,
-                   use_bias=True, w_init=initializers.glorot_uniform, b_init=initializers.zeros,
+                   use_bias=True, w_init=initializers.glorot_uniform(), b_init=initializers.zeros,
                    dtype=jnp.float32):
     """Parameters for :func:`self_attention` on inputs with ``d_model`` features."""
     kh = num_kv_heads or num_heads
@@ -244,7 +244,7 @@ def init_attention(key, d_model, num_heads, *, head_dim=None, num_kv_heads=None,
 
 def MultiHeadAttention(num_heads: int, *, head_dim=None, num_kv_heads=None, out_features=None,
                        use_bias: bool = True, causal: bool = False, rope: bool = False, rope_base: float = 10000.0,
-                       implementation: str = "auto", w_init=initializers.glorot_uniform, b_init=initializers.zeros,
+                       implementation: str = "auto", w_init=initializers.glorot_uniform(), b_init=initializers.zeros,
                        param_dtype=None, dtype=None) -> Layer:
     """Self-attention layer ``(..., T, D) -> (..., T, out_features or D)``.
 

@@ -62,4 +62,5 @@ LogSoftmax = Activation(A.log_softmax, "log_softmax")
 
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
+    """Layer: ``x`` where positive, ``negative_slope * x`` elsewhere (any shape)."""
     return Activation(partial(A.leaky_relu, negative_slope=negative_slope), "leaky_relu")

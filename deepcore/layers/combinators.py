@@ -1,4 +1,4 @@
-"""Combinators: ``serial`` (a stack), ``parallel`` (fan-out with a merge) and ``residual`` (skip).
+"""Combinators: ``serial`` (a stack), ``parallel`` (fan-out with a merge function) and ``residual`` (skip).
 
 Children are named by kind and count (``conv_0``, ``conv_1``, ``bn_0``) unless given as a dict
 ``{"encoder": ..., "head": ...}``. Children without parameters (activations, pooling) leave no
@@ -69,18 +69,37 @@ def serial(*layers: Union[Layer, Dict[str, Layer]]) -> Layer:
     return layer("serial", init, apply, named.items())
 
 
+MERGES = ("sum", "product", "concat", None)
+
+
 def _merge(outs, merge, axis):
+    if callable(merge):
+        return merge(*outs)
     if merge == "sum":
         return sum(outs[1:], outs[0])
+    if merge == "product":
+        out = outs[0]
+        for o in outs[1:]:
+            out = out * o
+        return out
     if merge == "concat":
         return jnp.concatenate(outs, axis=axis)
     if merge is None:
         return tuple(outs)
-    raise ValueError(f"parallel: merge must be 'sum', 'concat' or None, got {merge!r}")
+    raise ValueError(f"parallel: merge: expected one of {MERGES} or a function, got {merge!r}")
 
 
 def parallel(*layers: Union[Layer, Dict[str, Layer]], merge="concat", axis: int = -1) -> Layer:
-    """Feed the same input to every child and merge: ``"sum"``, ``"concat"`` (on ``axis``) or ``None`` (a tuple)."""
+    """Feed the same input to every child and merge their outputs (in child order).
+
+    ``merge``: ``"sum"``, ``"product"`` (elementwise, broadcasting: gating), ``"concat"`` (on ``axis``),
+    ``None`` (a tuple), or any function ``merge(*outputs) -> y``. A GLU is
+    ``parallel(Dense(d), serial(Dense(d), Sigmoid), merge="product")``; squeeze-and-excitation multiplies
+    ``Identity`` by a ``(B, 1, 1, C)`` gate (``serial(GlobalAvgPool(), Dense(r), Relu, Dense(C), Sigmoid,
+    Reshape((1, 1, C)))``).
+    """
+    if not (callable(merge) or merge in MERGES):
+        raise ValueError(f"parallel: merge: expected one of {MERGES} or a function, got {merge!r}")
     named = _named(layers)
 
     def init(key, spec):
@@ -91,7 +110,8 @@ def parallel(*layers: Union[Layer, Dict[str, Layer]], merge="concat", axis: int 
             out = jax.eval_shape(lambda *o: _merge(list(o), merge, axis), *outs)
         except (TypeError, ValueError) as e:
             shapes = {n: tuple(o.shape) for n, o in zip(named, outs)}
-            raise ShapeError(f"cannot {merge} the outputs of the branches {shapes}: {e}") from None
+            what = getattr(merge, "__name__", "merge") if callable(merge) else merge
+            raise ShapeError(f"cannot {what} the outputs of the branches {shapes}: {e}") from None
         return out, params, state
 
     def apply(params, state, x, *, key=None, train=False):

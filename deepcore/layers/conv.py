@@ -117,7 +117,7 @@ def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init
 
 
 def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME", dilation=1,
-         groups: int = 1, use_bias: bool = True, w_init=initializers.glorot_uniform, b_init=initializers.zeros,
+         groups: int = 1, use_bias: bool = True, w_init=initializers.glorot_uniform(), b_init=initializers.zeros,
          param_dtype=None, dtype=None) -> Layer:
     """Convolution ``(..., *spatial, C_in) -> (..., *spatial', features)``, rank ``len(kernel_size)``.
 
@@ -127,7 +127,7 @@ def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Paddi
     ``(lo, hi)`` pairs (a kernel extent larger than the padded input is a :class:`ShapeError`, not an empty
     output). ``groups`` splits the channels into feature groups (``groups == C_in`` is depthwise).
     ``w_init`` defaults to Glorot uniform over fans that include the receptive field; pass
-    ``initializers.he_normal`` before ReLUs.
+    ``initializers.he_normal()`` before ReLUs.
     """
     kernel_size = tuple(int(k) for k in kernel_size)
     rank = len(kernel_size)
@@ -149,7 +149,7 @@ def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Paddi
 
 
 def ConvTranspose(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME",
-                  dilation=1, use_bias: bool = True, w_init=initializers.glorot_uniform,
+                  dilation=1, use_bias: bool = True, w_init=initializers.glorot_uniform(),
                   b_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
     """Transposed ("fractionally strided") convolution via ``lax.conv_transpose``, rank ``len(kernel_size)``.
 

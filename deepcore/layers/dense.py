@@ -17,7 +17,7 @@ def dense(params, x, *, dtype=None):
     return y + p["b"] if "b" in p else y
 
 
-def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_uniform,
+def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_uniform(),
           b_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
     """The layer of :func:`dense`, with ``w: (d_in, features)``, ``b: (features,)``.
 

@@ -34,7 +34,7 @@ def _phase_taps(k: int, s: int):
 
 
 def PhaseConvTranspose(features: int, kernel_size: int = 4, *, strides: int = 2, use_bias: bool = True,
-                       w_init=initializers.glorot_uniform, b_init=initializers.zeros, param_dtype=None,
+                       w_init=initializers.glorot_uniform(), b_init=initializers.zeros, param_dtype=None,
                        dtype=None) -> Layer:
     """2D transposed convolution, ``"SAME"`` padding: ``(..., H, W, C) -> (..., s*H, s*W, features)``.
 

@@ -1,4 +1,19 @@
-"""Model builders, one family per module (``deepcore.models.rnn``, ...). Each returns a :class:`deepcore.core.Layer`."""
+"""Model builders, one family per module; each returns a :class:`deepcore.core.Layer` (or its config). Index:
+
+Imported here
+    MLP(num_classes, widths)            flatten + Dense/ReLU stack
+    VGG(num_classes, stages)            conv-BatchNorm-ReLU stages with max-pooling, a dense head
+    ResNet(num_classes, widths, depths), BasicBlock(features)   the CIFAR-style residual network
+Family modules (import them: ``from deepcore.models import rnn``)
+    rnn: char_lm, seq_classifier, sample, make_cell              recurrent language models and classifiers
+    transformer: TransformerBlock, TransformerStack, TransformerLM, LMConfig, lm_init, lm_apply
+    generate: generate, generate_uncached, sample_logits         KV-cache generation for TransformerLM
+    vit: ViT, patchify                                           the vision transformer
+    gan: dcgan_generator, dcgan_discriminator, SpectralNorm      DCGAN networks (training: ``deepcore.gan``)
+    bigram: fit_bigram, bigram_nats, bigram_bits                 a count-based baseline for character LMs
+"""
 from deepcore.models.mlp import MLP  # noqa: E402,F401
 from deepcore.models.cnn import VGG  # noqa: E402,F401
 from deepcore.models.resnet import BasicBlock, ResNet  # noqa: E402,F401
+
+__all__ = ["MLP", "VGG", "ResNet", "BasicBlock"]

@@ -22,7 +22,7 @@ from deepcore.models.mlp import flatten_last
 def conv_bn_relu(features: int, *, batch_norm: bool = True, momentum: float = 0.9, axis_name=None,
                  strides=1, kernel_size=(3, 3), param_dtype=None, dtype=None) -> list:
     """``[conv, batch_norm, relu]`` (the conv has no bias when a BatchNorm follows)."""
-    conv = Conv(features, kernel_size, strides=strides, use_bias=not batch_norm, w_init=initializers.he_normal,
+    conv = Conv(features, kernel_size, strides=strides, use_bias=not batch_norm, w_init=initializers.he_normal(),
                 param_dtype=param_dtype, dtype=dtype)
     bn = [BatchNorm(momentum=momentum, axis_name=axis_name, param_dtype=param_dtype, dtype=dtype)] if batch_norm else []
     return [conv, *bn, Relu]
@@ -48,8 +48,8 @@ def VGG(num_classes: int, stages: Sequence[Sequence[int]] = ((32,), (64, 64), (1
         named[f"stage_{i}"] = serial(*layers)
     top = [GlobalAvgPool()] if head == "avg" else [flatten_last(3)]
     for w in hidden:
-        top += ([Dropout(dropout)] if dropout else []) + [Dense(w, w_init=initializers.he_normal, param_dtype=param_dtype,
-                                                                dtype=dtype), Relu]
+        top += ([Dropout(dropout)] if dropout else []) + [
+            Dense(w, w_init=initializers.he_normal(), param_dtype=param_dtype, dtype=dtype), Relu]
     top += ([Dropout(dropout)] if dropout else []) + [Dense(num_classes, param_dtype=param_dtype, dtype=dtype)]
     named["head"] = serial(*top)
     return serial(named)

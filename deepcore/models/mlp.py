@@ -28,7 +28,7 @@ def flatten_last(n: int) -> Layer:
 
 
 def MLP(num_classes: int, widths: Sequence[int] = (512, 512), *, activation: Layer = Relu, dropout: float = 0.0,
-        input_dropout: float = 0.0, feature_dims: int = 1, w_init=initializers.he_normal,
+        input_dropout: float = 0.0, feature_dims: int = 1, w_init=initializers.he_normal(),
         b_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
     """A stack of dense layers with ``activation`` (a layer, e.g. ``layers.Gelu``) between them.
 
@@ -44,7 +44,7 @@ def MLP(num_classes: int, widths: Sequence[int] = (512, 512), *, activation: Lay
         layers += [Dense(w, **kw), activation]
         if dropout:
             layers.append(Dropout(dropout))
-    layers.append(Dense(num_classes, **dict(kw, w_init=initializers.glorot_uniform)))
+    layers.append(Dense(num_classes, **dict(kw, w_init=initializers.glorot_uniform())))
     return serial(*layers)
 
 

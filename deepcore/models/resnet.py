@@ -26,7 +26,7 @@ from deepcore.layers.pool import GlobalAvgPool
 def BasicBlock(features: int, *, strides: int = 1, momentum: float = 0.9, axis_name=None, param_dtype=None,
                dtype=None) -> Layer:
     """``(..., H, W, C) -> (..., H/strides, W/strides, features)``; a projection shortcut when the shape changes."""
-    conv = lambda f, k, s: Conv(f, (k, k), strides=s, use_bias=False, w_init=initializers.he_normal,
+    conv = lambda f, k, s: Conv(f, (k, k), strides=s, use_bias=False, w_init=initializers.he_normal(),
                                 param_dtype=param_dtype, dtype=dtype)
     bn = lambda: BatchNorm(momentum=momentum, axis_name=axis_name, param_dtype=param_dtype, dtype=dtype)
     body = serial(conv(features, 3, strides), bn(), Relu, conv(features, 3, 1), bn())
@@ -64,7 +64,7 @@ def ResNet(num_classes: int, widths: Sequence[int] = (16, 32, 64), depths: Seque
     if len(widths) != len(depths) or not widths:
         raise ValueError(f"resnet: widths {tuple(widths)} and depths {tuple(depths)} need the same nonzero length")
     kw = dict(momentum=momentum, axis_name=axis_name, param_dtype=param_dtype, dtype=dtype)
-    named = {"stem": serial(Conv(stem_width or widths[0], (3, 3), use_bias=False, w_init=initializers.he_normal,
+    named = {"stem": serial(Conv(stem_width or widths[0], (3, 3), use_bias=False, w_init=initializers.he_normal(),
                                  param_dtype=param_dtype, dtype=dtype),
                             BatchNorm(**kw), Relu)}
     for i, (w, d) in enumerate(zip(widths, depths)):

@@ -72,6 +72,7 @@ def batch_sharding(mesh: Mesh, axis: str = DATA) -> NamedSharding:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding that keeps a whole copy of an array on every device of ``mesh``."""
     return NamedSharding(mesh, P())
 
 

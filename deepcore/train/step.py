@@ -68,7 +68,9 @@ def _value_and_grad(loss_fn, compute_dtype):
 def per_example_grads(loss_fn: LossFn, *, compute_dtype=None) -> Callable:
     """``(params, model_state, batch, key) -> (losses (B,), grads with a leading B axis, model_states (B, ...))``.
 
-    Each example is run as a batch of one (``jax.vmap`` over the batch axis), with its own key.
+    Each example is run as a batch of one (``jax.vmap`` over the batch axis) in **train mode**
+    (``loss_fn(..., train=True)``, as the gradients of a training step), example ``i`` with key
+    ``split(key, B)[i]``; ``key=None`` gives every example ``None`` (fine for a model without dropout).
     """
     vg = _value_and_grad(loss_fn, compute_dtype)
 
@@ -77,6 +79,8 @@ def per_example_grads(loss_fn: LossFn, *, compute_dtype=None) -> Callable:
         return loss, g, ms
 
     def grads(params, model_state, batch, key):
+        if key is None:
+            return jax.vmap(lambda ex: one(params, model_state, ex, None))(batch)
         n = jax.tree.leaves(batch)[0].shape[0]
         keys = jax.random.split(key, n)
         return jax.vmap(one, in_axes=(None, None, 0, 0))(params, model_state, batch, keys)

@@ -107,3 +107,20 @@ def test_population_of_batchnorm_maxpool_cnns_equals_separate_runs():
         for what, a, b in [("params", got.params, s.params), ("model_state", got.model_state, s.model_state)]:
             jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5, err_msg=f"{i} {what}"),
                          a, b)
+
+
+def test_per_example_grads_take_key_none_like_every_apply_and_run_in_train_mode():
+    model, batches = vgg_and_batches()
+    _, params, state = model.init(jax.random.PRNGKey(0), batches[0]["x"])
+    modes = []
+
+    def loss(p, s, batch, key, train):
+        modes.append(train)
+        return classifier_loss(model)(p, s, batch, key, train)
+
+    losses, grads, states = per_example_grads(loss)(params, state, batches[0], None)
+    assert modes and all(modes) and losses.shape == (4,)
+    one = jax.grad(lambda p, b: loss(p, state, b, None, True)[0])
+    for i in range(4):  # equals the gradient of example i alone
+        g_i = one(params, jax.tree.map(lambda a: a[i:i + 1], batches[0]))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6), grads, g_i)

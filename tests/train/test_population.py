@@ -7,7 +7,8 @@ import pytest
 
 import _common as C
 from deepcore.train import classifier_loss, init_state, make_update
-from deepcore.train.population import (init_population, member, population_eval, population_step,
+from deepcore.train import train_step
+from deepcore.train.population import (init_population, member, members_form, population_eval, population_step,
                                        set_hyperparams)
 
 LRS = [0.05, 0.1, 0.2, 0.4]
@@ -79,3 +80,38 @@ def test_a_device_array_of_hyperparameters_survives_the_donating_step():
     pop, _ = population_step(LOSS, tx)(pop, C.batch_at(0))  # donates the stacked state
     assert not lrs.is_deleted()
     np.testing.assert_allclose(lrs, [0.1, 0.2])
+
+
+@pytest.mark.parametrize("members", ["vmap", "map"])
+def test_member_equals_a_separate_run_to_float32_rounding_after_30_steps(members):
+    """The figure the population docs state: after 30 SGD steps of the test MLP, every member's parameters are
+    within 1e-6 of the largest parameter of its separate run (measured: at most 2.2e-7 vmapped, 0 with "map"),
+    i.e. a few float32 ulps: the same arithmetic, only summed in another order by the compiled program."""
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    pop = init_population(init_fn, tx, seeds=range(len(LRS)), learning_rate=LRS)
+    step = population_step(LOSS, tx, members=members)
+    for t in range(30):
+        pop, _ = step(pop, C.batch_at(t))
+    for i, lr in enumerate(LRS):
+        tx_i = optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
+        s, run = init_state(MODEL, C.spec(), tx_i, seed=i), train_step(LOSS, tx_i)
+        for t in range(30):
+            s, _ = run(s, C.batch_at(t))
+        want = C.flat(s.params)
+        assert np.max(np.abs(C.flat(member(pop, i).params) - want)) <= 1e-6 * np.max(np.abs(want)), (members, i)
+
+
+def test_members_forms_agree_with_per_member_batches_and_refuse_unknown_forms():
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+    both = jax.tree.map(lambda a, b: np.stack([a, b]), C.batch_at(0), C.batch_at(1))
+    out = {}
+    for form in ("vmap", "map"):
+        pop = init_population(init_fn, tx, seeds=[3, 4], learning_rate=[1e-2, 3e-2])
+        pop, m = population_step(LOSS, tx, shared_batch=False, members=form)(pop, both)
+        out[form] = (C.flat(pop.params), m["loss"], population_eval(LOSS, members=form)(pop, C.batch_at(2))["loss"])
+    for a, b in zip(out["vmap"], out["map"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert members_form("auto", "cpu") == "map" and members_form("auto", "gpu") == "vmap"
+    with pytest.raises(ValueError, match=r"^population: members: expected one of \('auto', 'vmap', 'map'\), "
+                                         r"got 'loop'$"):
+        population_step(LOSS, tx, members="loop")

@@ -1,0 +1,60 @@
+"""Sliding windows over numeric series for forecasting: ``(inputs, targets)`` pairs ready for ``make_batches``.
+
+    train, val, test = split_series(series, (0.7, 0.15, 0.15))          # in time order, no shuffling
+    pipe = make_batches(windows(train, input_len=48, horizon=12), batch_size=64, seed=0)
+    # batch["x"]: (64, 48, D) past values, batch["y"]: (64, 12, D) the next 12 steps
+
+Windows are views of the series (``numpy.lib.stride_tricks.sliding_window_view``): no copy until a batch
+gathers its rows.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def windows(series, input_len: int, horizon: int = 1, *, stride: int = 1, gap: int = 0,
+            target_columns: Optional[Sequence[int]] = None, x: str = "x", y: str = "y") -> dict:
+    """``{x: (N, input_len[, D]), y: (N, horizon[, Dt])}``: each input window and the ``horizon`` steps after it.
+
+    ``series`` ``(T,)`` or ``(T, D)`` (time first). Window ``i`` reads rows ``[i*stride, i*stride + input_len)``
+    and its target rows ``[e + gap, e + gap + horizon)`` with ``e = i*stride + input_len`` (``gap`` skips
+    steps between them). ``target_columns`` picks the forecast columns of a ``(T, D)`` series.
+    ``N = (T - input_len - gap - horizon) // stride + 1``; too short a series raises ``ValueError``.
+    """
+    series = np.asarray(series)
+    if series.ndim not in (1, 2):
+        raise ValueError(f"windows: expected a series (T,) or (T, D), got shape {series.shape}")
+    for name, v, least in (("input_len", input_len, 1), ("horizon", horizon, 1), ("stride", stride, 1),
+                           ("gap", gap, 0)):
+        if int(v) != v or v < least:
+            raise ValueError(f"windows: {name}: expected an integer >= {least}, got {v!r}")
+    span = input_len + gap + horizon
+    if len(series) < span:
+        raise ValueError(f"windows: expected a series of at least input_len + gap + horizon = {span} steps, "
+                         f"got {len(series)}")
+    n = (len(series) - span) // stride + 1
+    view = np.lib.stride_tricks.sliding_window_view(series, span, axis=0)[::stride][:n]  # (N, [D,] span)
+    view = np.moveaxis(view, -1, 1)                                                         # (N, span[, D])
+    target = view[:, input_len + gap:]
+    if target_columns is not None:
+        if series.ndim != 2:
+            raise ValueError(f"windows: target_columns needs a series (T, D), got shape {series.shape}")
+        target = target[..., list(target_columns)]
+    return {x: view[:, :input_len], y: target}
+
+
+def split_series(series, fractions: Sequence[float]) -> list:
+    """Consecutive pieces of ``series`` (time first) with the given fractions of its length, in time order.
+
+    ``split_series(s, (0.7, 0.15, 0.15))``: train, validation, test without look-ahead (no shuffling);
+    fractions must be positive and sum to at most 1 (a smaller sum drops the tail).
+    """
+    series = np.asarray(series)
+    fr = np.asarray(fractions, float)
+    if fr.ndim != 1 or len(fr) == 0 or np.any(fr <= 0) or fr.sum() > 1 + 1e-9:
+        raise ValueError(f"split_series: expected positive fractions summing to at most 1, got {tuple(fractions)}")
+    ends = np.floor(np.cumsum(fr) * len(series) + 1e-9).astype(int)
+    starts = np.concatenate([[0], ends[:-1]])
+    return [series[a:b] for a, b in zip(starts, ends)]

@@ -24,9 +24,9 @@ def make_model(vocab_size, args):
 
 
 def generate(model, params, prompt, length, key, temperature):
-    from deepcore.models.rnn import sample
+    from deepcore.models.rnn import sample_continuation
 
-    return sample(model, params, prompt, length, key=key, temperature=temperature)
+    return sample_continuation(model, params, prompt, length, key=key, temperature=temperature)
 
 
 def parser():

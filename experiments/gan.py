@@ -135,7 +135,7 @@ def main(args):
 
     from deepcore.data import load, make_batches
     from deepcore.frechet import feature_stats, frechet_distance
-    from deepcore.gan import gan_train_step, init_gan_state, sample
+    from deepcore.gan import gan_train_step, init_gan_state, generate_images
     from deepcore.models.gan import dcgan_discriminator, dcgan_generator
     from deepcore.train import fit
 
@@ -205,7 +205,7 @@ def main(args):
     grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
     fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
     fid_y = jnp.arange(n_fid) % num_classes
-    gen = jax.jit(lambda p, s, z, y: sample(G, p, s, z, y if cond else None))
+    gen = jax.jit(lambda p, s, z, y: generate_images(G, p, s, z, y if cond else None))
 
     def generate(params, g_state, z, y, bs=500):
         return np.concatenate([np.asarray(gen(params, g_state, z[i:i + bs], y[i:i + bs]))

@@ -7,7 +7,7 @@
 """
 from deepcore.gan.losses import LOSSES, d_loss, g_loss
 from deepcore.gan.penalties import gradient_penalty, r1_penalty
-from deepcore.gan.step import GANState, gan_train_step, init_gan_state, make_gan_update, sample, to_unit_range
+from deepcore.gan.step import GANState, gan_train_step, init_gan_state, make_gan_update, generate_images, to_unit_range
 
 __all__ = ["LOSSES", "d_loss", "g_loss", "r1_penalty", "gradient_penalty", "GANState", "init_gan_state",
-           "make_gan_update", "gan_train_step", "sample", "to_unit_range"]
+           "make_gan_update", "gan_train_step", "generate_images", "to_unit_range"]

@@ -10,8 +10,8 @@ from deepcore.layers.conv import (Conv, Conv1D, Conv2D, Conv3D, ConvTranspose, C
                                   ConvTranspose3D)
 from deepcore.layers.pool import (AvgPool, AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool, GlobalMaxPool, MaxPool,
                                   MaxPool1D, MaxPool2D, MaxPool3D)
-from deepcore.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, Seq, SimpleRNN, SimpleRNNCell,
-                                      length_mask, scan_cell)
+from deepcore.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SequenceInput, SimpleRNN,
+                                      SimpleRNNCell, length_mask, scan_cell)
 from deepcore.layers.attention import MultiHeadAttention, attention
 from deepcore.layers.position import LearnedPositions, SinusoidalPositions
 from deepcore.layers.remat import Remat

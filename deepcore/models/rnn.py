@@ -8,7 +8,7 @@
 * :func:`sample_continuation`: seeded temperature sampling from a :func:`char_lm`, one ``lax.scan`` under ``jit``.
 """
 from functools import partial
-from typing import Optional
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ def _call(name, lay, params, x, key=None, train=False):
 
 
 def char_lm(vocab: int, *, embed: int = 128, hidden: int = 256, num_layers: int = 1, cell: str = "lstm",
-            dropout: float = 0.0, hoist_input: Optional[bool] = None, unroll: int = 1, **cell_kwargs) -> Layer:
+            dropout: float = 0.0, hoist_input: Union[bool, str, None] = None, unroll: int = 1, **cell_kwargs) -> Layer:
     """Character LM: ids ``(B, T)`` -> logits ``(B, T, vocab)``; ``SequenceInput(ids, mask, carry)`` -> ``(logits, carry)``.
 
     Params ``{"embedding": {"w"}, "<cell>": <RNN params>, "dense": {"w", "b"}}``; ``dropout`` is applied to the
@@ -78,7 +78,7 @@ def char_lm(vocab: int, *, embed: int = 128, hidden: int = 256, num_layers: int 
 
 
 def seq_classifier(num_classes: int, *, hidden: int = 128, cell: str = "lstm", num_layers: int = 1,
-                   bidirectional: bool = False, hoist_input: Optional[bool] = None, unroll: int = 1,
+                   bidirectional: bool = False, hoist_input: Union[bool, str, None] = None, unroll: int = 1,
                    **cell_kwargs) -> Layer:
     """Sequence classifier: ``(B, T, D)`` or ``SequenceInput(x, mask)`` -> last hidden state -> logits ``(B, num_classes)``.
 

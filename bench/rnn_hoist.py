@@ -76,8 +76,8 @@ def main():
     ap.add_argument("--unroll", type=int, default=1)
     args = ap.parse_args()
     x, y = batch()
-    variants = {"deepcore hoisted": deepcore_variant(True, args.unroll),
-                "deepcore in-loop (default)": deepcore_variant(False, args.unroll),
+    variants = {"deepcore hoisted": deepcore_variant("hoisted", args.unroll),
+                "deepcore in-loop (default)": deepcore_variant("per_step", args.unroll),
                 "deepcore in-loop fused": deepcore_variant("fused", args.unroll),
                 "flax linen OptimizedLSTMCell": flax_variant(args.unroll)}
     carry, times, cpu, first = {}, {k: [] for k in variants}, {k: [] for k in variants}, {}

@@ -65,7 +65,7 @@ class Layer(NamedTuple):
     children: tuple = ()  # ((name, Layer), ...) for combinators; read by tree.summary, never by apply
 
 
-def layer(name: str, init: Callable, apply: Callable, children=()) -> Layer:
+def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_rank: Optional[int] = None) -> Layer:
     """Make a :class:`Layer`, wrapping ``init`` and ``apply`` so their shape errors name this layer.
 
     The outermost ``apply`` of a call also checks that ``params`` has the tree structure and shapes that
@@ -73,16 +73,27 @@ def layer(name: str, init: Callable, apply: Callable, children=()) -> Layer:
     input of this shape, else against ``init`` traced abstractly (once per input shape); at trace time
     under ``jit``. When a layer's own shape check fails, its message stands unless a parameter of another
     layer differs.
+
+    ``pair_x_rank``: the layer takes an ``(x, labels)`` pair, ``x`` with ``pair_x_rank`` dims per example and
+    integer ``labels`` of ``x``'s leading (batch) shape; ``init`` gets the pair of specs and ``apply`` is
+    called as ``apply(params, state, x, labels, *, key, train)``. Anything else is a :class:`ShapeError`.
     """
     from deepcore import paramcheck  # (it imports this module)
 
     guard, nested = paramcheck.ParamGuard(), paramcheck.nested
+    if pair_x_rank is None:
+        to_spec, call = as_spec, apply
+    else:
+        to_spec = _pair_spec
+
+        def call(params, state, xy, *, key=None, train=False):
+            return apply(params, state, *_labelled_pair(xy, pair_x_rank), key=key, train=train)
 
     def wrapped_init(key, spec):
         outermost = not paramcheck.depth()
         with nested():
             try:
-                out = init(key, as_spec(spec))
+                out = init(key, to_spec(spec))
             except ShapeError as e:
                 raise e.rooted(name) from None
         if outermost:
@@ -92,29 +103,47 @@ def layer(name: str, init: Callable, apply: Callable, children=()) -> Layer:
     guard.init = wrapped_init
 
     def wrapped_apply(params, state, x, *, key=None, train=False):
-        if paramcheck.depth():
-            with nested():
-                try:
-                    return apply(params, state, x, key=key, train=train)
-                except ShapeError as e:
-                    raise e.rooted(name) from None
+        outermost = not paramcheck.depth()   # only the outermost apply checks the parameters
+        verdict = (lambda e: guard.verdict(params, x, e)) if outermost else (lambda e: e)
         with nested():
             try:
-                out = apply(params, state, x, key=key, train=train)
+                out = call(params, state, x, key=key, train=train)
             except ShapeError as e:
-                raise guard.verdict(params, x, e).rooted(name) from None
+                raise verdict(e).rooted(name) from None
             except Exception:
-                bad = guard.verdict(params, x, None)  # e.g. a jnp shape error deep inside: a parameter that
-                if bad is not None:                   # does not fit is the better account
+                bad = verdict(None)   # e.g. a jnp shape error deep inside: a parameter that does not fit
+                if bad is not None:   # is the better account
                     raise bad.rooted(name) from None
                 raise
-        bad = guard.verdict(params, x, None)
+        bad = verdict(None)
         if bad is not None:
             raise bad.rooted(name) from None
         return out
 
     wrapped_init.__name__, wrapped_apply.__name__ = f"{name}_init", f"{name}_apply"
     return Layer(wrapped_init, wrapped_apply, name, tuple(children))
+
+
+def _is_pair(v) -> bool:
+    return isinstance(v, (tuple, list)) and len(v) == 2
+
+
+def _pair_spec(spec):
+    if not _is_pair(spec):
+        raise ShapeError(f"expected an (x, labels) pair, got {spec!r}")
+    return as_spec(spec[0]), as_spec(spec[1])
+
+
+def _labelled_pair(xy, x_rank: int):
+    """``(x, labels)`` from a pair input, ``labels`` checked to be integers of ``x``'s leading shape."""
+    if not _is_pair(xy):
+        raise ShapeError("expected an (x, labels) pair")
+    x, y = xy
+    lead = tuple(x.shape[:x.ndim - x_rank])
+    if not jnp.issubdtype(y.dtype, jnp.integer) or tuple(y.shape) != lead:
+        raise ShapeError(f"expected integer labels of shape {lead} for x of shape {tuple(x.shape)}, "
+                         f"got {y.dtype} {tuple(y.shape)}")
+    return x, y
 
 
 def as_spec(x: Any) -> Spec:

@@ -64,7 +64,7 @@ def main(args):
     from deepcore.core import cast
     from deepcore.data import eval_windows, lm_windows, load_corpus, window_nll, write_samples
     from deepcore.models.bigram import bigram_baseline
-    from deepcore.models.rnn import char_lm, sample
+    from deepcore.models.rnn import char_lm, sample_continuation
     from deepcore.train import (MetricsLog, TimeBudget, classifier_loss, compile_fn, evaluate, fit, init_state,
                                 parallel, read_metrics, spent_before, train_step, warmup_cosine)
 
@@ -142,7 +142,7 @@ def main(args):
         final = {"step": steps_done, "split": "val", **evaluate(eval_fn, state, val, put)}
         with MetricsLog(args.out, resume_step=steps_done) as log:
             log.append(final)
-    gen = functools.partial(sample, model, jax.device_get(state.params))
+    gen = functools.partial(sample_continuation, model, jax.device_get(state.params))
     header = (f"char_rnn on {args.dataset} after {steps_done} steps ({train_s / 60:.1f} min of training): "
               f"validation {final['val_bits_per_char']:.4f} bits/char (bigram baseline "
               f"{baseline['bigram_val_bits_per_char']:.4f})")

@@ -60,7 +60,7 @@ def main(args):
     import optax
 
     from deepcore.data import load, make_batches
-    from deepcore.gan import fid, gan_train_step, init_gan_state, losses, sample
+    from deepcore.gan import fid, gan_train_step, init_gan_state, losses, generate_images
     from deepcore.gan.grid import save_grid
     from deepcore.models.gan import dcgan_discriminator, dcgan_generator
     from deepcore.train import TimeBudget, fit, spent_before
@@ -120,7 +120,7 @@ def main(args):
     grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
     fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
     fid_y = jnp.arange(n_fid) % num_classes
-    gen = jax.jit(lambda p, s, z, y: sample(G, p, s, z, y if cond else None))
+    gen = jax.jit(lambda p, s, z, y: generate_images(G, p, s, z, y if cond else None))
 
     def generate(params, g_state, z, y):
         return np.concatenate([np.asarray(gen(params, g_state, z[i:i + fid.BATCH], y[i:i + fid.BATCH]))

@@ -6,11 +6,11 @@ from deepcore.models.rnn import char_lm, seq_classifier
 LAYER_CASES = [
     Case("simple_rnn", lambda: SimpleRNN(4), (2, 5, 3)),
     Case("lstm", lambda: LSTM(4), (2, 5, 3)),
-    Case("lstm_hoisted", lambda: LSTM(4, hoist_input=True), (2, 5, 3)),
+    Case("lstm_hoisted", lambda: LSTM(4, hoist_input="hoisted"), (2, 5, 3)),
     Case("lstm_peepholes_last", lambda: LSTM(4, peepholes=True, return_sequences=False), (2, 5, 3)),
     Case("lstm_stack2_fused", lambda: LSTM(3, num_layers=2, hoist_input="fused"), (2, 5, 3)),
     Case("gru", lambda: GRU(4), (2, 5, 3)),
-    Case("gru_reverse_unroll2", lambda: GRU(3, reverse=True, unroll=2, hoist_input=True), (2, 5, 3)),
+    Case("gru_reverse_unroll2", lambda: GRU(3, reverse=True, unroll=2, hoist_input="hoisted"), (2, 5, 3)),
     Case("bidirectional_lstm", lambda: Bidirectional(LSTMCell(3)), (2, 5, 3)),
     Case("bidirectional_gru_last", lambda: Bidirectional(GRUCell(3), return_sequences=False), (2, 5, 3)),
 ]

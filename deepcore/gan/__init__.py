@@ -12,14 +12,14 @@ Index:
     feature_stats, frechet_distance          the Fréchet distance of sample quality (:mod:`deepcore.gan.frechet`)
     GANState, init_gan_state                 both networks' parameters, states and optimiser states in one pytree
     gan_train_step, make_gan_update          one compiled step updating both networks (or the pure update)
-    sample, to_unit_range                    images from the generator; uint8 images to [-1, 1]
+    generate_images, to_unit_range           images from the generator; uint8 images to [-1, 1]
 """
 from deepcore.gan import losses
 from deepcore.gan.frechet import feature_stats, frechet_distance
 from deepcore.gan.losses import LOSSES, GANLoss, d_loss, g_loss
 from deepcore.gan.penalties import PENALTIES, gradient_penalty, r1_penalty
-from deepcore.gan.step import GANState, gan_train_step, init_gan_state, make_gan_update, sample, to_unit_range
+from deepcore.gan.step import GANState, gan_train_step, init_gan_state, make_gan_update, generate_images, to_unit_range
 
 __all__ = ["losses", "GANLoss", "LOSSES", "d_loss", "g_loss", "PENALTIES", "r1_penalty", "gradient_penalty",
            "feature_stats", "frechet_distance", "GANState", "init_gan_state", "make_gan_update", "gan_train_step",
-           "sample", "to_unit_range"]
+           "generate_images", "to_unit_range"]

@@ -70,7 +70,7 @@ def to_unit_range(images):
     return images
 
 
-def sample(generator, params, state, z, labels=None):
+def generate_images(generator, params, state, z, labels=None):
     """Images from ``z (B, z_dim)`` (and ``labels (B,)`` for a conditional G), G's batch norm using the
     statistics of this batch (train mode; the returned state is dropped), so it also suits EMA params."""
     x = z if labels is None else (z, labels)

@@ -100,8 +100,8 @@ class Kernels:
         key = (name, not no_vmap)
         if key not in self._rows:
             grad = jax.grad(self.f)
-            fns = {"g": lambda p, v, c, u: grad(p, c, u),
-                   "gh": lambda p, v, c, u: jax.jvp(lambda s: grad(s, c, u), (p,), (v,)),
+            fns = {"grad": lambda p, v, c, u: grad(p, c, u),                                   # g(p)
+                   "grad_and_hvp": lambda p, v, c, u: jax.jvp(lambda s: grad(s, c, u), (p,), (v,)),  # (g(p), H v)
                    "hvp_rr": lambda p, v, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), v))(p)}
             fn = fns[name]
             if key[1]:

@@ -159,15 +159,15 @@ def second_order(P, t, k, dt, max_moves):
         hs = np.full(k, step * max(1.0, float(np.linalg.norm(t))))
         pts = t[None, None, :] + (STENCIL[None, :, None] * hs[:, None, None]) * V[:, None, :]
         # gradient values come from the fwd-over-rev kernel where it works (one compile fewer), the centre included
-        gk = "gh" if "hvp_fr" in kinds else "g"
+        gk = "grad_and_hvp" if "hvp_fr" in kinds else "grad"
         X = np.concatenate([pts.reshape(-1, P.n), t[None]])
         G = P.rows(gk, X, np.zeros_like(X))
-        G = G[0] if gk == "gh" else G
+        G = G[0] if gk == "grad_and_hvp" else G
         g0, G = G[-1], G[:-1].reshape(k, len(STENCIL), P.n)
         P.evals["grad"] += k * len(STENCIL) + 1
         R, Rs, fwd, bwd = estimates(G, g0, hs)
         T = np.broadcast_to(t, V.shape)
-        an = {n: (P.rows("hvp_rr", T, V) if n == "hvp_rr" else P.rows("gh", T, V)[1]) for n in kinds}
+        an = {n: (P.rows("hvp_rr", T, V) if n == "hvp_rr" else P.rows("grad_and_hvp", T, V)[1]) for n in kinds}
         P.evals["hvp"] += k * len(kinds)
         per_leaf, any_kink = {}, False
         for lf in P.leaves:

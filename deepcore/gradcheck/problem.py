@@ -226,7 +226,7 @@ class Problem:
         return (not self.support.get("grad", ""), not self.support.get("jvp", ""), not self.support.get("vmap", ""))
 
     def rows(self, name: str, P, V) -> np.ndarray:
-        """A host-row kernel (``g``, ``gh``, ``hvp_rr``) on rows ``(P[i], V[i])`` (second-order checks)."""
+        """A host-row kernel (``grad``, ``grad_and_hvp``, ``hvp_rr``) on rows ``(P[i], V[i])`` (second-order checks)."""
         P, V = np.asarray(P, np.float64), np.asarray(V, np.float64)
         kernel, outs, i = self.k.rows(name, self.supports("vmap")), [], 0
         for used, size in self._chunks(len(P), 4, self.row_sizes):

@@ -46,6 +46,12 @@ def _closure(fn) -> dict:
     return inspect.getclosurevars(fn).nonlocals
 
 
+def _inner_apply(lay: Layer):
+    """The ``apply`` that :func:`deepcore.core.layer` wrapped (its wrapper calls it ``call``)."""
+    free = _closure(lay.apply)
+    return free.get("call", free.get("apply"))
+
+
 def _rebuild(lay: Layer, children: Dict[str, Layer], rebuild: Optional[Rebuild]) -> Layer:
     """``lay`` with its children replaced (same parameter and state layout)."""
     from deepcore.layers import combinators as C
@@ -60,9 +66,9 @@ def _rebuild(lay: Layer, children: Dict[str, Layer], rebuild: Optional[Rebuild])
         return C.residual(children["body"], children["shortcut"])
     if lay.name == "parallel":
         # merge and axis are arguments of the original ``parallel`` call; read them from its apply
-        inner = _closure(_closure(lay.apply)["apply"])
+        inner = _closure(_inner_apply(lay))
         return C.parallel(children, merge=inner["merge"], axis=inner["axis"])
-    composite = getattr(_closure(lay.apply).get("apply"), "__self__", None)  # a layers.compose layer
+    composite = getattr(_inner_apply(lay), "__self__", None)  # a layers.compose layer
     if composite is not None and hasattr(composite, "forward") and hasattr(composite, "children"):
         from deepcore.layers.compose import compose
         return compose(lay.name, children, composite.forward)

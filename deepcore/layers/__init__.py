@@ -15,9 +15,9 @@ Convolution and pooling (N = 1, 2, 3 spatial dims; ``Conv``/``ConvTranspose`` pi
 Normalisation and regularisation
     BatchNorm(), LayerNorm(), GroupNorm(groups), RMSNorm(), Dropout(rate)
     SpectralNorm(layer), spectral_normalize   a weight divided by its largest singular value (power iteration)
-Recurrent (``(B, T, F)`` sequences, ``Seq`` carries lengths)
+Recurrent (``(B, T, F)`` sequences, ``SequenceInput`` carries lengths)
     SimpleRNN(h), LSTM(h), GRU(h)       layers; ``...Cell`` the step functions, ``RNN(cell)`` runs any cell
-    Bidirectional(fwd, bwd), Seq, length_mask, scan_cell
+    Bidirectional(fwd, bwd), SequenceInput, length_mask, scan_cell
 Attention and positions
     MultiHeadAttention(heads, d), attention (the function), LearnedPositions, SinusoidalPositions
 Activations (layers, no parameters)
@@ -30,24 +30,32 @@ Combinators
     compose(name, children, forward)    a layer from named sub-layers and ``forward(call, x)``
     Remat(layer, policy)                rematerialisation (``jax.checkpoint``) with a named policy
 
+Pure functions (the maths each layer wraps; models compose these, e.g. ``x + attention(...)``)
+    dense(p, x), conv(p, x, ...), conv_transpose, embed(p, ids), dropout(x, rate, key=, train=)
+    layer_norm(p, x), rms_norm(p, x), group_norm(p, x, groups), batch_norm, init_norm(C)
+    max_pool, avg_pool, global_avg_pool, global_max_pool, flatten(x, n)
+    self_attention, init_attention, learned_positions, sinusoidal_positions
+
 Write your own with :func:`deepcore.core.layer` (README: "Writing your own layer").
 """
-from deepcore.layers.basic import (Activation, Elu, Flatten, Gelu, GeluTanh, Identity, Lambda, LeakyRelu,
+from deepcore.layers.basic import (Activation, Elu, Flatten, flatten, Gelu, GeluTanh, Identity, Lambda, LeakyRelu,
                                    LogSoftmax, Relu, Reshape, Sigmoid, Silu, Softmax, Softplus, Swish, Tanh)
 from deepcore.layers.combinators import parallel, residual, serial
 from deepcore.layers.compose import compose
-from deepcore.layers.dense import Dense
-from deepcore.layers.dropout import Dropout
-from deepcore.layers.embed import Embedding, embed_attend
-from deepcore.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from deepcore.layers.dense import Dense, dense
+from deepcore.layers.dropout import Dropout, dropout
+from deepcore.layers.embed import Embedding, embed, embed_attend
+from deepcore.layers.norm import (BatchNorm, GroupNorm, LayerNorm, RMSNorm, batch_norm, group_norm, init_norm,
+                                  layer_norm, rms_norm)
 from deepcore.layers.conv import (Conv, Conv1D, Conv2D, Conv3D, ConvTranspose, ConvTranspose1D, ConvTranspose2D,
-                                  ConvTranspose3D)
+                                  ConvTranspose3D, conv, conv_transpose)
 from deepcore.layers.pool import (AvgPool, AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool, GlobalMaxPool, MaxPool,
-                                  MaxPool1D, MaxPool2D, MaxPool3D)
-from deepcore.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, Seq, SimpleRNN, SimpleRNNCell,
-                                      length_mask, scan_cell)
-from deepcore.layers.attention import MultiHeadAttention, attention
-from deepcore.layers.position import LearnedPositions, SinusoidalPositions
+                                  MaxPool1D, MaxPool2D, MaxPool3D, avg_pool, global_avg_pool, global_max_pool,
+                                  max_pool)
+from deepcore.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SequenceInput, SimpleRNN,
+                                      SimpleRNNCell, length_mask, scan_cell)
+from deepcore.layers.attention import MultiHeadAttention, attention, init_attention, self_attention
+from deepcore.layers.position import LearnedPositions, SinusoidalPositions, learned_positions, sinusoidal_positions
 from deepcore.layers.remat import Remat
 from deepcore.layers.phase_conv import PhaseConvTranspose
 from deepcore.layers.spectral_norm import SpectralNorm, spectral_normalize
@@ -58,11 +66,14 @@ __all__ = [
     "MaxPool", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool", "AvgPool1D", "AvgPool2D", "AvgPool3D",
     "GlobalAvgPool", "GlobalMaxPool",
     "BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm", "Dropout",
-    "SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "RNN", "Bidirectional", "Seq", "length_mask",
+    "SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "RNN", "Bidirectional", "SequenceInput", "length_mask",
     "scan_cell",
     "MultiHeadAttention", "attention", "LearnedPositions", "SinusoidalPositions",
     "Relu", "Sigmoid", "Tanh", "Gelu", "GeluTanh", "Silu", "Swish", "Softplus", "Elu", "Softmax", "LogSoftmax",
     "LeakyRelu", "Activation", "Lambda", "Identity", "Flatten", "Reshape",
     "serial", "parallel", "residual", "compose", "Remat",
     "PhaseConvTranspose", "SpectralNorm", "spectral_normalize",
+    "dense", "conv", "conv_transpose", "embed", "dropout", "layer_norm", "rms_norm", "group_norm", "batch_norm",
+    "init_norm", "max_pool", "avg_pool", "global_avg_pool", "global_max_pool", "flatten", "self_attention",
+    "init_attention", "learned_positions", "sinusoidal_positions",
 ]

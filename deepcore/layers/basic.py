@@ -1,4 +1,5 @@
-"""Parameter-free layers: Identity, Flatten, Reshape, Lambda (any pure function) and activations."""
+"""Parameter-free layers: Identity, Flatten (and its function :func:`flatten`), Reshape, Lambda (any pure function)
+and activations."""
 import math
 from functools import partial
 
@@ -21,15 +22,23 @@ def Lambda(fn, name: str = "lambda") -> Layer:
 Identity = _stateless("identity", lambda x: x)
 
 
+def flatten(x, start_dim: int = 1):
+    """Merge the dims of ``x`` from ``start_dim`` on into one: ``(B, d1, d2, ...) -> (B, d1*d2*...)``.
+
+    A negative ``start_dim`` counts from the end: ``flatten(x, -3)`` merges the last three dims of any
+    ``(..., H, W, C)`` (one example's features, however many batch dims lead).
+    """
+    keep = start_dim if start_dim >= 0 else x.ndim + start_dim
+    if keep < 0 or x.ndim < start_dim:
+        need = start_dim if start_dim >= 0 else -start_dim
+        raise ShapeError(f"expected at least {need} dims to flatten from start_dim={start_dim}, got {tuple(x.shape)}")
+    return x.reshape(x.shape[:keep] + (math.prod(x.shape[keep:]),))
+
+
 def Flatten(start_dim: int = 1) -> Layer:
-    """``(B, d1, d2, ...) -> (B, d1*d2*...)``: keeps the first ``start_dim`` dims (0 for one example)."""
-
-    def fn(x):
-        if x.ndim < start_dim:
-            raise ShapeError(f"expected at least {start_dim} dims, got {tuple(x.shape)}")
-        return x.reshape(x.shape[:start_dim] + (math.prod(x.shape[start_dim:]),))
-
-    return _stateless("flatten", fn)
+    """The layer of :func:`flatten`: ``(B, d1, d2, ...) -> (B, d1*d2*...)`` keeps the first ``start_dim`` dims
+    (0 for one example); ``Flatten(-3)`` merges the last three dims, ``(..., H, W, C) -> (..., H*W*C)``."""
+    return _stateless("flatten", partial(flatten, start_dim=start_dim))
 
 
 def Reshape(shape, start_dim: int = 1) -> Layer:

@@ -1,4 +1,5 @@
-"""Convolutions over channels-last inputs ``(..., *spatial, C)``: Conv and ConvTranspose in any rank.
+"""Convolutions over channels-last inputs ``(..., *spatial, C)`` in any rank: the functions :func:`conv` and
+:func:`conv_transpose`, and their layers Conv and ConvTranspose.
 
 The rank is ``len(kernel_size)``; ``Conv1D``/``Conv2D``/``Conv3D`` (and the transpose versions) also take an
 int kernel size. Any number of leading batch dims is accepted, including none (a single example). Kernels
@@ -84,7 +85,39 @@ def _batched(fn, x, rank: int):
     return y.reshape(lead + y.shape[1:])
 
 
-def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init, param_dtype, dtype, run,
+def _options(rank: int, strides, padding, dilation):
+    """``(strides, padding, dilation)`` normalised for ``rank`` spatial dims; bad values raise ``ValueError``."""
+    return _tuple(strides, rank, "strides"), _padding(padding, rank), _tuple(dilation, rank, "dilation")
+
+
+def conv(params, x, *, strides=1, padding: Padding = "SAME", dilation=1, groups: int = 1, dtype=None):
+    """Convolution of ``x: (..., *spatial, C_in)`` with ``params = {"w": (*kernel, C_in // groups, F), "b": (F,)}``
+    (``b`` optional) -> ``(..., *spatial', F)``, rank ``w.ndim - 2``; options as in :func:`Conv`."""
+    rank = params["w"].ndim - 2
+    strides, pad, dilation = _options(rank, strides, padding, dilation)
+    dn = _dimension_numbers(rank)
+    return _run(params, x, rank, dtype, lambda xb, w: lax.conv_general_dilated(
+        xb, w, strides, pad, rhs_dilation=dilation, dimension_numbers=dn, feature_group_count=groups))
+
+
+def conv_transpose(params, x, *, strides=1, padding: Padding = "SAME", dilation=1, dtype=None):
+    """Transposed convolution of ``x: (..., *spatial, C_in)`` with ``params = {"w": (*kernel, C_in, F), "b": (F,)}``
+    via ``lax.conv_transpose`` -> ``(..., *spatial', F)``; options as in :func:`ConvTranspose`."""
+    rank = params["w"].ndim - 2
+    strides, pad, dilation = _options(rank, strides, padding, dilation)
+    dn = _dimension_numbers(rank)
+    return _run(params, x, rank, dtype, lambda xb, w: lax.conv_transpose(
+        xb, w, strides, pad, rhs_dilation=dilation, dimension_numbers=dn))
+
+
+def _run(params, x, rank, dtype, run):
+    cdt = compute_dtype_for(x.dtype, dtype)
+    p = cast(params, cdt)
+    y = _batched(lambda xb: run(xb, p["w"]), x.astype(cdt), rank)
+    return y + p["b"] if "b" in p else y
+
+
+def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init, param_dtype, fn,
                 fits=lambda shape: None):
     rank = len(kernel_size)
 
@@ -104,12 +137,7 @@ def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init
     def apply(params, state, x, *, key=None, train=False):
         _check_input(x.shape, rank, params["w"].shape[-2] * groups)
         fits(x.shape)
-        cdt = compute_dtype_for(x.dtype, dtype)
-        p = cast(params, cdt)
-        y = _batched(lambda xb: run(xb, p["w"]), x.astype(cdt), rank)
-        if use_bias:
-            y = y + p["b"]
-        return y, state
+        return fn(params, x), state
 
     if features % groups:
         raise ValueError(f"{name}: features={features} must be divisible by groups={groups}")
@@ -119,7 +147,7 @@ def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init
 def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME", dilation=1,
          groups: int = 1, use_bias: bool = True, w_init=initializers.glorot_uniform(), b_init=initializers.zeros,
          param_dtype=None, dtype=None) -> Layer:
-    """Convolution ``(..., *spatial, C_in) -> (..., *spatial', features)``, rank ``len(kernel_size)``.
+    """The layer of :func:`conv`: ``(..., *spatial, C_in) -> (..., *spatial', features)``, rank ``len(kernel_size)``.
 
     ``w: (*kernel_size, C_in // groups, features)``, ``b: (features,)``. ``strides`` and ``dilation`` (of the
     kernel) are ints or one per spatial dim. ``padding``: ``"SAME"`` (output ``ceil(n / stride)``), ``"VALID"``
@@ -131,12 +159,10 @@ def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Paddi
     """
     kernel_size = tuple(int(k) for k in kernel_size)
     rank = len(kernel_size)
-    strides, dilation = _tuple(strides, rank, "strides"), _tuple(dilation, rank, "dilation")
-    pad, dn = _padding(padding, rank), _dimension_numbers(rank)
+    _, pad, dilation = _options(rank, strides, padding, dilation)
 
-    def run(x, w):
-        return lax.conv_general_dilated(x, w, strides, pad, rhs_dilation=dilation, dimension_numbers=dn,
-                                        feature_group_count=groups)
+    def fn(params, x):
+        return conv(params, x, strides=strides, padding=padding, dilation=dilation, groups=groups, dtype=dtype)
 
     extent = tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilation))
     dims = lambda t: "x".join(map(str, t))
@@ -144,14 +170,14 @@ def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Paddi
                                             f" dilated {dims(dilation)} (extent {dims(extent)})")
 
     return _conv_layer("conv", features, kernel_size, groups=groups, use_bias=use_bias, w_init=w_init,
-                       b_init=b_init, param_dtype=param_dtype, dtype=dtype, run=run,
+                       b_init=b_init, param_dtype=param_dtype, fn=fn,
                        fits=lambda shape: check_window_fits(shape, extent, pad, what))
 
 
 def ConvTranspose(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME",
                   dilation=1, use_bias: bool = True, w_init=initializers.glorot_uniform(),
                   b_init=initializers.zeros, param_dtype=None, dtype=None) -> Layer:
-    """Transposed ("fractionally strided") convolution via ``lax.conv_transpose``, rank ``len(kernel_size)``.
+    """The layer of :func:`conv_transpose` ("fractionally strided" convolution), rank ``len(kernel_size)``.
 
     ``w: (*kernel_size, C_in, features)``, not flipped (as flax's ``ConvTranspose``). Output spatial size for
     input size ``n``, stride ``s`` and dilated kernel size ``k' = (k - 1) * dilation + 1``: ``"SAME"`` gives
@@ -161,14 +187,13 @@ def ConvTranspose(features: int, kernel_size: Sequence[int], *, strides=1, paddi
     """
     kernel_size = tuple(int(k) for k in kernel_size)
     rank = len(kernel_size)
-    strides, dilation = _tuple(strides, rank, "strides"), _tuple(dilation, rank, "dilation")
-    pad, dn = _padding(padding, rank), _dimension_numbers(rank)
+    _options(rank, strides, padding, dilation)   # bad options fail here, not at the first call
 
-    def run(x, w):
-        return lax.conv_transpose(x, w, strides, pad, rhs_dilation=dilation, dimension_numbers=dn)
+    def fn(params, x):
+        return conv_transpose(params, x, strides=strides, padding=padding, dilation=dilation, dtype=dtype)
 
     return _conv_layer("conv_transpose", features, kernel_size, groups=1, use_bias=use_bias, w_init=w_init,
-                       b_init=b_init, param_dtype=param_dtype, dtype=dtype, run=run)
+                       b_init=b_init, param_dtype=param_dtype, fn=fn)
 
 
 def _ranked(make, rank: int, doc: str):

@@ -1,4 +1,5 @@
-"""Pooling over channels-last inputs ``(..., *spatial, C)``: max/average windows and global pools.
+"""Pooling over channels-last inputs ``(..., *spatial, C)``: max/average windows and global pools, each a function
+(:func:`max_pool`, :func:`avg_pool`, :func:`global_avg_pool`, :func:`global_max_pool`) and its layer.
 
 Window pools take their rank from ``len(window)``; ``MaxPool2D(2)`` style aliases take an int. Any number
 of leading batch dims is accepted, including none.
@@ -43,50 +44,35 @@ def _max_jvp(axes, primals, tangents):
     return x.max(axis=axes), jnp.sum(jnp.where(winner, slices(t), jnp.zeros((), t.dtype)), axis=-1)
 
 
-def _pool(name, window, strides, padding, reduce):
+def _window(x, window, strides, padding, reduce):
+    """``reduce(x, dims, steps, pad)`` over ``window`` on the spatial dims of ``x: (..., *spatial, C)``."""
     window = tuple(int(w) for w in window)
     rank = len(window)
     strides = window if strides is None else _tuple(strides, rank, "strides")
     pad = _padding(padding, rank)
-
-    def apply(params, state, x, *, key=None, train=False):
-        _check_rank(x, rank)
-        check_window_fits(x.shape, window, pad)
-        lead = x.ndim - rank - 1
-        dims, steps = (1,) * lead + window + (1,), (1,) * lead + strides + (1,)
-        full_pad = pad if isinstance(pad, str) else ((0, 0),) * lead + pad + ((0, 0),)
-        return reduce(x, dims, steps, full_pad), state
-
-    return layer(name, simple_init(lambda key, spec: ({}, {}), apply), apply)
+    lead = x.ndim - rank - 1
+    dims, steps = (1,) * lead + window + (1,), (1,) * lead + strides + (1,)
+    full_pad = pad if isinstance(pad, str) else ((0, 0),) * lead + pad + ((0, 0),)
+    return reduce(x, dims, steps, full_pad)
 
 
-def MaxPool(window: Sequence[int], strides=None, padding: Padding = "VALID") -> Layer:
-    """Max over windows: ``(..., *spatial, C) -> (..., *spatial', C)``; ``strides`` default to ``window``.
-
-    Padding as in :func:`deepcore.layers.Conv` (a window larger than the padded input is a ``ShapeError``);
-    padded positions never win (they hold ``-inf``).
-    Windows that tile the input exactly (``strides == window``, no padding, sizes divisible) are computed as
-    a reshape and a max whose gradient goes to each window's first maximum through one ``argmax`` (the one
-    XLA's select-and-scatter picks), elementwise instead of a select-and-scatter: a CNN training step ~13%
-    faster on CPU. (``jnp.max``'s own gradient is wrong on XLA:CPU in some programs: see ``_max``.)
-    """
-
-    def reduce(x, dims, steps, pad):
-        unpadded = pad == "VALID" if isinstance(pad, str) else not any(lo or hi for lo, hi in pad)
-        if dims == steps and unpadded and all(n % d == 0 for n, d in zip(x.shape, dims)):
-            tiles = sum(((n // d, d) for n, d in zip(x.shape, dims)), ())
-            return _max(x.reshape(tiles), tuple(range(1, 2 * x.ndim, 2)))
-        return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, dims, steps, pad)
-
-    return _pool("max_pool", window, strides, padding, reduce)
+def _max_reduce(x, dims, steps, pad):
+    unpadded = pad == "VALID" if isinstance(pad, str) else not any(lo or hi for lo, hi in pad)
+    if dims == steps and unpadded and all(n % d == 0 for n, d in zip(x.shape, dims)):
+        tiles = sum(((n // d, d) for n, d in zip(x.shape, dims)), ())
+        return _max(x.reshape(tiles), tuple(range(1, 2 * x.ndim, 2)))
+    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, dims, steps, pad)
 
 
-def AvgPool(window: Sequence[int], strides=None, padding: Padding = "VALID", count_include_pad: bool = False) -> Layer:
-    """Mean over windows: ``(..., *spatial, C) -> (..., *spatial', C)``; ``strides`` default to ``window``.
+def max_pool(x, window: Sequence[int], strides=None, padding: Padding = "VALID"):
+    """Max over ``window`` (rank ``len(window)``) of ``x: (..., *spatial, C)`` -> ``(..., *spatial', C)``;
+    see :func:`MaxPool`."""
+    return _window(x, window, strides, padding, _max_reduce)
 
-    With padding, border windows average only the real inputs unless ``count_include_pad`` (then the
-    padded zeros count too, PyTorch's default).
-    """
+
+def avg_pool(x, window: Sequence[int], strides=None, padding: Padding = "VALID", count_include_pad: bool = False):
+    """Mean over ``window`` (rank ``len(window)``) of ``x: (..., *spatial, C)`` -> ``(..., *spatial', C)``;
+    see :func:`AvgPool`."""
 
     def reduce(x, dims, steps, pad):
         total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, dims, steps, pad)
@@ -96,31 +82,79 @@ def AvgPool(window: Sequence[int], strides=None, padding: Padding = "VALID", cou
         count = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, dims, steps, pad)
         return total / count
 
-    return _pool("avg_pool", window, strides, padding, reduce)
+    return _window(x, window, strides, padding, reduce)
 
 
-def _global(name, reduce, spatial_rank: int, keepdims: bool) -> Layer:
+def _spatial_axes(x, spatial_rank):
+    return tuple(range(x.ndim - 1 - spatial_rank, x.ndim - 1))
+
+
+def global_avg_pool(x, spatial_rank: int = 2, keepdims: bool = False):
+    """Mean over the ``spatial_rank`` spatial dims of ``x: (..., *spatial, C)`` -> ``(..., C)``."""
+    return jnp.mean(x, axis=_spatial_axes(x, spatial_rank), keepdims=keepdims)
+
+
+def global_max_pool(x, spatial_rank: int = 2, keepdims: bool = False):
+    """Max over the ``spatial_rank`` spatial dims of ``x: (..., *spatial, C)`` -> ``(..., C)``; the gradient goes
+    to the first maximum of each channel (see ``_max``)."""
+    axes = _spatial_axes(x, spatial_rank)
+    y = _max(x, axes)
+    return jnp.expand_dims(y, axes) if keepdims else y
+
+
+def _pool(name, fn, window, strides, padding, **options):
+    window = tuple(int(w) for w in window)
+    rank = len(window)
+    pad = _padding(padding, rank)
+    if strides is not None:
+        _tuple(strides, rank, "strides")   # bad strides fail here, not at the first call
+
+    def apply(params, state, x, *, key=None, train=False):
+        _check_rank(x, rank)
+        check_window_fits(x.shape, window, pad)
+        return fn(x, window, strides, padding, **options), state
+
+    return layer(name, simple_init(lambda key, spec: ({}, {}), apply), apply)
+
+
+def MaxPool(window: Sequence[int], strides=None, padding: Padding = "VALID") -> Layer:
+    """The layer of :func:`max_pool`: ``(..., *spatial, C) -> (..., *spatial', C)``; ``strides`` default to ``window``.
+
+    Padding as in :func:`deepcore.layers.Conv` (a window larger than the padded input is a ``ShapeError``);
+    padded positions never win (they hold ``-inf``).
+    Windows that tile the input exactly (``strides == window``, no padding, sizes divisible) are computed as
+    a reshape and a max whose gradient goes to each window's first maximum through one ``argmax`` (the one
+    XLA's select-and-scatter picks), elementwise instead of a select-and-scatter: a CNN training step ~13%
+    faster on CPU. (``jnp.max``'s own gradient is wrong on XLA:CPU in some programs: see ``_max``.)
+    """
+    return _pool("max_pool", max_pool, window, strides, padding)
+
+
+def AvgPool(window: Sequence[int], strides=None, padding: Padding = "VALID", count_include_pad: bool = False) -> Layer:
+    """The layer of :func:`avg_pool`: ``(..., *spatial, C) -> (..., *spatial', C)``; ``strides`` default to ``window``.
+
+    With padding, border windows average only the real inputs unless ``count_include_pad`` (then the
+    padded zeros count too, PyTorch's default).
+    """
+    return _pool("avg_pool", avg_pool, window, strides, padding, count_include_pad=count_include_pad)
+
+
+def _global(name, fn, spatial_rank: int, keepdims: bool) -> Layer:
     def apply(params, state, x, *, key=None, train=False):
         _check_rank(x, spatial_rank)
-        return reduce(x, axis=tuple(range(x.ndim - 1 - spatial_rank, x.ndim - 1)), keepdims=keepdims), state
+        return fn(x, spatial_rank, keepdims), state
 
     return layer(name, simple_init(lambda key, spec: ({}, {}), apply), apply)
 
 
 def GlobalAvgPool(spatial_rank: int = 2, keepdims: bool = False) -> Layer:
-    """Mean over the ``spatial_rank`` spatial dims: ``(..., *spatial, C) -> (..., C)``."""
-    return _global("global_avg_pool", jnp.mean, spatial_rank, keepdims)
+    """The layer of :func:`global_avg_pool`: ``(..., *spatial, C) -> (..., C)``."""
+    return _global("global_avg_pool", global_avg_pool, spatial_rank, keepdims)
 
 
 def GlobalMaxPool(spatial_rank: int = 2, keepdims: bool = False) -> Layer:
-    """Max over the ``spatial_rank`` spatial dims: ``(..., *spatial, C) -> (..., C)``; the gradient goes to the
-    first maximum of each channel (see ``_max``)."""
-
-    def reduce(x, axis, keepdims):
-        y = _max(x, axis)
-        return jnp.expand_dims(y, axis) if keepdims else y
-
-    return _global("global_max_pool", reduce, spatial_rank, keepdims)
+    """The layer of :func:`global_max_pool`: ``(..., *spatial, C) -> (..., C)``."""
+    return _global("global_max_pool", global_max_pool, spatial_rank, keepdims)
 
 
 def _ranked(make, rank):

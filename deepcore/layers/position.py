@@ -8,10 +8,11 @@
 Every function takes ``positions`` (integers, ``(T,)`` or ``(..., T)``) so that cached decoding can
 embed a token at position ``index`` without building the whole table.
 """
+import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, param_dtype_for, simple_init
+from deepcore.core import Layer, ShapeError, compute_dtype_for, layer, param_dtype_for, simple_init
 
 
 def sinusoidal(positions, dim: int, base: float = 10000.0, dtype=jnp.float32):
@@ -48,8 +49,22 @@ def _check_seq(x, max_len=None):
         raise ShapeError(f"expected at most {max_len} positions (..., T<={max_len}, D), got {tuple(x.shape)}")
 
 
+def learned_positions(params, x, *, index=0, dtype=None):
+    """``x: (..., T, D) + table[index : index + T]``, ``params = {"table": (max_len, D)}`` (``index`` may be
+    traced), computed in ``dtype`` (default x's floating dtype)."""
+    cdt = compute_dtype_for(x.dtype, dtype)
+    return x.astype(cdt) + jax.lax.dynamic_slice_in_dim(params["table"], index, x.shape[-2]).astype(cdt)
+
+
+def sinusoidal_positions(x, *, index=0, base: float = 10000.0):
+    """``x: (..., T, D)`` plus the sinusoidal table at positions ``index .. index + T - 1`` (D even)."""
+    cdt = compute_dtype_for(x.dtype)
+    return x.astype(cdt) + sinusoidal(index + jnp.arange(x.shape[-2]), x.shape[-1], base, cdt)
+
+
 def LearnedPositions(max_len: int, *, w_init=initializers.normal(0.02), param_dtype=None, dtype=None) -> Layer:
-    """``(..., T, D) -> (..., T, D)``: adds ``table[:T]`` with ``table: (max_len, D)``."""
+    """The layer of :func:`learned_positions`, ``(..., T, D) -> (..., T, D)``: adds ``table[:T]``,
+    ``table: (max_len, D)``."""
 
     def make(key, spec):
         _check_seq(spec, max_len)
@@ -59,21 +74,19 @@ def LearnedPositions(max_len: int, *, w_init=initializers.normal(0.02), param_dt
         _check_seq(x, max_len)
         if x.shape[-1] != params["table"].shape[-1]:
             raise ShapeError(f"expected input (..., T, {params['table'].shape[-1]}), got {tuple(x.shape)}")
-        cdt = compute_dtype_for(x.dtype, dtype)
-        return x.astype(cdt) + cast(params, cdt)["table"][: x.shape[-2]], state
+        return learned_positions(params, x, dtype=dtype), state
 
     return layer("positions", simple_init(make, apply), apply)
 
 
 def SinusoidalPositions(base: float = 10000.0) -> Layer:
-    """``(..., T, D) -> (..., T, D)``: adds the fixed sinusoidal table (D even), no parameters."""
+    """The layer of :func:`sinusoidal_positions`, ``(..., T, D) -> (..., T, D)``, no parameters."""
 
     def apply(params, state, x, *, key=None, train=False):
         _check_seq(x)
-        cdt = compute_dtype_for(x.dtype)
-        return x.astype(cdt) + sinusoidal(jnp.arange(x.shape[-2]), x.shape[-1], base, cdt), state
+        return sinusoidal_positions(x, base=base), state
 
     return layer("positions", simple_init(lambda key, spec: ({}, {}), apply), apply)
 
 
-__all__ = ["sinusoidal", "rope", "LearnedPositions", "SinusoidalPositions"]
+__all__ = ["sinusoidal", "rope", "learned_positions", "sinusoidal_positions", "LearnedPositions", "SinusoidalPositions"]

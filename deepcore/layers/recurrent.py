@@ -1,32 +1,23 @@
-"""Recurrent layers: SimpleRNN, LSTM and GRU cells, run over a sequence with ``lax.scan``.
+"""Running recurrent cells (:mod:`deepcore.layers.cells`) over sequences with ``lax.scan``, and the layers.
 
-A cell is a :class:`Cell`: pure functions over a parameter dict.
-
-* ``cell.init(key, d_in, dtype) -> params``
-* ``cell.step(params, carry, x_t) -> (carry, h_t)``: one time step, ``x_t: (..., d_in)``, ``h_t: (..., H)``.
-  It is ``recur(params, carry, project(params, x_t))``: ``project`` is the input half of the gate
-  pre-activations (``x @ wi + b``), ``recur`` adds the recurrent half and applies the gates. Splitting the
-  two lets :func:`scan_cell` compute ``project`` for all steps as one matmul outside the loop (``hoist_input``).
-* ``cell.zero_carry(batch_shape, dtype) -> carry``: ``h`` (SimpleRNN, GRU) or ``(h, c)`` (LSTM), zeros.
-* ``cell.fused(params) -> step(carry, x_t)`` (SimpleRNN, LSTM; ``None`` for GRU): the same step as one matmul
-  ``concat([x_t, h]) @ concat([wi, wh])``, the weights concatenated once, before the loop
-  (``hoist_input="fused"``).
-
-:func:`scan_cell` runs a cell over ``xs: (..., T, D)`` and returns ``(carry_T, hs: (..., T, H))``.
+:func:`scan_cell` runs a cell over ``xs: (..., T, D)`` and returns ``(carry_T, hs: (..., T, H))``. Its
+``hoist_input`` picks where the input projection ``x_t @ wi`` happens, one of :data:`INPUT_MODES`:
+``"hoisted"`` (all steps as one matmul before the loop), ``"per_step"`` (two matmuls a step) or ``"fused"``
+(one ``[x_t, h] @ [wi; wh]`` matmul a step); ``True``/``False`` mean ``"hoisted"``/``"per_step"``.
 
 Layers (:func:`RNN`, :func:`SimpleRNN`, :func:`LSTM`, :func:`GRU`, :func:`Bidirectional`) follow the layer
-protocol. Their input is either an array ``(B, T, D)`` / ``(T, D)`` giving ``y``, or a :class:`Seq`
-``Seq(x, mask=None, carry=None)`` giving ``(y, carry_T)``: a mask ``(B, T)`` marks valid steps (padded steps keep
-the carry and output zeros, so they get zero gradient), ``carry`` is the initial carry (``None``: zeros). Passing
-the returned carry into the next call continues the sequence, which is truncated backpropagation through time
-across batches. ``init`` takes the spec of ``x`` alone. ``y`` is ``(B, T, H)`` (every hidden state) or, with
-``return_sequences=False``, ``(B, H)``: the hidden state after the last valid step (for a backward run: after
-step 0).
+protocol. Their input is either an array ``(B, T, D)`` / ``(T, D)`` giving ``y``, or a :class:`SequenceInput`
+``SequenceInput(x, mask=None, carry=None)`` giving ``(y, carry_T)``: a mask ``(B, T)`` marks valid steps (padded
+steps keep the carry and output zeros, so they get zero gradient), ``carry`` is the initial carry (``None``:
+zeros). Passing the returned carry into the next call continues the sequence, which is truncated
+backpropagation through time across batches. ``init`` takes the spec of ``x`` alone. ``y`` is ``(B, T, H)``
+(every hidden state) or, with ``return_sequences=False``, ``(B, H)``: the hidden state after the last valid
+step (for a backward run: after step 0).
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +25,13 @@ from jax import lax
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.layers.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell
 
 
-class Seq(NamedTuple):
+class SequenceInput(NamedTuple):
     """A sequence input with its mask and initial carry: ``x (..., T, D)``, ``mask (..., T)`` bool, ``carry``.
 
-    Layers given a ``Seq`` return ``(y, carry_T)``. Build masks from lengths with :func:`length_mask`.
+    Layers given a ``SequenceInput`` return ``(y, carry_T)``. Build masks from lengths with :func:`length_mask`.
     """
 
     x: Any
@@ -52,138 +44,25 @@ def length_mask(lengths, T: int):
     return jnp.arange(T) < jnp.asarray(lengths)[..., None]
 
 
-class Cell(NamedTuple):
-    """A recurrent cell: ``init``, ``project``, ``recur``, ``zero_carry`` and ``output`` (see the module doc)."""
-
-    name: str
-    hidden: int
-    init: Callable       # (key, d_in, dtype) -> params
-    project: Callable    # (params, x (..., D)) -> gate pre-activations from the input (..., G*H)
-    recur: Callable      # (params, carry, gx) -> (carry, h)
-    zero_carry: Callable  # (batch_shape, dtype) -> carry
-    output: Callable     # carry -> h (..., H)
-    fused: Optional[Callable] = None  # params -> step(carry, x) with one (D+H, G*H) matmul, or None
-
-    def step(self, params, carry, x_t):
-        """One step: ``(carry, x_t (..., D)) -> (carry, h_t (..., H))``."""
-        return self.recur(params, carry, self.project(params, x_t))
-
-
-def _gate_params(key, d_in, hidden, gates, dtype, w_init, u_init, b_init):
-    """``wi: (d_in, G*H)``, ``wh: (H, G*H)`` (``u_init`` per gate block, e.g. orthogonal), ``b: (G*H,)``."""
-    kw, ku, kb = jax.random.split(key, 3)
-    wh = jnp.concatenate([u_init(k, (hidden, hidden), dtype) for k in jax.random.split(ku, gates)], axis=1)
-    return {"wi": w_init(kw, (d_in, gates * hidden), dtype), "wh": wh, "b": b_init(kb, (gates * hidden,), dtype)}
-
-
-def _project(params, x):
-    return jnp.matmul(x, params["wi"]) + params["b"]
-
-
-def _fuse(gates):
-    """``fused`` for cells whose pre-activations are ``x @ wi + h @ wh + b``; ``gates(params, carry, z)``."""
-
-    def fused(params):
-        w, b = jnp.concatenate([params["wi"], params["wh"]], axis=0), params["b"]
-
-        def step(carry, x):
-            h = carry[0] if isinstance(carry, tuple) else carry
-            return gates(params, carry, jnp.matmul(jnp.concatenate([x, h], axis=-1), w) + b)
-
-        return step
-
-    return fused
-
-
-def _zeros(hidden):
-    return lambda batch_shape, dtype: jnp.zeros(tuple(batch_shape) + (hidden,), dtype)
-
-
-def SimpleRNNCell(hidden: int, *, activation=jnp.tanh, w_init=initializers.glorot_uniform,
-                  u_init=initializers.orthogonal(), b_init=initializers.zeros) -> Cell:
-    """``h' = tanh(x @ wi + h @ wh + b)``; carry ``h``."""
-
-    def init(key, d_in, dtype):
-        return _gate_params(key, d_in, hidden, 1, dtype, w_init, u_init, b_init)
-
-    def gates(params, h, z):
-        h = activation(z)
-        return h, h
-
-    def recur(params, h, gx):
-        return gates(params, h, gx + jnp.matmul(h, params["wh"]))
-
-    return Cell("simple_rnn", hidden, init, _project, recur, _zeros(hidden), lambda h: h, _fuse(gates))
-
-
-def LSTMCell(hidden: int, *, forget_bias: float = 1.0, peepholes: bool = False,
-             w_init=initializers.glorot_uniform, u_init=initializers.orthogonal(),
-             b_init=initializers.zeros) -> Cell:
-    """LSTM with gates ``i, f, g, o`` (in that order in ``wi: (D, 4H)``, ``wh: (H, 4H)``, ``b: (4H,)``).
-
-    ``c' = f * c + i * g``, ``h' = o * tanh(c')``; carry ``(h, c)``. The forget block of ``b`` starts at
-    ``forget_bias`` (Jozefowicz et al. 2015). ``peepholes=True`` adds ``pi * c``, ``pf * c`` to the input and
-    forget gates and ``po * c'`` to the output gate (Gers & Schmidhuber 2000), ``p*: (H,)`` initialised to zeros.
-    """
-
-    def init(key, d_in, dtype):
-        p = _gate_params(key, d_in, hidden, 4, dtype, w_init, u_init, b_init)
-        p["b"] = p["b"].at[hidden:2 * hidden].add(jnp.asarray(forget_bias, dtype))
-        if peepholes:
-            p.update({n: jnp.zeros((hidden,), dtype) for n in ("pi", "pf", "po")})
-        return p
-
-    def gates(params, carry, z):
-        c = carry[1]
-        i, f, g, o = jnp.split(z, 4, axis=-1)
-        if peepholes:
-            i, f = i + params["pi"] * c, f + params["pf"] * c
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        if peepholes:
-            o = o + params["po"] * c
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (h, c), h
-
-    def recur(params, carry, gx):
-        return gates(params, carry, gx + jnp.matmul(carry[0], params["wh"]))
-
-    def zero_carry(batch_shape, dtype):
-        z = _zeros(hidden)(batch_shape, dtype)
-        return z, z
-
-    return Cell("lstm", hidden, init, _project, recur, zero_carry, lambda carry: carry[0], _fuse(gates))
-
-
-def GRUCell(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializers.orthogonal(),
-            b_init=initializers.zeros) -> Cell:
-    """GRU (Cho et al. 2014, the cuDNN/PyTorch variant) with gates ``r, z, n``; carry ``h``.
-
-    ``r = σ(x wi_r + h wh_r + b_r)``, ``z = σ(x wi_z + h wh_z + b_z)``,
-    ``n = tanh(x wi_n + b_n + r * (h wh_n + bhn))``, ``h' = (1 - z) * n + z * h``. ``bhn: (H,)``.
-    """
-
-    def init(key, d_in, dtype):
-        k, kb = jax.random.split(key)
-        p = _gate_params(k, d_in, hidden, 3, dtype, w_init, u_init, b_init)
-        p["bhn"] = b_init(kb, (hidden,), dtype)
-        return p
-
-    def recur(params, h, gx):
-        gh = jnp.matmul(h, params["wh"])
-        xr, xz, xn = jnp.split(gx, 3, axis=-1)
-        hr, hz, hn = jnp.split(gh, 3, axis=-1)
-        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * (hn + params["bhn"]))
-        h = (1.0 - z) * n + z * h
-        return h, h
-
-    return Cell("gru", hidden, init, _project, recur, _zeros(hidden), lambda h: h)
-
-
 # ----------------------------------------------------------------------------- running a cell
 
-def default_hoist_input() -> bool:
-    """Whether to hoist the input projection out of the scan by default, per backend.
+INPUT_MODES = ("hoisted", "per_step", "fused")   # where scan_cell computes the input projection x_t @ wi
+
+
+def input_mode(hoist_input: Union[bool, str, None]) -> str:
+    """One of :data:`INPUT_MODES` for a ``hoist_input`` value (``True``: ``"hoisted"``, ``False``:
+    ``"per_step"``, ``None``: :func:`default_hoist_input`)."""
+    if hoist_input is None:
+        return default_hoist_input()
+    if hoist_input is True or hoist_input is False:
+        return "hoisted" if hoist_input else "per_step"
+    if hoist_input not in INPUT_MODES:
+        raise ValueError(f"hoist_input must be one of {INPUT_MODES} (or True, False, None), got {hoist_input!r}")
+    return hoist_input
+
+
+def default_hoist_input() -> str:
+    """The input mode by default, per backend: ``"per_step"`` on CPU, ``"hoisted"`` elsewhere.
 
     On CPU (W3 in bench/rnn_hoist.py, 2 idle cores) keeping both matmuls in the loop ran as fast as Flax linen's
     OptimizedLSTMCell (the same computation; 0.99-1.00x), hoisting was ~30% slower, and ``"fused"`` 4% faster
@@ -191,7 +70,7 @@ def default_hoist_input() -> bool:
     for the last few percent.
     On accelerators one big matmul outside the loop is the usual winner.
     """
-    return jax.default_backend() != "cpu"
+    return "per_step" if jax.default_backend() == "cpu" else "hoisted"
 
 
 def _where_tree(m, new, old):
@@ -203,22 +82,20 @@ def scan_cell(cell: Cell, params, carry0, xs, mask=None, *, hoist_input: Union[b
     """Run ``cell`` over ``xs: (..., T, D)`` from ``carry0`` (``None``: zeros); returns ``(carry_T, hs (..., T, H))``.
 
     ``mask: (..., T)`` bool: at steps where it is False the carry is kept and the output is zero. ``reverse`` runs
-    from ``T-1`` to 0 (so right padding is skipped before the sequence starts). ``hoist_input``: ``True`` computes
-    the input projection of all steps as one matmul before the loop, ``False`` keeps it in the loop (two matmuls a
-    step, ``cell.step``), ``"fused"`` makes it one ``[x_t, h] @ [wi; wh]`` matmul a step (``cell.fused``; cells
-    without one use ``cell.step``); ``None``: :func:`default_hoist_input`. ``unroll`` is
+    from ``T-1`` to 0 (so right padding is skipped before the sequence starts). ``hoist_input``: ``"hoisted"``
+    computes the input projection of all steps as one matmul before the loop, ``"per_step"`` keeps it in the loop
+    (two matmuls a step, ``cell.step``), ``"fused"`` makes it one ``[x_t, h] @ [wi; wh]`` matmul a step
+    (``cell.fused``; cells without one use ``cell.step``); see :func:`input_mode`. ``unroll`` is
     passed to ``lax.scan``. ``params`` are used in their own dtype (cast them beforehand).
     """
     if xs.ndim < 2:
         raise ShapeError(f"expected a sequence (..., T, D), got {tuple(xs.shape)}")
-    hoist = default_hoist_input() if hoist_input is None else hoist_input
-    if hoist not in (True, False, "fused"):
-        raise ValueError(f"hoist_input must be True, False, 'fused' or None, got {hoist_input!r}")
+    hoist = input_mode(hoist_input)
     batch = xs.shape[:-2]
     if carry0 is None:
         carry0 = cell.zero_carry(batch, xs.dtype)
     xs_t = jnp.moveaxis(xs, -2, 0)                           # (T, ..., D)
-    if hoist is True:
+    if hoist == "hoisted":
         inputs, fn = cell.project(params, xs_t), partial(cell.recur, params)  # (T, ..., G*H)
     elif hoist == "fused" and cell.fused is not None:
         inputs, fn = xs_t, cell.fused(params)
@@ -246,7 +123,7 @@ def scan_cell(cell: Cell, params, carry0, xs, mask=None, *, hoist_input: Union[b
 # ----------------------------------------------------------------------------- layers
 
 def _unpack(x):
-    if isinstance(x, Seq):
+    if isinstance(x, SequenceInput):
         return x.x, x.mask, x.carry, True
     return x, None, None, False
 
@@ -285,12 +162,12 @@ def RNN(cell: Cell, *, num_layers: int = 1, return_sequences: bool = True, rever
         hoist_input: Union[bool, str, None] = None, unroll: int = 1, param_dtype=None, dtype=None) -> Layer:
     """Run ``cell`` (``num_layers`` stacked copies) over a sequence: ``(B, T, D) -> (B, T, H)`` or ``(B, H)``.
 
-    Input an array for ``y``, or ``Seq(x, mask, carry)`` for ``(y, carry_T)`` (see the module doc). Params are the
+    Input an array for ``y``, or ``SequenceInput(x, mask, carry)`` for ``(y, carry_T)`` (see the module doc). Params are the
     cell's dict for one layer, ``{"layer_0": ..., "layer_1": ...}`` for more; the carry likewise is the cell's carry
-    or a tuple of them. ``hoist_input`` (True, False, ``"fused"``; see :func:`scan_cell`) ``None`` picks
+    or a tuple of them. ``hoist_input``: one of :data:`INPUT_MODES` (see :func:`scan_cell`); ``None`` picks
     :func:`default_hoist_input` when the layer is built.
     """
-    hoist = default_hoist_input() if hoist_input is None else hoist_input
+    hoist = input_mode(hoist_input)
 
     def init(key, spec):
         _check_seq(spec.shape, None)
@@ -341,7 +218,7 @@ def Bidirectional(cell: Cell, *, num_layers: int = 1, return_sequences: bool = T
     layer a tuple of those). With ``return_sequences=False``: forward state after the last valid step
     concatenated with the backward state after step 0.
     """
-    hoist = default_hoist_input() if hoist_input is None else hoist_input
+    hoist = input_mode(hoist_input)
 
     def init_one(key, d_in, pdt):
         kf, kb = jax.random.split(key)
@@ -385,3 +262,7 @@ def Bidirectional(cell: Cell, *, num_layers: int = 1, return_sequences: bool = T
         return ((y, carry) if seq else y), state
 
     return layer("bidirectional", init, apply)
+
+
+__all__ = ["SequenceInput", "length_mask", "INPUT_MODES", "input_mode", "default_hoist_input", "scan_cell", "RNN",
+           "SimpleRNN", "LSTM", "GRU", "Bidirectional", "Cell", "SimpleRNNCell", "LSTMCell", "GRUCell"]

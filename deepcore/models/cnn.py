@@ -9,14 +9,13 @@ from typing import Sequence
 
 from deepcore import initializers
 from deepcore.core import Layer
-from deepcore.layers.basic import Relu
+from deepcore.layers.basic import Flatten, Relu
 from deepcore.layers.combinators import serial
 from deepcore.layers.conv import Conv
 from deepcore.layers.dense import Dense
 from deepcore.layers.dropout import Dropout
 from deepcore.layers.norm import BatchNorm
 from deepcore.layers.pool import GlobalAvgPool, MaxPool
-from deepcore.models.mlp import flatten_last
 
 
 def conv_bn_relu(features: int, *, batch_norm: bool = True, momentum: float = 0.9, axis_name=None,
@@ -46,7 +45,7 @@ def VGG(num_classes: int, stages: Sequence[Sequence[int]] = ((32,), (64, 64), (1
         if i < len(stages) - 1:
             layers.append(MaxPool((2, 2)))
         named[f"stage_{i}"] = serial(*layers)
-    top = [GlobalAvgPool()] if head == "avg" else [flatten_last(3)]
+    top = [GlobalAvgPool()] if head == "avg" else [Flatten(-3)]
     for w in hidden:
         top += ([Dropout(dropout)] if dropout else []) + [
             Dense(w, w_init=initializers.he_normal(), param_dtype=param_dtype, dtype=dtype), Relu]

@@ -21,51 +21,13 @@ import jax.numpy as jnp
 
 from deepcore import initializers
 from deepcore import layers as L
-from deepcore.core import Layer, ShapeError, as_spec
+from deepcore.core import Layer, ShapeError, as_spec, layer
 from deepcore.layers.phase_conv import PhaseConvTranspose
 from deepcore.layers.spectral_norm import SpectralNorm, spectral_normalize
 
 __all__ = ["dcgan_generator", "dcgan_discriminator", "PhaseConvTranspose", "SpectralNorm", "spectral_normalize"]
 
-# ----------------------------------------------------------------------------- conditioning
-
-
-def _two_input_layer(name: str, init, apply, x_rank: int) -> Layer:
-    """A layer whose input is a pair ``(x, labels)`` (specs in ``init``), ``labels`` int with the leading
-    (batch) dims of ``x`` (``x`` has ``x_rank`` dims per example); shape errors are rooted at ``name``."""
-
-    def wrapped_init(key, spec):
-        try:
-            x_spec, y_spec = spec
-        except (TypeError, ValueError):
-            raise ShapeError(f"expected an (x, labels) pair, got {spec!r}").rooted(name) from None
-        try:
-            return init(key, (as_spec(x_spec), as_spec(y_spec)))
-        except ShapeError as e:
-            raise e.rooted(name) from None
-
-    def wrapped_apply(params, state, xy, *, key=None, train=False):
-        try:
-            x, y = xy
-        except (TypeError, ValueError):
-            raise ShapeError("expected an (x, labels) pair").rooted(name) from None
-        lead = tuple(x.shape[:x.ndim - x_rank])
-        if not jnp.issubdtype(y.dtype, jnp.integer) or tuple(y.shape) != lead:
-            raise ShapeError(f"expected integer labels of shape {lead} for x of shape {tuple(x.shape)}, "
-                             f"got {y.dtype} {tuple(y.shape)}").rooted(name)
-        try:
-            return apply(params, state, x, y, key=key, train=train)
-        except ShapeError as e:
-            raise e.rooted(name) from None
-
-    return Layer(wrapped_init, wrapped_apply, name)
-
-
 # ----------------------------------------------------------------------------- models
-
-
-def _flatten_image(x):
-    return x.reshape(x.shape[:-3] + (-1,))
 
 
 def dcgan_generator(z_dim: int = 64, *, channels: Sequence[int] = (128, 64), base: int = 7, out_channels: int = 1,
@@ -119,7 +81,7 @@ def dcgan_generator(z_dim: int = 64, *, channels: Sequence[int] = (128, 64), bas
         y, s = net.apply(params["net"], state.get("net", {}), join(params, z, labels), key=key, train=train)
         return y, ({"net": s} if s else {})
 
-    return _two_input_layer("conditional_generator", init, apply, x_rank=1)
+    return layer("conditional_generator", init, apply, pair_x_rank=1)
 
 
 def dcgan_discriminator(channels: Sequence[int] = (64, 128), *, kernel_size: int = 4, negative_slope: float = 0.2,
@@ -138,7 +100,7 @@ def dcgan_discriminator(channels: Sequence[int] = (64, 128), *, kernel_size: int
     stack = []
     for c in channels:
         stack += [sn(L.Conv2D(c, kernel_size, strides=2, padding="SAME", **kw)), L.LeakyRelu(negative_slope)]
-    stack.append(L.Lambda(_flatten_image, "flatten"))
+    stack.append(L.Flatten(-3))
     features, head = L.serial(*stack), sn(L.Dense(1, **kw))
     if num_classes is None:
         return L.serial({"features": features, "head": head, "squeeze": L.Lambda(lambda x: x[..., 0], "squeeze")})
@@ -162,4 +124,4 @@ def dcgan_discriminator(channels: Sequence[int] = (64, 128), *, kernel_size: int
         new_state = {k: v for k, v in (("features", sf), ("head", sh)) if v}
         return logit[..., 0] + jnp.sum(e * h, axis=-1), new_state
 
-    return _two_input_layer("projection_discriminator", init, apply, x_rank=3)
+    return layer("projection_discriminator", init, apply, pair_x_rank=3)

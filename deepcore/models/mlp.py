@@ -4,27 +4,14 @@
 values, then ``dense -> activation [-> dropout]`` per hidden width and a final dense layer (the logits).
 params: ``{"dense_0": {"w": (784, 512), "b": (512,)}, "dense_1": ..., "dense_2": {"w": (512, 10), "b": (10,)}}``.
 """
-import math
 from typing import Sequence
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError
-from deepcore.layers.basic import Lambda, Relu
+from deepcore.core import Layer
+from deepcore.layers.basic import Flatten, Relu
 from deepcore.layers.combinators import serial
 from deepcore.layers.dense import Dense
 from deepcore.layers.dropout import Dropout
-
-
-def flatten_last(n: int) -> Layer:
-    """``(..., d1, ..., dn) -> (..., d1*...*dn)``: merge the last ``n`` dims (one example's features)."""
-
-    def fn(x):
-        if x.ndim < n:
-            raise ShapeError(f"expected at least {n} feature dims (..., {', '.join(f'd{i}' for i in range(1, n + 1))}),"
-                             f" got {tuple(x.shape)}")
-        return x.reshape(x.shape[:x.ndim - n] + (math.prod(x.shape[x.ndim - n:]),))
-
-    return Lambda(fn, "flatten")
 
 
 def MLP(num_classes: int, widths: Sequence[int] = (512, 512), *, activation: Layer = Relu, dropout: float = 0.0,
@@ -37,7 +24,7 @@ def MLP(num_classes: int, widths: Sequence[int] = (512, 512), *, activation: Lay
     make one example (3 for ``(..., H, W, C)`` images); they are flattened first. Any leading dims are batch.
     """
     kw = dict(w_init=w_init, b_init=b_init, param_dtype=param_dtype, dtype=dtype)
-    layers = [flatten_last(feature_dims)] if feature_dims > 1 else []
+    layers = [Flatten(-feature_dims)] if feature_dims > 1 else []
     if input_dropout:
         layers.append(Dropout(input_dropout))
     for w in widths:
@@ -48,4 +35,4 @@ def MLP(num_classes: int, widths: Sequence[int] = (512, 512), *, activation: Lay
     return serial(*layers)
 
 
-__all__ = ["MLP", "flatten_last"]
+__all__ = ["MLP"]

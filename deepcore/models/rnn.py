@@ -1,14 +1,14 @@
 """Recurrent models: a character-level language model, a sequence classifier, and sampling from the LM.
 
 * :func:`char_lm`: ids ``(B, T)`` -> Embedding -> stacked LSTM/GRU/RNN -> Dense -> logits ``(B, T, vocab)``.
-  Given ``Seq(ids, mask, carry)`` it returns ``(logits, carry_T)``, so training can carry the state across
-  batches (truncated BPTT) and :func:`sample` can feed one token at a time.
+  Given ``SequenceInput(ids, mask, carry)`` it returns ``(logits, carry_T)``, so training can carry the state across
+  batches (truncated BPTT) and :func:`sample_continuation` can feed one token at a time.
 * :func:`seq_classifier`: ``(B, T, D)`` (e.g. the 28 rows of a 28x28 image) -> LSTM/GRU -> last hidden state ->
-  Dense -> logits ``(B, classes)``; ``Seq(x, mask)`` classifies variable-length sequences.
-* :func:`sample`: seeded temperature sampling from a :func:`char_lm`, one ``lax.scan`` under ``jit``.
+  Dense -> logits ``(B, classes)``; ``SequenceInput(x, mask)`` classifies variable-length sequences.
+* :func:`sample_continuation`: seeded temperature sampling from a :func:`char_lm`, one ``lax.scan`` under ``jit``.
 """
 from functools import partial
-from typing import Optional
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,9 @@ from jax import lax
 
 from deepcore import layers as L
 from deepcore.core import Layer, ShapeError, layer, output_spec
-from deepcore.layers.recurrent import RNN, Bidirectional, GRUCell, LSTMCell, Seq, SimpleRNNCell
+from deepcore.layers.dense import dense
+from deepcore.layers.dropout import dropout as drop
+from deepcore.layers.recurrent import RNN, Bidirectional, GRUCell, LSTMCell, SequenceInput, SimpleRNNCell
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
 
@@ -49,14 +51,14 @@ def _call(name, lay, params, x, key=None, train=False):
 
 
 def char_lm(vocab: int, *, embed: int = 128, hidden: int = 256, num_layers: int = 1, cell: str = "lstm",
-            dropout: float = 0.0, hoist_input: Optional[bool] = None, unroll: int = 1, **cell_kwargs) -> Layer:
-    """Character LM: ids ``(B, T)`` -> logits ``(B, T, vocab)``; ``Seq(ids, mask, carry)`` -> ``(logits, carry)``.
+            dropout: float = 0.0, hoist_input: Union[bool, str, None] = None, unroll: int = 1, **cell_kwargs) -> Layer:
+    """Character LM: ids ``(B, T)`` -> logits ``(B, T, vocab)``; ``SequenceInput(ids, mask, carry)`` -> ``(logits, carry)``.
 
     Params ``{"embedding": {"w"}, "<cell>": <RNN params>, "dense": {"w", "b"}}``; ``dropout`` is applied to the
     recurrent outputs in train mode (needs a key). The carry is the RNN layer's (a tuple per layer if stacked).
     """
     rnn_name = {"lstm": "lstm", "gru": "gru", "rnn": "simple_rnn"}.get(cell, cell)
-    emb, head, drop = L.Embedding(vocab, embed), L.Dense(vocab), L.Dropout(dropout)
+    emb, head = L.Embedding(vocab, embed), L.Dense(vocab)
     rnn = RNN(make_cell(cell, hidden, **cell_kwargs), num_layers=num_layers, hoist_input=hoist_input,
               unroll=unroll)
 
@@ -65,21 +67,20 @@ def char_lm(vocab: int, *, embed: int = 128, hidden: int = 256, num_layers: int 
         return output_spec(apply, params, {}, spec), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
-        seq = isinstance(x, Seq)
+        seq = isinstance(x, SequenceInput)
         ids, mask, carry0 = (x.x, x.mask, x.carry) if seq else (x, None, None)
         h = _call("embedding", emb, params, ids)
-        h, carry = _call(rnn_name, rnn, params, Seq(h, mask, carry0))
-        h = _call("dropout", drop, params, h, key=key, train=train)
-        logits = _call("dense", head, params, h)
+        h, carry = _call(rnn_name, rnn, params, SequenceInput(h, mask, carry0))
+        logits = dense(params["dense"], drop(h, dropout, key=key, train=train))
         return ((logits, carry) if seq else logits), state
 
     return layer("char_lm", init, apply)
 
 
 def seq_classifier(num_classes: int, *, hidden: int = 128, cell: str = "lstm", num_layers: int = 1,
-                   bidirectional: bool = False, hoist_input: Optional[bool] = None, unroll: int = 1,
+                   bidirectional: bool = False, hoist_input: Union[bool, str, None] = None, unroll: int = 1,
                    **cell_kwargs) -> Layer:
-    """Sequence classifier: ``(B, T, D)`` or ``Seq(x, mask)`` -> last hidden state -> logits ``(B, num_classes)``.
+    """Sequence classifier: ``(B, T, D)`` or ``SequenceInput(x, mask)`` -> last hidden state -> logits ``(B, num_classes)``.
 
     Row-by-row images: ``(B, 28, 28)`` is 28 steps of 28 pixels. Params ``{"<cell>" or "bidirectional": ...,
     "dense": {"w", "b"}}``.
@@ -95,16 +96,16 @@ def seq_classifier(num_classes: int, *, hidden: int = 128, cell: str = "lstm", n
 
     def apply(params, state, x, *, key=None, train=False):
         h = _call(rnn_name, rnn, params, x)
-        if isinstance(x, Seq):
+        if isinstance(x, SequenceInput):
             h = h[0]
-        return _call("dense", head, params, h), state
+        return dense(params["dense"], h), state
 
     return layer("seq_classifier", init, apply)
 
 
 @partial(jax.jit, static_argnames=("model", "length", "greedy"))
-def _sample(model, params, state, prompt, key, temperature, length, greedy):
-    (logits, carry), _ = model.apply(params, state, Seq(prompt))
+def _sample_continuation(model, params, state, prompt, key, temperature, length, greedy):
+    (logits, carry), _ = model.apply(params, state, SequenceInput(prompt))
     last = logits[..., -1, :].astype(jnp.float32)
 
     def body(c, k):
@@ -113,14 +114,14 @@ def _sample(model, params, state, prompt, key, temperature, length, greedy):
             tok = jnp.argmax(last, axis=-1).astype(prompt.dtype)
         else:
             tok = jax.random.categorical(k, last / temperature, axis=-1).astype(prompt.dtype)
-        (logits, carry), _ = model.apply(params, state, Seq(tok[..., None], carry=carry))
+        (logits, carry), _ = model.apply(params, state, SequenceInput(tok[..., None], carry=carry))
         return (carry, logits[..., -1, :].astype(jnp.float32)), tok
 
     _, toks = lax.scan(body, (carry, last), jax.random.split(key, length))
     return jnp.moveaxis(toks, 0, -1)
 
 
-def sample(model: Layer, params, prompt, length: int, *, key, temperature: float = 1.0, state=None):
+def sample_continuation(model: Layer, params, prompt, length: int, *, key, temperature: float = 1.0, state=None):
     """``length`` ids drawn after ``prompt`` (``(P,)`` or ``(B, P)`` ints, P >= 1): ``(length,)`` / ``(B, length)``.
 
     Each step feeds the previous id and the carried RNN state through ``model`` (a :func:`char_lm`) and draws
@@ -129,9 +130,9 @@ def sample(model: Layer, params, prompt, length: int, *, key, temperature: float
     """
     prompt = jnp.asarray(prompt)
     if prompt.ndim not in (1, 2) or prompt.shape[-1] < 1 or not jnp.issubdtype(prompt.dtype, jnp.integer):
-        raise ShapeError(f"sample: expected integer prompt ids (P,) or (B, P) with P >= 1, got "
+        raise ShapeError(f"sample_continuation: expected integer prompt ids (P,) or (B, P) with P >= 1, got "
                          f"{prompt.dtype} {tuple(prompt.shape)}")
     if temperature < 0:
-        raise ValueError(f"sample: temperature must be >= 0, got {temperature}")
-    return _sample(model, params, {} if state is None else state, prompt, key, jnp.float32(max(temperature, 1e-6)),
+        raise ValueError(f"sample_continuation: temperature must be >= 0, got {temperature}")
+    return _sample_continuation(model, params, {} if state is None else state, prompt, key, jnp.float32(max(temperature, 1e-6)),
                    int(length), temperature == 0)

@@ -15,7 +15,7 @@ from deepcore.layers.dense import dense
 from deepcore.layers.dropout import dropout
 from deepcore.layers.embed import embed
 from deepcore.layers.norm import init_norm, layer_norm
-from deepcore.layers.position import sinusoidal
+from deepcore.layers.position import learned_positions, sinusoidal_positions
 from deepcore.layers.remat import remat_policy
 from deepcore.models.transformer_stack import (BlockConfig, split_input, split_keys, stack_apply, stack_cache,
                                                stack_init)
@@ -99,13 +99,13 @@ def lm_apply(cfg: LMConfig, params, tokens, *, key=None, train=False, key_mask=N
     """``tokens: (..., T)`` int -> ``(logits (..., T, V), cache)``; the tokens sit at ``index .. index+T-1``.
     ``segment_ids: (..., T)``: packed sequences, attending within their segment only."""
     _check_tokens(cfg, tokens)
-    t, cdt = tokens.shape[-1], lm_dtype(cfg, params)
+    cdt = lm_dtype(cfg, params)
     k_emb, k_blocks = split_keys(key, 2)
     x = embed(params["embed"], tokens).astype(cdt)
     if cfg.positions == "learned":
-        x = x + jax.lax.dynamic_slice_in_dim(params["positions"]["table"], index, t).astype(cdt)
+        x = learned_positions(params["positions"], x, index=index)
     elif cfg.positions == "sinusoidal":
-        x = x + sinusoidal(index + jnp.arange(t), cfg.d_model, dtype=cdt)
+        x = sinusoidal_positions(x, index=index)
     x = dropout(x, cfg.dropout, key=k_emb, train=train)
     x, cache = stack_apply(cfg.block, params["blocks"], x, key=k_blocks, train=train, key_mask=key_mask,
                            segment_ids=segment_ids, cache=cache, index=index, remat=cfg.remat)

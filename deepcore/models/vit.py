@@ -12,9 +12,11 @@ import jax.numpy as jnp
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
-from deepcore.layers.dropout import Dropout
-from deepcore.layers.norm import LayerNorm
-from deepcore.models.transformer import BlockConfig, gpt_init, stack_apply, stack_init
+from deepcore.layers.dense import dense
+from deepcore.layers.dropout import dropout
+from deepcore.layers.norm import init_norm, layer_norm
+from deepcore.layers.position import learned_positions
+from deepcore.models.transformer_stack import BlockConfig, gpt_init, split_keys, stack_apply, stack_init
 
 
 def patchify(x, patch_size: int):
@@ -55,24 +57,22 @@ def ViT(num_classes: int, *, patch_size: int = 4, d_model: int = 64, num_layers:
             params["cls"] = w_init(kc, (1, d_model), pdt)
         params["positions"] = {"table": w_init(kpos, (n, d_model), pdt)}
         params["blocks"] = stack_init(cfg, kb, d_model, num_layers, scan=scan, dtype=pdt)
-        params["ln_f"] = LayerNorm(epsilon=cfg.epsilon).init(key, jax.ShapeDtypeStruct((d_model,), pdt))[1]
+        params["ln_f"] = init_norm(d_model, pdt)
         params["head"] = {"w": w_init(kh, (d_model, num_classes), pdt), "b": b_init(kh, (num_classes,), pdt)}
         return output_spec(apply, params, {}, spec), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
         check(x.shape)
-        cdt = compute_dtype_for(x.dtype, dtype)
-        p = cast({k: v for k, v in params.items() if k != "blocks"}, cdt)
-        k_emb, k_blocks = (None, None) if key is None else jax.random.split(key)
-        t = patchify(x.astype(cdt), patch_size) @ p["patch"]["w"] + p["patch"]["b"]    # (..., N, D)
+        x = x.astype(compute_dtype_for(x.dtype, dtype))
+        k_emb, k_blocks = split_keys(key, 2)
+        t = dense(params["patch"], patchify(x, patch_size))                           # (..., N, D)
         if pool == "cls":
-            t = jnp.concatenate([jnp.broadcast_to(p["cls"], t.shape[:-2] + (1, d_model)), t], axis=-2)
-        t = t + p["positions"]["table"]
-        t = Dropout(cfg.dropout).apply({}, {}, t, key=k_emb, train=train)[0]
+            cls = cast(params["cls"], t.dtype)
+            t = jnp.concatenate([jnp.broadcast_to(cls, t.shape[:-2] + (1, d_model)), t], axis=-2)
+        t = dropout(learned_positions(params["positions"], t), cfg.dropout, key=k_emb, train=train)
         t, _ = stack_apply(cfg, params["blocks"], t, key=k_blocks, train=train, remat=remat)
-        t = LayerNorm(epsilon=cfg.epsilon, dtype=cdt).apply(p["ln_f"], {}, t)[0]
-        pooled = t[..., 0, :] if pool == "cls" else jnp.mean(t, axis=-2)
-        return pooled @ p["head"]["w"] + p["head"]["b"], state
+        t = layer_norm(params["ln_f"], t, epsilon=cfg.epsilon)
+        return dense(params["head"], t[..., 0, :] if pool == "cls" else jnp.mean(t, axis=-2)), state
 
     return layer("vit", init, apply)
 

@@ -7,10 +7,14 @@ import pytest
 
 from deepcore import layers as L
 from deepcore.layers.attention import head_sizes, init_attention
+from deepcore.layers.basic import flatten
+from deepcore.layers.conv import conv, conv_transpose
 from deepcore.layers.dense import dense
 from deepcore.layers.dropout import dropout
 from deepcore.layers.embed import embed
 from deepcore.layers.norm import batch_norm, group_norm, init_norm, layer_norm, rms_norm
+from deepcore.layers.pool import avg_pool, global_avg_pool, global_max_pool, max_pool
+from deepcore.layers.position import learned_positions, sinusoidal_positions
 
 KEY, CALL = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
 
@@ -40,6 +44,27 @@ PAIRS = [
     ("batch_norm", L.BatchNorm(momentum=0.9), _x((8, 3, 4)),
      lambda p, s, x, k, t: batch_norm(p, s, x, train=t, momentum=0.9)),
     ("embed", L.Embedding(9, 4), jnp.array([[0, 3, 8], [2, 2, 1]]), lambda p, s, x, k, t: (embed(p, x), s)),
+    ("conv", L.Conv(4, (3, 2), strides=(2, 1), dilation=(1, 2), padding="VALID"), _x((2, 7, 6, 3)),
+     lambda p, s, x, k, t: (conv(p, x, strides=(2, 1), dilation=(1, 2), padding="VALID"), s)),
+    ("conv_groups_1d", L.Conv1D(4, 3, groups=2, use_bias=False), _x((5, 4)),
+     lambda p, s, x, k, t: (conv(p, x, groups=2), s)),
+    ("conv_transpose", L.ConvTranspose(3, (3, 3), strides=2, padding=((1, 2), (0, 1))), _x((2, 4, 4, 2)),
+     lambda p, s, x, k, t: (conv_transpose(p, x, strides=2, padding=((1, 2), (0, 1))), s)),
+    ("max_pool", L.MaxPool((3, 2), strides=(2, 1), padding="SAME"), _x((2, 5, 4, 3)),
+     lambda p, s, x, k, t: (max_pool(x, (3, 2), (2, 1), "SAME"), s)),
+    ("max_pool_tiled", L.MaxPool2D(2), _x((2, 4, 4, 3)), lambda p, s, x, k, t: (max_pool(x, (2, 2)), s)),
+    ("avg_pool", L.AvgPool((3,), strides=1, padding=1), _x((2, 5, 3)),
+     lambda p, s, x, k, t: (avg_pool(x, (3,), 1, 1), s)),
+    ("avg_pool_include_pad", L.AvgPool((2, 2), padding="SAME", count_include_pad=True), _x((3, 3, 2)),
+     lambda p, s, x, k, t: (avg_pool(x, (2, 2), padding="SAME", count_include_pad=True), s)),
+    ("global_avg_pool", L.GlobalAvgPool(keepdims=True), _x((2, 3, 4, 5)),
+     lambda p, s, x, k, t: (global_avg_pool(x, keepdims=True), s)),
+    ("global_max_pool", L.GlobalMaxPool(1), _x((2, 3, 5)), lambda p, s, x, k, t: (global_max_pool(x, 1), s)),
+    ("flatten", L.Flatten(), _x((2, 3, 4)), lambda p, s, x, k, t: (flatten(x), s)),
+    ("flatten_last3", L.Flatten(-3), _x((2, 2, 3, 4, 5)), lambda p, s, x, k, t: (flatten(x, -3), s)),
+    ("learned_positions", L.LearnedPositions(9), _x((2, 5, 4)), lambda p, s, x, k, t: (learned_positions(p, x), s)),
+    ("sinusoidal_positions", L.SinusoidalPositions(), _x((2, 5, 4)),
+     lambda p, s, x, k, t: (sinusoidal_positions(x), s)),
 ]
 
 
@@ -73,3 +98,19 @@ def test_init_norm_is_layer_norms_init():
 def test_head_sizes_reads_the_qkv_width(heads, kv, head_dim):
     p = init_attention(KEY, 7, heads, head_dim=head_dim, num_kv_heads=kv)
     assert head_sizes(p, heads, kv) == (heads, kv or heads, head_dim)
+
+
+def test_flatten_counts_negative_start_from_the_end():
+    x = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    np.testing.assert_array_equal(flatten(jnp.asarray(x), -2), x.reshape(2, 3, 20))
+    np.testing.assert_array_equal(flatten(jnp.asarray(x), 0), x.reshape(-1))
+    with pytest.raises(ValueError, match=r"expected at least 3 dims to flatten from start_dim=-3, got \(4, 5\)"):
+        flatten(jnp.zeros((4, 5)), -3)
+
+
+def test_positions_at_an_offset_index():
+    p = {"table": _x((8, 4))}
+    x = _x((2, 3, 4), seed=9)
+    np.testing.assert_array_equal(learned_positions(p, x, index=2), x + p["table"][2:5])
+    full = sinusoidal_positions(jnp.zeros((6, 4)))
+    np.testing.assert_allclose(sinusoidal_positions(x, index=3), x + full[3:], rtol=1e-6, atol=1e-6)

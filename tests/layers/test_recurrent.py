@@ -6,7 +6,7 @@ import pytest
 
 from deepcore.core import ShapeError
 from deepcore.gradcheck import assert_grads_ok
-from deepcore.layers.recurrent import (GRU, LSTM, Bidirectional, GRUCell, LSTMCell, RNN, Seq, SimpleRNN,
+from deepcore.layers.recurrent import (GRU, LSTM, Bidirectional, GRUCell, LSTMCell, RNN, SequenceInput, SimpleRNN,
                                        SimpleRNNCell, length_mask, scan_cell)
 
 # module-scoped fixtures: the whole file on one xdist worker so they are built once
@@ -98,8 +98,9 @@ def test_lstm_init_forget_bias_and_peepholes():
     assert float(pp["b"][H]) == 2.0
 
 
-@pytest.mark.parametrize("name,hoist,reverse", [("lstm", False, False), ("lstm_peep", "fused", True),
-                                                ("gru", True, False), ("rnn", "fused", False)])
+@pytest.mark.parametrize("name,hoist,reverse", [("lstm", "per_step", False), ("lstm_peep", "fused", True),
+                                                ("gru", "hoisted", False), ("rnn", "fused", False),
+                                                ("lstm", True, True), ("gru", False, True)])
 def test_scan_matches_python_loop(name, hoist, reverse):
     cell, _ = CELLS[name]
     params = randomized(cell.init(jax.random.key(0), D, jnp.float32), jax.random.key(1))
@@ -124,7 +125,7 @@ def test_layer_hoisted_equals_in_loop_and_unbatched_equals_batched(lstm_layer):
     lay, params = lstm_layer
     x = jax.random.normal(jax.random.key(2), (2, 6, D))
     y = lay.apply(params, {}, x)[0]
-    y_h = LSTM(H, hoist_input=True, unroll=3).apply(params, {}, x)[0]
+    y_h = LSTM(H, hoist_input="hoisted", unroll=3).apply(params, {}, x)[0]
     np.testing.assert_allclose(y, y_h, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(lay.apply(params, {}, x[1])[0], y[1], rtol=1e-5, atol=1e-5)
     last = LSTM(H, return_sequences=False).apply(params, {}, x)[0]
@@ -138,7 +139,7 @@ def test_mask_ignores_padding(lstm_layer):
     cot = jax.random.normal(jax.random.key(3), (2, 6, H))
 
     def loss(x):
-        y, carry = lay.apply(params, {}, Seq(x, mask))[0]
+        y, carry = lay.apply(params, {}, SequenceInput(x, mask))[0]
         return jnp.vdot(y, cot) + jnp.sum(carry[0]) + jnp.sum(carry[1]), (y, carry)
 
     g, (y, carry) = jax.grad(loss, has_aux=True)(x)
@@ -146,11 +147,11 @@ def test_mask_ignores_padding(lstm_layer):
     assert np.all(np.asarray(g[1, 3:]) == 0), "padded inputs get zero gradient"
     assert np.all(np.abs(np.asarray(g[1, :3])) > 0) and np.all(np.abs(np.asarray(g[0])) > 0)
     # the final carry of the short sequence is the carry at its last valid step
-    y3, c3 = lay.apply(params, {}, Seq(x[1:, :3]))[0]
+    y3, c3 = lay.apply(params, {}, SequenceInput(x[1:, :3]))[0]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1:], b, rtol=1e-5, atol=1e-6), carry, c3)
     np.testing.assert_allclose(y[1:, :3], y3, rtol=1e-5, atol=1e-6)
     # garbage in the padding changes nothing
-    y_junk = lay.apply(params, {}, Seq(x.at[1, 3:].set(1e3), mask))[0][0]
+    y_junk = lay.apply(params, {}, SequenceInput(x.at[1, 3:].set(1e3), mask))[0][0]
     np.testing.assert_array_equal(y_junk, y)
 
 
@@ -159,13 +160,13 @@ def test_bidirectional_backward_respects_lengths():
     bi = Bidirectional(cell)
     x = jax.random.normal(jax.random.key(2), (2, 6, D))
     _, params, _ = bi.init(jax.random.key(0), x)
-    (y, _), _ = bi.apply(params, {}, Seq(x, length_mask(jnp.array([6, 4]), 6)))
+    (y, _), _ = bi.apply(params, {}, SequenceInput(x, length_mask(jnp.array([6, 4]), 6)))
     assert y.shape == (2, 6, 2 * H)
     _, yb = scan_cell(cell, params["backward"], None, x[1, :4], reverse=True)  # the true 4-step backward run
     _, yf = scan_cell(cell, params["forward"], None, x[1, :4])
     np.testing.assert_allclose(y[1, :4], jnp.concatenate([yf, yb], -1), rtol=1e-5, atol=1e-6)
     assert np.all(np.asarray(y[1, 4:]) == 0)
-    last = Bidirectional(cell, return_sequences=False).apply(params, {}, Seq(x, length_mask(jnp.array([6, 4]), 6)))
+    last = Bidirectional(cell, return_sequences=False).apply(params, {}, SequenceInput(x, length_mask(jnp.array([6, 4]), 6)))
     np.testing.assert_allclose(last[0][0][1], jnp.concatenate([yf[-1], yb[0]]), rtol=1e-5, atol=1e-6)
 
 
@@ -176,21 +177,21 @@ def test_carry_round_trip_two_halves_equal_whole(make):
     x = jax.random.normal(jax.random.key(2), (2, 8, D))
     _, params, _ = lay.init(jax.random.key(0), x)
     if lay.name == "bidirectional":  # a backward run over halves is not the whole; the forward half is
-        y, _ = lay.apply(params, {}, Seq(x))[0]
-        y1, c1 = lay.apply(params, {}, Seq(x[:, :4]))[0]
-        y2, _ = lay.apply(params, {}, Seq(x[:, 4:], carry=c1))[0]
+        y, _ = lay.apply(params, {}, SequenceInput(x))[0]
+        y1, c1 = lay.apply(params, {}, SequenceInput(x[:, :4]))[0]
+        y2, _ = lay.apply(params, {}, SequenceInput(x[:, 4:], carry=c1))[0]
         np.testing.assert_allclose(jnp.concatenate([y1, y2], 1)[..., :H], y[..., :H], rtol=1e-5, atol=1e-6)
         return
-    y, c = lay.apply(params, {}, Seq(x))[0]
-    y1, c1 = lay.apply(params, {}, Seq(x[:, :5]))[0]
-    y2, c2 = lay.apply(params, {}, Seq(x[:, 5:], carry=c1))[0]
+    y, c = lay.apply(params, {}, SequenceInput(x))[0]
+    y1, c1 = lay.apply(params, {}, SequenceInput(x[:, :5]))[0]
+    y2, c2 = lay.apply(params, {}, SequenceInput(x[:, 5:], carry=c1))[0]
     assert isinstance(c2, tuple) and len(c2) == 2
     np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), y, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), c2, c)
     np.testing.assert_allclose(lay.apply(params, {}, x)[0], y, rtol=1e-6)  # plain array in -> y alone
 
 
-@pytest.mark.parametrize("make", [lambda: LSTM(2, peepholes=True), lambda: GRU(2, hoist_input=True),
+@pytest.mark.parametrize("make", [lambda: LSTM(2, peepholes=True), lambda: GRU(2, hoist_input="hoisted"),
                                   lambda: SimpleRNN(2)], ids=["lstm_peep", "gru", "rnn"])
 def test_gradient_through_20_steps_matches_finite_differences(make):
     lay = make()
@@ -214,7 +215,7 @@ def test_shape_errors_name_layer_expected_and_actual(lstm_layer):
     with pytest.raises(ShapeError, match=r"lstm: expected a sequence \(B, T, 3\) or \(T, 3\), got \(2, 6, 5\)"):
         lay.apply(params, {}, jnp.zeros((2, 6, 5)))
     with pytest.raises(ShapeError, match=r"expected a mask of shape \(2, 6\)"):
-        lay.apply(params, {}, Seq(jnp.zeros((2, 6, D)), jnp.ones((2, 5), bool)))
+        lay.apply(params, {}, SequenceInput(jnp.zeros((2, 6, D)), jnp.ones((2, 5), bool)))
     with pytest.raises(ValueError, match="hoist_input must be"):
         LSTM(H, hoist_input="yes").apply(params, {}, jnp.zeros((2, 6, D)))
     with pytest.raises(ShapeError, match=r"got \(3,\)"):

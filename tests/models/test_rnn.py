@@ -6,8 +6,8 @@ import optax
 import pytest
 
 from deepcore.core import ShapeError
-from deepcore.layers.recurrent import Seq, length_mask
-from deepcore.models.rnn import char_lm, sample, seq_classifier
+from deepcore.layers.recurrent import SequenceInput, length_mask
+from deepcore.models.rnn import char_lm, sample_continuation, seq_classifier
 
 # module-scoped fixtures: the whole file on one xdist worker so they are built once
 pytestmark = pytest.mark.xdist_group("models_test_rnn")
@@ -27,34 +27,34 @@ def test_char_lm_shapes_and_carried_state_continue_the_sequence(lm):
     ids = jax.random.randint(jax.random.key(1), (2, 6), 0, V)
     logits = model.apply(params, state, ids)[0]
     assert spec.shape == logits.shape == (2, 6, V)
-    (l1, c1), _ = model.apply(params, state, Seq(ids[:, :4]))
-    (l2, _), _ = model.apply(params, state, Seq(ids[:, 4:], carry=c1))
+    (l1, c1), _ = model.apply(params, state, SequenceInput(ids[:, :4]))
+    (l2, _), _ = model.apply(params, state, SequenceInput(ids[:, 4:], carry=c1))
     np.testing.assert_allclose(jnp.concatenate([l1, l2], axis=1), logits, rtol=1e-5, atol=1e-5)
 
 
 def test_sample_is_deterministic_given_seed_and_greedy_at_zero_temperature(lm):
     model, _, params, state = lm
     prompt = jnp.array([1, 2, 3])
-    a = sample(model, params, prompt, 12, key=jax.random.key(7))
-    b = sample(model, params, prompt, 12, key=jax.random.key(7))
-    c = sample(model, params, prompt, 12, key=jax.random.key(8), temperature=5.0)
+    a = sample_continuation(model, params, prompt, 12, key=jax.random.key(7))
+    b = sample_continuation(model, params, prompt, 12, key=jax.random.key(7))
+    c = sample_continuation(model, params, prompt, 12, key=jax.random.key(8), temperature=5.0)
     assert a.shape == (12,) and a.dtype == prompt.dtype
     assert np.all((np.asarray(a) >= 0) & (np.asarray(a) < V))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c), "another seed (at a high temperature) gives other text"
     # greedy: each sampled id is the argmax of the whole model run on the prompt and the ids sampled before it
-    g = sample(model, params, prompt, 5, key=jax.random.key(0), temperature=0.0)
+    g = sample_continuation(model, params, prompt, 5, key=jax.random.key(0), temperature=0.0)
     logits = model.apply(params, state, jnp.concatenate([prompt, g]))[0]
     np.testing.assert_array_equal(g, jnp.argmax(logits[2:7], axis=-1))
-    assert sample(model, params, jnp.zeros((4, 2), jnp.int32), 3, key=jax.random.key(0)).shape == (4, 3)
+    assert sample_continuation(model, params, jnp.zeros((4, 2), jnp.int32), 3, key=jax.random.key(0)).shape == (4, 3)
 
 
 def test_sample_rejects_bad_prompts(lm):
     model, _, params, _ = lm
     with pytest.raises(ShapeError, match=r"expected integer prompt ids"):
-        sample(model, params, jnp.zeros((2,)), 3, key=jax.random.key(0))
+        sample_continuation(model, params, jnp.zeros((2,)), 3, key=jax.random.key(0))
     with pytest.raises(ValueError, match="temperature"):
-        sample(model, params, jnp.array([1]), 3, key=jax.random.key(0), temperature=-1.0)
+        sample_continuation(model, params, jnp.array([1]), 3, key=jax.random.key(0), temperature=-1.0)
 
 
 def test_char_lm_dropout_needs_a_key_in_train_mode():
@@ -76,7 +76,7 @@ def test_seq_classifier_masks_and_learns(bidirectional):
     assert spec.shape == logits.shape == (6, 3)
     # with lengths, padding does not matter: the classifier of the truncated sequence gives the same logits
     mask = length_mask(jnp.array([5, 2, 3, 5, 1, 4]), 5)
-    masked = model.apply(params, state, Seq(x, mask))[0]
+    masked = model.apply(params, state, SequenceInput(x, mask))[0]
     np.testing.assert_allclose(masked[1], model.apply(params, state, x[1, :2])[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(masked[0], logits[0], rtol=1e-5, atol=1e-6)
     if bidirectional:

@@ -194,6 +194,13 @@ def compute_dtype_for(x_dtype, dtype=None):
     return d if jnp.issubdtype(d, jnp.floating) else jnp.dtype(jnp.float32)
 
 
+def accum_dtype(dtype):
+    """The dtype statistics and softmaxes accumulate in: ``dtype`` when it has 32 bits or more, else float32
+    (bfloat16/float16 inputs; explicit, so it holds under ``jax_numpy_dtype_promotion="strict"``)."""
+    d = jnp.dtype(dtype)
+    return d if jnp.issubdtype(d, jnp.floating) and d.itemsize >= 4 else jnp.dtype(jnp.float32)
+
+
 def cast(tree, dtype):
     """Cast every floating leaf of ``tree`` to ``dtype``."""
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

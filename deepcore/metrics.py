@@ -32,7 +32,7 @@ def _check(name, logits, labels, mask):
 def accuracy(logits, labels, mask=None):
     """Fraction of entries whose argmax over the last axis equals the label; logits ``(..., K)``, labels ``(...)``."""
     logits, labels, valid = _check("accuracy", logits, labels, mask)
-    hits = jnp.where(valid, jnp.argmax(logits, axis=-1) == labels, jnp.nan)
+    hits = jnp.where(valid, (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32), jnp.nan)
     return reduce_loss(hits, mask=mask, name="accuracy")
 
 
@@ -45,7 +45,7 @@ def top_k_accuracy(logits, labels, k: int, mask=None):
     logits, labels, valid = _check("top_k_accuracy", logits, labels, mask)
     label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)
     rank = jnp.sum(logits > label_logit, axis=-1)
-    return reduce_loss(jnp.where(valid, rank < k, jnp.nan), mask=mask, name="top_k_accuracy")
+    return reduce_loss(jnp.where(valid, (rank < k).astype(jnp.float32), jnp.nan), mask=mask, name="top_k_accuracy")
 
 
 def perplexity(mean_nats):

@@ -14,6 +14,8 @@ from typing import Callable, NamedTuple, Union
 import jax
 import jax.numpy as jnp
 
+from deepcore.core import accum_dtype
+
 
 class GANLoss(NamedTuple):
     """A GAN objective: ``d(real_logits, fake_logits) -> scalar`` (D's loss), ``g(fake_logits) -> scalar`` (G's)."""
@@ -22,7 +24,7 @@ class GANLoss(NamedTuple):
 
 
 def _f32(x):
-    return jnp.asarray(x).astype(jnp.promote_types(jnp.asarray(x).dtype, jnp.float32))
+    return jnp.asarray(x).astype(accum_dtype(jnp.asarray(x).dtype))
 
 
 def nonsaturating_d(real, fake):

@@ -10,10 +10,12 @@ holds the named ones in that form (``"r1"``, ``"wgan-gp"``).
 import jax
 import jax.numpy as jnp
 
+from deepcore.core import accum_dtype
+
 
 def _input_grad_sq_norm(d_fn, x):
     g = jax.grad(lambda x: jnp.sum(d_fn(x)))(x)
-    g = g.reshape(g.shape[0], -1).astype(jnp.promote_types(g.dtype, jnp.float32))
+    g = g.reshape(g.shape[0], -1).astype(accum_dtype(g.dtype))
     return jnp.sum(jnp.square(g), axis=-1)
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deepcore.core import cast
+from deepcore.core import accum_dtype, cast
 from deepcore.gan.losses import GANLoss, get_loss
 from deepcore.gan.penalties import get_penalty
 from deepcore.train.step import compile_fn
@@ -110,7 +110,7 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
 
     def D(params, state, x, labels, train):
         logits, s = discriminator.apply(c(params), state, x if labels is None else (x, labels), train=train)
-        return logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), s
+        return logits.astype(accum_dtype(logits.dtype)), s
 
     def keys_and_labels(state, batch):
         b = batch[image_key].shape[0]

@@ -20,6 +20,8 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
+from deepcore.core import accum_dtype
+
 Fn = Callable[[jax.Array], jax.Array]
 
 
@@ -56,7 +58,7 @@ def score_fn(fn: Fn) -> Callable:
             raise ValueError(f"fn must map a batch (B, ...) to outputs (B, K) or (B,), got {tuple(out.shape)} "
                              f"for a batch of 1")
         out = out[0]
-        return (out if out.ndim == 0 else out[t]).astype(jnp.promote_types(out.dtype, jnp.float32))
+        return (out if out.ndim == 0 else out[t]).astype(accum_dtype(out.dtype))
 
     return score
 

@@ -26,7 +26,7 @@ def per_class_accuracy(logits_or_probs, labels, num_classes: int) -> jax.Array:
     """``(num_classes,)``: the accuracy on the examples of each true class (NaN for a class with none)."""
     cm = confusion_matrix(logits_or_probs, labels, num_classes)
     rows = cm.sum(axis=1)
-    return jnp.where(rows > 0, jnp.diag(cm) / jnp.maximum(rows, 1), jnp.nan)
+    return jnp.where(rows > 0, jnp.diag(cm).astype(jnp.float32) / jnp.maximum(rows, 1).astype(jnp.float32), jnp.nan)
 
 
 @functools.partial(jax.jit, static_argnames="num_bins")
@@ -39,7 +39,7 @@ def calibration_bins(probs, labels, num_bins: int = 15) -> dict:
     count = jnp.zeros((num_bins,), jnp.int32).at[idx].add(1)
     conf_sum = jnp.zeros((num_bins,), jnp.float32).at[idx].add(conf)
     hit_sum = jnp.zeros((num_bins,), jnp.float32).at[idx].add(hit)
-    n = jnp.maximum(count, 1)
+    n = jnp.maximum(count, 1).astype(jnp.float32)
     return {"count": count, "confidence": conf_sum / n, "accuracy": hit_sum / n,
             "edges": jnp.linspace(0.0, 1.0, num_bins + 1)}
 

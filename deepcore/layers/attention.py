@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import accum_dtype, Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
 from deepcore.layers.position import rope as _rope
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "reference")
@@ -47,7 +47,7 @@ def reference_attention(q, k, v, mask=None, scale=None):
     scale = 1.0 / math.sqrt(h) if scale is None else scale
     qg = q.reshape(b, t, kh, n // kh, h)
     logits = jnp.einsum("btkgh,bskh->bkgts", qg, k) * jnp.asarray(scale, q.dtype)
-    sdt = jnp.promote_types(q.dtype, jnp.float32)
+    sdt = accum_dtype(q.dtype)
     logits = logits.astype(sdt)
     if mask is not None:
         m = jnp.broadcast_to(mask, (b, mask.shape[1], t, k.shape[1]))

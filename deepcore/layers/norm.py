@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import accum_dtype, Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
 
 
 def _stat_dtype(cdt):
-    return jnp.promote_types(cdt, jnp.float32)
+    return accum_dtype(cdt)
 
 
 def _affine(y, params, cdt):

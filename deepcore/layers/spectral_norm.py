@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from deepcore.core import Layer, layer
+from deepcore.core import Layer, accum_dtype, layer
 
 
 def _normalize(v, eps):
@@ -24,7 +24,7 @@ def spectral_normalize(w, u, *, n_iter: int = 1, eps: float = 1e-12):
     ``u`` and ``v`` are constants for differentiation (Miyato et al., 2018); the gradient flows through ``w``
     in ``w / sigma``. ``n_iter=0`` uses ``u`` as it is (evaluation)."""
     w2 = w.reshape(-1, w.shape[-1])
-    wf = lax.stop_gradient(w2).astype(jnp.promote_types(w.dtype, jnp.float32))
+    wf = lax.stop_gradient(w2).astype(accum_dtype(w.dtype))
     u = u.astype(wf.dtype)
     for _ in range(n_iter):
         u = _normalize(wf.T @ _normalize(wf @ u, eps), eps)

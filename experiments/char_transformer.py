@@ -79,6 +79,7 @@ def main(args):
     from deepcore import tree
     from deepcore.core import cast
     from deepcore.data import eval_windows, lm_windows, load_corpus, window_nll, write_samples
+    from deepcore.interpret import training_curves
     from deepcore.models.bigram import bigram_baseline
     from deepcore.models.sliding import generate_sliding
     from deepcore.models.transformer import TransformerLM
@@ -170,7 +171,7 @@ def main(args):
     write_samples(f"{args.out}/samples.txt", corpus.vocab,
                   lambda p, n, k, t: generate_sliding(cfg, params, p, n, k, t, top_k or None),
                   length=args.sample_chars, temperatures=args.temperatures, seed=args.seed, header=header)
-    common.plot_curves(args.out, keys=("loss", "bits_per_char"))
+    training_curves(args.out, keys=("loss", "bits_per_char"))
     rates = [r["examples_per_s"] for r in records if r.get("split") == "train" and "examples_per_s" in r]
     metrics = {"val_loss_nats_per_char": final["val_loss"], "val_bits_per_char": final["val_bits_per_char"],
                **baseline,

@@ -1,4 +1,4 @@
-"""What every experiment script shares: the standard flags, devices, the output folder, results.json and curves.png.
+"""What every experiment script shares: the standard flags, devices, the output folder and results.json.
 
 The contract (one script per family, ``python experiments/NAME.py [flags]``):
 
@@ -57,40 +57,6 @@ def parser(name: str, description: str, **defaults) -> argparse.ArgumentParser:
     p.set_defaults(experiment=name)
     flagcheck.common_rules(p)
     return p
-
-
-IMAGE_SMOKE = {"train": 512, "validation": 256, "test": 256}   # examples of each split in an image --smoke run
-
-
-def image_flags(p, *, augment: str, weight_decay: float, warmup: float, label_smoothing: float, ynn: str,
-                tta: str = "none") -> argparse.ArgumentParser:
-    """The flags of the image-classifier recipes (mlp.py, cnn.py, vit.py) with their defaults, and their rules."""
-    p.add_argument("--augment", default=augment, help="training augmentation: 'none' or '+'-joined 'crop' (random "
-                   "crop after padding, 2 px at 28x28, 4 px at 32x32) and 'flip' (left-right)")
-    p.add_argument("--weight-decay", type=float, default=weight_decay, help="AdamW decoupled weight decay (kernels)")
-    p.add_argument("--warmup", type=float, default=warmup, help="linear warm-up, as a fraction of all steps")
-    p.add_argument("--label-smoothing", type=float, default=label_smoothing)
-    p.add_argument("--tta", choices=("none", "flip"), default=tta, help="test-time augmentation of every "
-                   "evaluation: 'flip' averages the class probabilities of each image and its left-right mirror")
-    p.add_argument("--eval-every", type=float, default=1.0, help="evaluate (and checkpoint) every this many epochs")
-    p.add_argument("--ynn-fusion", choices=("on", "off"), default=ynn,
-                   help="on a CPU, compile the steps with XLA's YNNPACK fusion (faster convolutions)")
-    flagcheck.above(p, 0, "--eval-every")
-    flagcheck.rate(p, "--warmup")
-    flagcheck.rate(p, "--label-smoothing")
-    flagcheck.at_least(p, 0, "--weight-decay")
-    flagcheck.rule(p, "--batch-size", f"at most {IMAGE_SMOKE['train']} with --smoke (its training slice)",
-                   lambda v, a: not a.smoke or v <= IMAGE_SMOKE["train"])
-    flagcheck.rule(p, "--augment", "'none' or '+'-joined distinct 'crop' and 'flip'", lambda v, a: _augment_ok(v),
-                   last=True)
-    flagcheck.image_dataset(p)
-    return p
-
-
-def _augment_ok(spec: str) -> bool:
-    from deepcore.data.preprocess import augmentation_parts  # imported only when checked (it loads JAX)
-
-    return augmentation_parts(spec) is not None
 
 
 def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -231,47 +197,3 @@ def write_results(args, *, dataset: str, metrics: dict, wall_s: float, steps: in
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     return results
-
-
-def read_metrics(out: str) -> list:
-    path = os.path.join(out, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def last_checkpointed(out: str, key: str, default: float = 0.0) -> float:
-    """``key`` of the newest ``metrics.jsonl`` record at or before the newest checkpoint in ``out``:
-    :func:`deepcore.train.budget.last_checkpointed`."""
-    from deepcore.train.budget import last_checkpointed as last
-
-    return last(out, key, default)
-
-
-def plot_curves(out: str, keys=("loss", "accuracy")) -> Optional[str]:
-    """``curves.png``: each of ``keys`` over steps, train and validation, from ``metrics.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = read_metrics(out)
-    keys = [k for k in keys if any(k in r or f"val_{k}" in r for r in records)]
-    if not keys:
-        return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        for split, name in (("train", key), ("val", f"val_{key}")):
-            pts = [(r["step"], r[name]) for r in records if r.get("split") == split and isinstance(r.get(name), (int, float))]
-            if pts:
-                ax.plot(*zip(*pts), label="validation" if split == "val" else "train", marker="." if split == "val" else None)
-        ax.set_xlabel("step")
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out, "curves.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

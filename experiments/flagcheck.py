@@ -106,6 +106,39 @@ def image_dataset(p) -> None:
          lambda v, a: v in _known("IMAGE_DATASETS"), last=True)
 
 
+IMAGE_SMOKE = {"train": 512, "validation": 256, "test": 256}   # examples of each split in an image --smoke run
+
+
+def image_flags(p, *, augment: str, weight_decay: float, warmup: float, label_smoothing: float, ynn: str,
+                tta: str = "none"):
+    """The flags of the image-classifier recipes (mlp.py, cnn.py, vit.py) with their defaults, and their rules."""
+    p.add_argument("--augment", default=augment, help="training augmentation: 'none' or '+'-joined 'crop' (random "
+                   "crop after padding, 2 px at 28x28, 4 px at 32x32) and 'flip' (left-right)")
+    p.add_argument("--weight-decay", type=float, default=weight_decay, help="AdamW decoupled weight decay (kernels)")
+    p.add_argument("--warmup", type=float, default=warmup, help="linear warm-up, as a fraction of all steps")
+    p.add_argument("--label-smoothing", type=float, default=label_smoothing)
+    p.add_argument("--tta", choices=("none", "flip"), default=tta, help="test-time augmentation of every "
+                   "evaluation: 'flip' averages the class probabilities of each image and its left-right mirror")
+    p.add_argument("--eval-every", type=float, default=1.0, help="evaluate (and checkpoint) every this many epochs")
+    p.add_argument("--ynn-fusion", choices=("on", "off"), default=ynn,
+                   help="on a CPU, compile the steps with XLA's YNNPACK fusion (faster convolutions)")
+    above(p, 0, "--eval-every")
+    rate(p, "--warmup")
+    rate(p, "--label-smoothing")
+    at_least(p, 0, "--weight-decay")
+    rule(p, "--batch-size", f"at most {IMAGE_SMOKE['train']} with --smoke (its training slice)",
+         lambda v, a: not a.smoke or v <= IMAGE_SMOKE["train"])
+    rule(p, "--augment", "'none' or '+'-joined distinct 'crop' and 'flip'", lambda v, a: _augment_ok(v), last=True)
+    image_dataset(p)
+    return p
+
+
+def _augment_ok(spec: str) -> bool:
+    from deepcore.data.preprocess import augmentation_parts  # imported only when checked (it loads JAX)
+
+    return augmentation_parts(spec) is not None
+
+
 def text_dataset(p) -> None:
     """``--dataset`` is a text dataset of ``deepcore.data.load_text`` or an existing text file."""
     rule(p, "--dataset", lambda a: f"one of {', '.join(_known('TEXT_DATASETS'))} or the path of a text file",

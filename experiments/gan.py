@@ -62,6 +62,7 @@ def main(args):
     from deepcore.data import load, make_batches
     from deepcore.gan import fid, gan_train_step, init_gan_state, losses, generate_images
     from deepcore.gan.grid import save_grid
+    from deepcore.interpret import training_curves
     from deepcore.models.gan import dcgan_discriminator, dcgan_generator
     from deepcore.train import TimeBudget, fit, spent_before
     from deepcore.train.compile_options import YNN_FUSION
@@ -157,7 +158,7 @@ def main(args):
     # report
     state, steps_done, train_s = result.state, result.step, budget.train_s
     final = evaluate(state)
-    common.plot_curves(args.out, keys=("d_loss", "g_loss", "fid", "ema_fid"))
+    training_curves(args.out, keys=("d_loss", "g_loss", "fid", "ema_fid"))
     metrics = {"fid_final": final["fid"], "ema_fid_final": final["ema_fid"], "fid_floor_test_vs_train": fid_floor,
                "fid_at_init": at_init["fid"], "fid_samples": n_fid, "classifier_test_accuracy": clf_acc,
                "train_minutes": train_s / 60}

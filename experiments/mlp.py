@@ -21,7 +21,7 @@ EVAL_BATCH = 500
 
 def parser():
     p = common.parser("mlp", __doc__.splitlines()[0], epochs=40, batch_size=256, lr=2e-3)
-    common.image_flags(p, augment="flip", weight_decay=0.02, warmup=0.02, label_smoothing=0.1, ynn="off")
+    flagcheck.image_flags(p, augment="flip", weight_decay=0.02, warmup=0.02, label_smoothing=0.1, ynn="off")
     p.add_argument("--widths", type=int, nargs="+", default=[1024, 1024], help="hidden layer sizes")
     p.add_argument("--dropout", type=float, default=0.3, help="drop rate after each hidden layer")
     flagcheck.at_least(p, 1, "--widths")
@@ -43,13 +43,14 @@ def main(args):
     from deepcore.models import mlp
     from deepcore.train import (classifier_loss, evaluate_split, fit, flip_averaged, init_state, parallel, predict,
                                 train_step)
+    from deepcore.train.budget import last_checkpointed
     from deepcore.train.compile_options import YNN_FUSION
 
     # data: uint8 images and int32 labels (with --smoke the first examples of each split)
     splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
     info = splits[0].info
-    train, val, test = ({k: v[:common.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
-                        for ds, s in zip(splits, common.IMAGE_SMOKE))
+    train, val, test = ({k: v[:flagcheck.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
+                        for ds, s in zip(splits, flagcheck.IMAGE_SMOKE))
     if args.batch_size > len(train["label"]):  # needs the split's size: right after loading, before compiling
         raise common.UsageError(f"--batch-size: expected at most {len(train['label'])} (the {args.dataset} training "
                                 f"split), got {args.batch_size}")
@@ -93,7 +94,7 @@ def main(args):
 
     evaluate = functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
                                  compiler_options=options)
-    offset = common.last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
+    offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     clock = lambda: offset + time.perf_counter() - t_start   # seconds of this run, over resumed segments
 
     # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
@@ -116,7 +117,7 @@ def main(args):
 def report(args, result, model, info, test, run: dict, probs):
     """results.json, curves.png, calibration.json and reliability.png of the trained ``model``;
     ``run``: the test metrics, ``wall_s`` and ``parameters``; ``probs``: the test split's class probabilities."""
-    from deepcore.interpret import classifier_report, reliability_diagram
+    from deepcore.interpret import classifier_report, reliability_diagram, training_curves
     from deepcore.train import read_metrics
 
     records = read_metrics(args.out)
@@ -128,7 +129,7 @@ def report(args, result, model, info, test, run: dict, probs):
     for minutes in (5, 10, 15):
         done = [r["val_accuracy"] for r in vals if r.get("val_wall_s", float("inf")) <= 60 * minutes]
         metrics[f"val_accuracy_at_{minutes}min"] = done[-1] if done else None
-    common.plot_curves(args.out)
+    training_curves(args.out)
     cal = classifier_report(probs, test["label"], num_classes=len(info.class_names))
     with open(os.path.join(args.out, "calibration.json"), "w") as f:
         json.dump(dict(cal, class_names=list(info.class_names)), f, indent=1)

@@ -4,12 +4,11 @@ One small CNN is trained on a 1,000-example slice of the training split in six c
 +weight decay, +augmentation (crop and flip), +early stopping (on the validation loss), and all combined. Each
 evaluation measures the training, validation and test slices (logged as ``val_loss``/``val_accuracy``,
 ``val_train_*``, ``val_test_*``); ``results.json`` records each generalisation gap (train minus test accuracy, on
-the whole test split), ``overfitting.png`` draws train vs test accuracy. Then an ensemble of K baseline members
+the whole test split), ``curves.png`` draws train vs test accuracy of each. Then an ensemble of K baseline members
 differing only in seed, trained in one compiled step: ensemble vs one member in results.json and reliability.png.
 Each configuration has its own folder (``--out/<name>/``: metrics.jsonl, checkpoints, curves.png, done.json);
 ``--resume`` skips finished ones. ``python experiments/overfitting.py [--smoke --out /tmp/o]``.
 """
-from __future__ import annotations
 
 import json
 import os
@@ -24,7 +23,8 @@ import common
 import flagcheck
 from deepcore.core import cast
 from deepcore.data import batched, compose, load, make_batches, random_crop, random_flip
-from deepcore.interpret import ensemble_report, layer_stats, member_probs, reliability_diagram, train_test_curves
+from deepcore.interpret import ensemble_report, layer_stats, member_probs, reliability_diagram
+from deepcore.interpret import train_test_curves, training_curves
 from deepcore.layers import Conv, Dense, Dropout, Flatten, MaxPool, Relu, serial
 from deepcore.train import EarlyStopping, classifier_loss, evaluate_split, fit, init_state, train_step
 from deepcore.train.population import init_population, population_step
@@ -128,7 +128,7 @@ def train_config(args, name, data, steps, steps_per_epoch):
                  resume=args.resume, log_every=every)
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-    common.plot_curves(out)
+    training_curves(out)
     curve = [{"step": r["step"], "train_accuracy": r["val_train_accuracy"], "test_accuracy": r["val_test_accuracy"],
               "val_accuracy": r["val_accuracy"]} for r in result.history if r.get("split") == "val"]
     train_acc, test_acc = (evaluate_split(per_example, data[s], EVAL_BATCH, args=(result.state,))["accuracy"]
@@ -176,7 +176,7 @@ def main(args):
     steps = common.num_steps(args, steps_per_epoch, smoke_steps=2 * steps_per_epoch)
     t0 = time.perf_counter()
     results = {name: train_config(args, name, data, steps, steps_per_epoch) for name in _configs(args.configs)}
-    train_test_curves(os.path.join(args.out, "overfitting.png"), {n: r["curve"] for n, r in results.items()},
+    train_test_curves(os.path.join(args.out, "curves.png"), {n: r["curve"] for n, r in results.items()},
                       gaps={n: r["gap"] for n, r in results.items()}, train_label="train (1,000-example slice)")
     metrics = {f"{n}_{k}": r[k] for n, r in results.items() for k in ("train_accuracy", "test_accuracy", "gap")}
     if "baseline" in results:

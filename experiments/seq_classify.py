@@ -54,7 +54,7 @@ def main(args):
     from deepcore import tree
     from deepcore.core import cast
     from deepcore.data import channel_stats, load, make_batches, normalize
-    from deepcore.interpret import classifier_report, reliability_diagram
+    from deepcore.interpret import classifier_report, reliability_diagram, training_curves
     from deepcore.models.rnn import seq_classifier
     from deepcore.train import (classifier_loss, compile_fn, evaluate, fit, init_state, parallel, read_metrics,
                                 train_step)
@@ -155,7 +155,7 @@ def main(args):
     for minutes in (5, 10, 15):
         done = [r["val_accuracy"] for r in vals if r.get("val_wall_s", float("inf")) <= 60 * minutes]
         metrics[f"val_accuracy_at_{minutes}min"] = done[-1] if done else None
-    common.plot_curves(args.out)
+    training_curves(args.out)
     probs_fn = jax.jit(lambda state, images: jax.nn.softmax(logits(state, images), -1))
     probs = np.concatenate([np.asarray(probs_fn(state, test["image"][i:i + EVAL_BATCH]))
                             for i in range(0, len(test["label"]), EVAL_BATCH)])

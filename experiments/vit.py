@@ -25,7 +25,7 @@ EVAL_BATCH = 500
 
 def parser():
     p = common.parser("vit", __doc__.splitlines()[0], epochs=5, batch_size=128, lr=2e-3)
-    common.image_flags(p, augment="crop+flip", weight_decay=0.05, warmup=0.05, label_smoothing=0.1, ynn="off")
+    flagcheck.image_flags(p, augment="crop+flip", weight_decay=0.05, warmup=0.05, label_smoothing=0.1, ynn="off")
     p.add_argument("--patch-size", type=int, default=4, help="side of the square patches (must divide H and W)")
     p.add_argument("--d-model", type=int, default=96, help="token width")
     p.add_argument("--layers", type=int, default=4, help="transformer blocks")
@@ -58,13 +58,14 @@ def main(args):
     from deepcore.models.vit import ViT
     from deepcore.train import (classifier_loss, evaluate_split, fit, flip_averaged, init_state, parallel, predict,
                                 train_step)
+    from deepcore.train.budget import last_checkpointed
     from deepcore.train.compile_options import YNN_FUSION
 
     # data: uint8 images and int32 labels (with --smoke the first examples of each split)
     splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
     info = splits[0].info
-    train, val, test = ({k: v[:common.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
-                        for ds, s in zip(splits, common.IMAGE_SMOKE))
+    train, val, test = ({k: v[:flagcheck.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
+                        for ds, s in zip(splits, flagcheck.IMAGE_SMOKE))
     if args.batch_size > len(train["label"]):  # needs the split's size: right after loading, before compiling
         raise common.UsageError(f"--batch-size: expected at most {len(train['label'])} (the {args.dataset} training "
                                 f"split), got {args.batch_size}")
@@ -112,7 +113,7 @@ def main(args):
 
     evaluate = functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
                                  compiler_options=options)
-    offset = common.last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
+    offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     clock = lambda: offset + time.perf_counter() - t_start   # seconds of this run, over resumed segments
 
     # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
@@ -137,7 +138,8 @@ def report(args, result, model, info, test, run: dict, probs):
     ``run``: the test metrics, ``wall_s`` and ``parameters``; ``probs``: the test split's class probabilities."""
     import numpy as np
 
-    from deepcore.interpret import attribution_map, classifier_report, reliability_diagram, saliency, save_overlays
+    from deepcore.interpret import (attribution_map, classifier_report, reliability_diagram, saliency, save_overlays,
+                                    training_curves)
     from deepcore.train import read_metrics
 
     records = read_metrics(args.out)
@@ -149,7 +151,7 @@ def report(args, result, model, info, test, run: dict, probs):
     for minutes in (5, 10, 15):
         done = [r["val_accuracy"] for r in vals if r.get("val_wall_s", float("inf")) <= 60 * minutes]
         metrics[f"val_accuracy_at_{minutes}min"] = done[-1] if done else None
-    common.plot_curves(args.out)
+    training_curves(args.out)
     cal = classifier_report(probs, test["label"], num_classes=len(info.class_names))
     with open(os.path.join(args.out, "calibration.json"), "w") as f:
         json.dump(dict(cal, class_names=list(info.class_names)), f, indent=1)

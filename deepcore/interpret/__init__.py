@@ -8,7 +8,7 @@ Index:
     classifier_report, per_class_accuracy, confusion_matrix, calibration_bins, expected_calibration_error,
     max_calibration_error, negative_log_likelihood         classifier calibration
     member_logits, member_probs, ensemble_probs, ensemble_report   population members as an ensemble
-    reliability_diagram, save_overlays, train_test_curves  PNG pictures
+    reliability_diagram, save_overlays, train_test_curves, training_curves (curves.png)   PNG pictures
 
 Submodules: ``attribution`` (saliency, gradient x input, SmoothGrad, integrated gradients), ``capture``
 (outputs of any layer by path, per-layer statistics), ``calibration`` (per-class accuracy, confusion
@@ -22,7 +22,8 @@ from deepcore.interpret.calibration import (calibration_bins, classifier_report,
 from deepcore.interpret.capture import (activation_stats, capture, grad_norms, layer_paths,  # noqa: F401
                                         layer_stats, split_captured, with_capture)
 from deepcore.interpret.ensembles import ensemble_probs, ensemble_report, member_logits, member_probs  # noqa: F401
-from deepcore.interpret.plots import reliability_diagram, save_overlays, train_test_curves  # noqa: F401
+from deepcore.interpret.plots import (reliability_diagram, save_overlays, train_test_curves,  # noqa: F401
+                                      training_curves)
 
 __all__ = [
     "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "attribution_map", "completeness_gap",
@@ -30,5 +31,5 @@ __all__ = [
     "activation_stats", "grad_norms", "classifier_report", "per_class_accuracy", "confusion_matrix",
     "calibration_bins", "expected_calibration_error", "max_calibration_error", "negative_log_likelihood",
     "member_logits", "member_probs", "ensemble_probs", "ensemble_report", "reliability_diagram", "save_overlays",
-    "train_test_curves",
+    "train_test_curves", "training_curves",
 ]

@@ -1,4 +1,4 @@
-"""Pictures: attribution maps over images, reliability diagrams. matplotlib (Agg), saved as PNG files."""
+"""Pictures: attribution maps over images, reliability diagrams, training curves. matplotlib (Agg), PNG files."""
 from __future__ import annotations
 
 import os
@@ -125,6 +125,36 @@ def train_test_curves(path: str, curves: dict, *, gaps: Optional[dict] = None, t
     fig.suptitle(title or "train vs test accuracy (gap: final train - test accuracy)", fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(out_dir: str, keys: Sequence[str] = ("loss", "accuracy"), *,
+                    name: str = "curves.png") -> Optional[str]:
+    """``out_dir/curves.png``: each of ``keys`` over steps, train (``key``) and validation (``val_key``), read
+    from ``out_dir/metrics.jsonl``; keys no record has are left out. Returns the path (None: nothing to draw)."""
+    from deepcore.train.metrics_log import read_metrics
+
+    records = read_metrics(out_dir)
+    keys = [k for k in keys if any(k in r or f"val_{k}" in r for r in records)]
+    if not keys:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for split, field in (("train", key), ("val", f"val_{key}")):
+            pts = [(r["step"], r[field]) for r in records
+                   if r.get("split") == split and isinstance(r.get(field), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts), label="validation" if split == "val" else "train",
+                        marker="." if split == "val" else None)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

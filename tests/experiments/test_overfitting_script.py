@@ -31,7 +31,7 @@ def test_smoke_run_writes_gaps_and_pictures(tmp_path):
     layers = conf["layers"]  # per-layer statistics of the trained model, read through activation capture
     assert 0.0 <= layers["dead_relu/relu_0"] <= 1.0 and layers["act_norm/conv_0"] > 0 and layers["grad_norm/dense_1"] > 0
     assert 0.0 <= m["ensemble_test_ece"] <= 1.0 and len(res["ensemble"]["members"]) == 2
-    for picture in ("overfitting.png", "reliability.png"):
+    for picture in ("curves.png", "reliability.png"):
         with open(tmp_path / picture, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     evals = [r for r in records(tmp_path / "all_combined") if r.get("split") == "val"]  # fit's log, per evaluation

@@ -201,6 +201,14 @@ def accum_dtype(dtype):
     return d if jnp.issubdtype(d, jnp.floating) and d.itemsize >= 4 else jnp.dtype(jnp.float32)
 
 
+def implicit_promotion():
+    """A context in which ``jnp`` promotes dtypes implicitly (``"standard"``), around third-party code that
+    relies on it: optax's bias correction raises a float ``decay`` to an int32 ``count``, and
+    ``jax.nn.dot_product_attention``'s XLA path mixes bfloat16 logits with float32. deepcore's own code is
+    proven under ``jax_numpy_dtype_promotion="strict"`` (the test suite runs under it)."""
+    return jax.numpy_dtype_promotion("standard")
+
+
 def cast(tree, dtype):
     """Cast every floating leaf of ``tree`` to ``dtype``."""
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

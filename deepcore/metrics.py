@@ -89,8 +89,9 @@ def _binary(name, scores, labels, mask):
         raise ValueError(f"{name}: expected scores and binary labels of the same non-empty shape, got "
                          f"{tuple(scores.shape)} and {tuple(labels.shape)}")
     keep = jnp.ones(scores.shape, bool) if mask is None else jnp.asarray(mask, bool)
-    pos = (keep & (labels > 0)).astype(jnp.float32).ravel()
-    neg = (keep & (labels <= 0)).astype(jnp.float32).ravel()
+    positive = labels.astype(bool) if labels.dtype == bool else labels > jnp.zeros((), labels.dtype)
+    pos = (keep & positive).astype(jnp.float32).ravel()
+    neg = (keep & ~positive).astype(jnp.float32).ravel()
     return jnp.where(keep, scores, 0.0).ravel(), pos, neg
 
 

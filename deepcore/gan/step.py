@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deepcore.core import accum_dtype, cast
+from deepcore.core import accum_dtype, cast, implicit_promotion
 from deepcore.gan.losses import GANLoss, get_loss
 from deepcore.gan.penalties import get_penalty
 from deepcore.train.step import compile_fn
@@ -138,7 +138,8 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
             return total, (d_state, jnp.mean(r), jnp.mean(f), pen)
 
         (dl, (d_state, d_real, d_fake, pen)), grads = jax.value_and_grad(d_objective, has_aux=True)(state.d_params)
-        updates, d_opt = d_tx.update(grads, state.d_opt, state.d_params)
+        with implicit_promotion():   # optax's internals promote implicitly
+            updates, d_opt = d_tx.update(grads, state.d_opt, state.d_params)
         new = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_state=d_state, d_opt=d_opt,
                             g_state=g_state)
         return new, {"d_loss": dl, "d_real": d_real, "d_fake": d_fake, "penalty": pen}, optax.tree.norm(grads)
@@ -153,7 +154,8 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
             return loss.g(logits), gs
 
         (gl, g_state), grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
-        updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
+        with implicit_promotion():
+            updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
         ema = state.g_ema
         if ema_decay is not None and ema is not None:

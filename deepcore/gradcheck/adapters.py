@@ -22,6 +22,7 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
+from deepcore.core import implicit_promotion
 from deepcore.gradcheck.checker import _ctx, _dtype_name, check_grads
 from deepcore.gradcheck.report import Report
 
@@ -67,7 +68,8 @@ def check_nnx(module, *inputs, loss: Callable = _identity, train: Sequence[bool]
             rest_ = jax.tree.map(lambda a: a, rest_)   # fresh variables at this trace level (BatchNorm writes)
             p = jax.tree.map(lambda a: a, params)
             nnx.replace_by_pure_dict(p, pure)
-            return loss(nnx.merge(graphdef, p, rest_)(*xs))
+            with implicit_promotion():   # the module's own code, checked in float64, may mix dtypes
+                return loss(nnx.merge(graphdef, p, rest_)(*xs))
 
         return f, (nnx.to_pure_dict(params), *inputs, rest), ("params", *_input_names(inputs), "state")
 
@@ -94,7 +96,8 @@ def check_linen(module, variables, *inputs, loss: Callable = _identity, train: S
         def f(params, *args):
             *xs, other_ = args
             extra = dict(rngs=streams, mutable=list(other_)) if mode else {}
-            y = module.apply({"params": params, **other_}, *xs, **mode_kwargs(mode), **extra)
+            with implicit_promotion():   # the module's own code, checked in float64, may mix dtypes
+                y = module.apply({"params": params, **other_}, *xs, **mode_kwargs(mode), **extra)
             return loss(y[0] if mode and other_ else y)
 
         return f, (variables["params"], *inputs, other), ("params", *_input_names(inputs), "variables")

@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import accum_dtype, Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import (Layer, ShapeError, accum_dtype, cast, compute_dtype_for, implicit_promotion, layer,
+                           output_spec, param_dtype_for)
 from deepcore.layers.position import rope as _rope
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "reference")
@@ -134,8 +135,9 @@ def attention(q, k, v, *, causal=False, key_mask=None, key_lengths=None, segment
         if key_mask is not None:
             n_valid = jnp.sum(full[:, 0, 0], axis=-1, dtype=jnp.int32)
             lengths = n_valid if lengths is None else jnp.minimum(lengths, n_valid)
-        out = jax.nn.dot_product_attention(q4, k4, v4, scale=scale, is_causal=causal,
-                                           key_value_seq_lengths=lengths, implementation="cudnn")
+        with implicit_promotion():   # jax.nn mixes bfloat16 logits with float32 internally
+            out = jax.nn.dot_product_attention(q4, k4, v4, scale=scale, is_causal=causal,
+                                               key_value_seq_lengths=lengths, implementation="cudnn")
         return out.reshape(q.shape)
     if lengths is not None:
         lm = (jnp.arange(s) < lengths[:, None])[:, None, None, :]
@@ -146,8 +148,9 @@ def attention(q, k, v, *, causal=False, key_mask=None, key_lengths=None, segment
             full = c if full is None else full & c
         out = reference_attention(q4, k4, v4, full, scale)
     else:
-        out = jax.nn.dot_product_attention(q4, k4, v4, mask=full, scale=scale, is_causal=causal,
-                                           implementation="xla")
+        with implicit_promotion():   # jax.nn mixes bfloat16 logits with float32 internally
+            out = jax.nn.dot_product_attention(q4, k4, v4, mask=full, scale=scale, is_causal=causal,
+                                               implementation="xla")
     return out.reshape(q.shape)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from deepcore import losses, metrics
-from deepcore.core import cast
+from deepcore.core import cast, implicit_promotion
 from deepcore.train import compile_options
 from deepcore.train.state import TrainState
 
@@ -169,7 +169,8 @@ def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_step
 
     def update(state: TrainState, batch) -> tuple:
         loss, model_state, metrics, grads = grads_fn(state.params, state.model_state, batch, state.step_key())
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        with implicit_promotion():   # optax's internals promote implicitly
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = state.ema
         if ema_decay is not None:

@@ -15,6 +15,14 @@ from bench.workloads import GFLOP, TINY, inputs, transformer_gflop  # noqa: E402
 from bench.workloads import deepcore_impl, pure_jax  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _peers_promote_implicitly():
+    """The hand-written and peer-library steps (and optax inside them) are not deepcore's code: they run under
+    JAX's default dtype promotion rather than the suite's strict one (tests/conftest.py)."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
 def two_losses(module, workload, **kw):
     step, state, batch = module.build(workload, TINY[workload], **kw)
     state, first = step(state, batch)

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from deepcore.core import ShapeError
+from deepcore.core import ShapeError, implicit_promotion
 from deepcore.layers.recurrent import SequenceInput, length_mask
 from deepcore.models.rnn import char_lm, sample_continuation, seq_classifier
 
@@ -91,7 +91,8 @@ def test_seq_classifier_masks_and_learns(bidirectional):
     @jax.jit
     def step(p, o):
         lv, g = jax.value_and_grad(loss)(p)
-        u, o = opt.update(g, o, p)
+        with implicit_promotion():   # optax's bias correction promotes implicitly
+            u, o = opt.update(g, o, p)
         return optax.apply_updates(p, u), o, lv
 
     p, o = params, opt.init(params)

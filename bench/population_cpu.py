@@ -100,12 +100,12 @@ def main():
         singles = [init_state(model, spec, tx, seed=i) for i in range(n)]
         row = {"one model": timed(step, [init_state(model, spec, tx, seed=n)], b, reps),
                f"{n} in sequence": timed(step, singles, b, reps)}
-        for form in ("vmap", "map"):
+        for form in ("vmap", "map", "unroll"):
             pop = init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
             row[f"population {form}"] = timed(population_step(loss, tx, members=form), [pop], b, reps)
         print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in row.items())
-              + f"; population map / sequence {row['population map'] / row[f'{n} in sequence']:.2f}, "
-              f"vmap / sequence {row['population vmap'] / row[f'{n} in sequence']:.2f}")
+              + "; " + ", ".join(f"{form} / sequence {row[f'population {form}'] / row[f'{n} in sequence']:.2f}"
+                                 for form in ("vmap", "map", "unroll")))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,15 @@ What "equals a separate run" means: member ``i`` is initialised bit-identically 
 float32 rounding: the compiled population program may sum in another order (a vmapped matmul is one batched
 dot; fusions differ), a few ulps per step that training carries forward. Measured on CPU after 30 steps
 (``tests/train/test_population.py``): at most 2.2e-7 of the largest parameter vmapped, bit-identical with
-``members="map"`` for an MLP with SGD; about 1e-7 for a small CNN with Adam in both forms. Over long runs
+``members="unroll"`` or ``"map"`` for an MLP with SGD; about 1e-7 for a small CNN with Adam. Over long runs
 chaotic training can grow such differences, as changing the thread count does; use float64 for bitwise studies.
 
-How the members run (``members=``): ``"vmap"`` batches them into wide operations (fast on GPU/TPU); ``"map"``
-runs them one after another inside the one compiled program (``lax.map``), the fast form on CPU, where the
-vmapped convolutions become grouped convolutions that XLA:CPU runs many times slower; ``"auto"`` (default)
-picks by backend. Hyperparameters given to :func:`init_population` or :func:`set_hyperparams` are copied, so
+How the members run (``members=``): ``"vmap"`` batches them into wide operations (fast on GPU/TPU);
+``"unroll"`` puts one copy of the single-model program per member into the one compiled program (on a CPU,
+where vmapped convolutions become grouped convolutions that XLA:CPU runs slowly); ``"map"`` runs them in a
+``lax.map`` loop (slow on XLA:CPU: measured 23x the members' sequential cost for a small CNN); ``"auto"``
+(default): ``"unroll"`` on a CPU for populations of up to 8 members, else ``"vmap"``. Measured costs against
+the members' steps run one after another: BUILD_NOTES.md, issue 19 (``python bench/population_cpu.py``). Hyperparameters given to :func:`init_population` or :func:`set_hyperparams` are copied, so
 the donating step never deletes the caller's arrays.
 """
 from __future__ import annotations
@@ -85,32 +87,48 @@ def member(states: TrainState, i: int) -> TrainState:
     return jax.tree.map(lambda a: a[i], states)
 
 
-MEMBERS = ("auto", "vmap", "map")
+MEMBERS = ("auto", "vmap", "map", "unroll")
 
 
-def members_form(members: str = "auto", backend: Optional[str] = None) -> str:
-    """``"vmap"`` or ``"map"``: how a population's members run in its compiled step (``"auto"``: by backend).
+UNROLL_MAX = 8   # "auto" unrolls at most this many members on a CPU (compile time grows with the copies)
+
+
+def members_form(members: str = "auto", backend: Optional[str] = None, n: Optional[int] = None) -> str:
+    """``"vmap"``, ``"unroll"`` or ``"map"``: how a population's ``n`` members run in its compiled step.
 
     ``"vmap"`` batches the members into wide operations (batched matmuls; a convolution whose input and kernel
-    both carry the member axis becomes one grouped convolution): the fast form on GPU and TPU. ``"map"`` runs
-    them one after another inside the one program (``lax.map``), each with a single model's operations: on a CPU
-    that is the sequential cost without N dispatches (XLA:CPU runs grouped convolutions and their gradients far
-    slower than N plain ones; BUILD_NOTES, issue 19). ``"auto"``: ``"map"`` on ``cpu``, else ``"vmap"``.
+    both carry the member axis becomes one grouped convolution): the fast form on GPU and TPU. ``"unroll"``
+    compiles one copy of the single-model step per member into the program (XLA:CPU runs grouped convolutions
+    and their gradients far slower than plain ones). ``"map"``: a ``lax.map`` loop over the members. ``"auto"``:
+    ``"unroll"`` on ``cpu`` when ``n <= UNROLL_MAX`` (or ``n`` unknown), else ``"vmap"`` (BUILD_NOTES, issue 19).
     """
     if members not in MEMBERS:
         raise ValueError(f"population: members: expected one of {MEMBERS}, got {members!r}")
     if members != "auto":
         return members
-    return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
+    cpu = (backend or jax.default_backend()) == "cpu"
+    return "unroll" if cpu and (n is None or n <= UNROLL_MAX) else "vmap"
 
 
 def _over_members(fn: Callable, shared_batch: bool, members: str) -> Callable:
-    """``fn(state, batch)`` over a stacked population: vmapped, or ``lax.map``-ped one member at a time."""
-    if members_form(members) == "vmap":
-        return jax.vmap(fn, in_axes=(0, None if shared_batch else 0))
-    if shared_batch:
-        return lambda states, batch: jax.lax.map(lambda s: fn(s, batch), states)
-    return lambda states, batch: jax.lax.map(lambda sb: fn(*sb), (states, batch))
+    """``fn(state, batch)`` over a stacked population: vmapped, ``lax.map``-ped, or unrolled (one copy of the
+    single-model program per member, results stacked)."""
+    members_form(members)   # an unknown form fails when the step is built
+
+    def over(states, batch):
+        n = jax.tree.leaves(states)[0].shape[0]
+        form = members_form(members, n=n)
+        if form == "vmap":
+            return jax.vmap(fn, in_axes=(0, None if shared_batch else 0))(states, batch)
+        if form == "map":
+            if shared_batch:
+                return jax.lax.map(lambda s: fn(s, batch), states)
+            return jax.lax.map(lambda sb: fn(*sb), (states, batch))
+        pick = lambda tree, i: jax.tree.map(lambda a: a[i], tree)   # noqa: E731
+        outs = [fn(pick(states, i), batch if shared_batch else pick(batch, i)) for i in range(n)]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+    return over
 
 
 def population_step(loss_fn: Callable, tx: optax.GradientTransformation, *, shared_batch: bool = True,

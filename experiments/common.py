@@ -17,7 +17,9 @@ The contract (one script per family, ``python experiments/NAME.py [flags]``):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import os
 import platform
 import sys
@@ -142,6 +144,53 @@ def setup_devices(n: int) -> None:
             jax.config.update("jax_num_cpu_devices", n)
         except RuntimeError:  # backend already up: the device count check below reports it
             pass
+
+
+def mesh_flags(p) -> None:
+    """``--mesh`` and ``--rules``: the device mesh and the logical-axis rules (:mod:`deepcore.train.sharding`)."""
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,tensor=4 or fsdp=8 (sizes multiply to "
+                   "--devices); default: data-parallel over --devices, parameters replicated")
+    p.add_argument("--rules", default="default", help="with --mesh: the logical-axis rules, a named set of "
+                   "deepcore.train.sharding.RULE_SETS (default: data/fsdp/tensor by MaxText-style names), then "
+                   "',logical=axis' overrides, e.g. default,vocab= (vocabulary whole)")
+    flagcheck.rule(p, "--mesh", "name=size[,name=size...] with sizes multiplying to --devices {devices}",
+                   lambda v, a: v is None or _mesh_size(v) == a.devices)
+    flagcheck.rule(p, "--rules", "a rule set of deepcore.train.sharding.RULE_SETS [,logical=axis...]",
+                   lambda v, a: _rule_set_ok(v), last=True)
+
+
+def _mesh_size(text: str):
+    from deepcore.train.sharding import parse_mesh   # imported only when checked (it loads JAX)
+    try:
+        return math.prod(parse_mesh(text).values())
+    except ValueError:
+        return None
+
+
+def _rule_set_ok(name: str) -> bool:
+    from deepcore.train.sharding import rules_for
+    try:
+        return bool(rules_for(name))
+    except ValueError:
+        return False
+
+
+def sharding_plan(args, devs, model, spec, tx, state):
+    """``(mesh, step_shardings, wrap_loss, put)`` for ``--mesh``/``--rules`` (:func:`mesh_flags`); without
+    ``--mesh``: data-parallel over ``devs`` (``deepcore.train.parallel``) and ``wrap_loss`` the identity."""
+    from deepcore.train import parallel, sharding
+
+    if args.mesh is None:
+        mesh = parallel.make_mesh(devs)
+        return mesh, parallel.step_shardings(state, mesh), lambda f: f, functools.partial(parallel.shard_batch,
+                                                                                          mesh=mesh)
+    mesh = sharding.make_mesh(args.mesh, devs)
+    try:
+        kw = sharding.step_shardings(state, mesh, args.rules, axes=sharding.logical_axes(model, spec), tx=tx)
+    except ValueError as e:
+        raise UsageError(f"--rules {args.rules} on --mesh {args.mesh}: {e}") from None
+    return (mesh, kw, lambda f: sharding.with_rules(f, mesh, args.rules),
+            functools.partial(sharding.shard_batch, batch_sharding=kw["batch_sharding"]))
 
 
 def devices(n: int):

@@ -23,7 +23,8 @@ from jax.ad_checkpoint import checkpoint_name as tag
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, compute_dtype_for, layer, output_spec, param_dtype_for
-from deepcore.layers.attention import AXES as ATTENTION_AXES, IMPLEMENTATIONS, head_sizes, init_attention, init_cache, self_attention
+from deepcore.layers.attention import (AXES as ATTENTION_AXES, IMPLEMENTATIONS, head_sizes, init_attention,
+                                      init_cache, self_attention)
 from deepcore.layers.dense import dense
 from deepcore.layers.dropout import dropout
 from deepcore.layers.logical import constrain
@@ -234,5 +235,6 @@ def TransformerStack(num_layers: int, num_heads: int, *, scan: bool = True, rema
     return layer("transformer_stack", init, apply, axes=lambda p: {"blocks": stack_axes(p["blocks"])})
 
 
-__all__ = ["BlockConfig", "gpt_init", "NAMES", "ACTIVATIONS", "block_axes", "stack_axes", "block_init", "mlp", "block_apply", "TransformerBlock", "stack_init",
+__all__ = ["BlockConfig", "gpt_init", "NAMES", "ACTIVATIONS", "block_axes", "stack_axes",
+           "block_init", "mlp", "block_apply", "TransformerBlock", "stack_init",
            "stack_cache", "SCAN_POLICY", "stack_apply", "TransformerStack"]

@@ -41,14 +41,18 @@ Rules = Union[str, list]
 
 
 def rules_for(rules: Rules) -> tuple:
-    """``(rule list, strict)``: a name of :data:`RULE_SETS` (built in: rules for absent names are fine) or a
-    user list (strict: every rule must name a logical axis of the parameters)."""
-    if isinstance(rules, str):
-        if rules not in RULE_SETS:
-            raise ValueError(f"rules: expected a list of (logical, mesh axes) or one of {sorted(RULE_SETS)}, "
-                             f"got {rules!r}")
-        return RULE_SETS[rules], False
-    return [tuple(r) for r in rules], True
+    """``(rule list, strict)`` for a user list (strict: every rule must name a logical axis of the parameters
+    and a mesh axis of the mesh) or a text ``"NAME[,logical=axis[+axis]...]"``: a set of :data:`RULE_SETS`
+    (rules for names a model lacks are fine) after overrides, e.g. ``"default,vocab=,length=tensor"``
+    (``vocab`` whole, sequence-sharded activations)."""
+    if not isinstance(rules, str):
+        return [tuple(r) for r in rules], True
+    name, *overrides = [part.strip() for part in rules.split(",")]
+    if name not in RULE_SETS or any("=" not in o for o in overrides):
+        raise ValueError(f"rules: expected a list of (logical, mesh axes) or one of {sorted(RULE_SETS)} followed by "
+                         f"',logical=axis[+axis]' overrides, got {rules!r}")
+    extra = [(k, tuple(a for a in v.split("+") if a) or None) for k, v in (o.split("=", 1) for o in overrides)]
+    return extra + RULE_SETS[name], False
 
 
 def parse_mesh(text: str) -> dict:
@@ -78,7 +82,8 @@ def _path(kp) -> str:
 def param_specs(params, mesh: Mesh, rules: Rules, axes=None):
     """A ``PartitionSpec`` per leaf of ``params`` (arrays or shapes) from its logical ``axes`` under ``rules``.
 
-    ``axes`` None names every axis ``"*"`` (for the rule-free sets). Errors name the parameter path."""
+    ``axes`` None names every axis ``"*"`` (for the rule-free sets). An axis no rule covers and a dimension
+    that does not divide its mesh axes raise ``ValueError`` naming the parameter path, for every rule set."""
     rule_list, strict = rules_for(rules)
     for name, value in rule_list:
         for a in ((value,) if isinstance(value, str) else tuple(value or ())):
@@ -90,7 +95,7 @@ def param_specs(params, mesh: Mesh, rules: Rules, axes=None):
     used = set()
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     names = treedef.flatten_up_to(axes) if axes is not None else None
-    specs = [spec_for(n, np.shape(a), mesh, rule_list, path=_path(kp), strict=strict, used=used)
+    specs = [spec_for(n, np.shape(a), mesh, rule_list, path=_path(kp), used=used)
              for (kp, a), n in zip(flat, names)]
     unused = [r for r in rule_list if strict and r[0] not in used and r[0] not in (WILDCARD, "batch")]
     if unused:
@@ -130,6 +135,11 @@ def step_shardings(state, mesh: Mesh, rules: Rules = "default", *, axes=None, tx
             "batch_sharding": batch_sharding(mesh, rules)}
 
 
+def shard_batch(local_batch, batch_sharding: NamedSharding):
+    """Global arrays laid out by ``batch_sharding`` from this process's rows of the batch."""
+    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(batch_sharding, np.asarray(a)), local_batch)
+
+
 def with_rules(loss_fn, mesh: Mesh, rules: Rules = "default"):
     """``loss_fn`` whose activations are pinned by ``rules`` on ``mesh`` (``constrain`` calls in model code)."""
     rule_list, _ = rules_for(rules)
@@ -150,4 +160,4 @@ def per_device_bytes(tree, shardings) -> int:
 
 
 __all__ = ["RULES", "RULE_SETS", "rules_for", "parse_mesh", "make_mesh", "logical_axes", "is_names", "param_specs",
-           "batch_sharding", "state_shardings", "step_shardings", "with_rules", "per_device_bytes"]
+           "batch_sharding", "state_shardings", "step_shardings", "shard_batch", "with_rules", "per_device_bytes"]

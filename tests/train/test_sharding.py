@@ -87,6 +87,12 @@ def test_a_complete_rule_list_gives_megatron_specs():
     assert specs["blocks"]["mlp"]["proj"]["w"] == jax.P(None, "tensor", None)
     assert specs["blocks"]["attn"]["out"]["w"] == jax.P(None, "tensor", None)
     assert specs["embed"]["w"] == jax.P(None, None)
+    # a named set checks divisibility too (vocab 30 over tensor 4); a text override keeps the vocabulary whole
+    with pytest.raises(ValueError, match=r"^params/embed/w: dim 0 \('vocab'\) of size 30 does not divide"):
+        param_specs(params, MESH, "default", axes)
+    specs = param_specs(params, MESH, "default,vocab=", axes)
+    assert specs["embed"]["w"] == jax.P(None, None) and specs["head"]["w"] == jax.P(None, None)
+    assert specs["blocks"]["attn"]["qkv"]["w"] == jax.P(None, None, "tensor")
 
 
 @pytest.mark.parametrize("rules, message", [

@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     report = memory_report(classifier_loss(model), tx, state, {"x": spec, "y": spec}, mesh, args.rules,
                            axes=S.logical_axes(model, spec))
     what = (f"lm d_model={args.d_model} layers={args.layers} heads={args.heads} vocab={args.vocab} seq={args.seq} "
-            f"batch={args.batch} ({n_params / 1e9:.2f}B params, {args.optimizer}) on mesh {args.mesh}")
+            f"batch={args.batch} ({n_params / 1e9:.2f}B params, {args.optimizer}"
+            f"{', remat ' + args.remat if args.remat else ''}) on mesh {args.mesh}")
     if args.device_memory and report["total"] > size(args.device_memory):
         print(f"fit_report: {what}: does not fit: needs {describe(report)}, more than the "
               f"{_gib(size(args.device_memory))} of device memory", file=sys.stderr)

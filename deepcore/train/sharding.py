@@ -33,7 +33,7 @@ from deepcore.layers.logical import WILDCARD, activation_rules, is_names, logica
 RULES = [("batch", ("data", "fsdp")), ("layers", None), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
          ("qkv", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("length", None), ("max_len", None),
          ("norm", None), ("kernel", None), ("conv_in", None), ("conv_out", ("tensor", "fsdp")),
-         ("dense_in", "fsdp"), ("dense_out", "tensor")]
+         ("dense_in", "fsdp"), ("dense_out", "tensor"), ("patch", None), ("cls", None), ("classes", None)]
 RULE_SETS = {"default": RULES, "replicated": [("batch", "data"), (WILDCARD, None)],
              "fsdp": [("batch", "data"), (WILDCARD, "data")]}
 

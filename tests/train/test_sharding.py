@@ -132,3 +132,27 @@ def test_fit_report_says_in_one_line_when_a_config_does_not_fit():
     assert line.endswith("more than the 0.1 MiB of device memory"), line
     yes = run(["--device-memory", "1GB"])
     assert yes.returncode == 0 and "per device (params " in yes.stdout, yes.stderr[-2000:]
+
+
+def test_with_rules_pins_the_transformers_activations_and_nothing_without():
+    from deepcore.train import classifier_loss
+    from deepcore.train.sharding import make_mesh, with_rules
+    model = TransformerLM(vocab_size=16, d_model=16, num_layers=1, num_heads=4, max_len=8)
+    _, params, state = model.init(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((2, 8), jnp.int32))
+    batch = {"x": jnp.zeros((2, 8), jnp.int32), "y": jnp.zeros((2, 8), jnp.int32)}
+    mesh = make_mesh({"tensor": 1}, jax.devices()[:1])
+    text = lambda lf: jax.jit(lambda p, b: lf(p, state, b, None, False)[0]).lower(params, batch).as_text()
+    # embedding output, 2 residual adds, the MLP hidden and q, k, v of the one block
+    assert text(with_rules(classifier_loss(model), mesh)).count("sharding_constraint") == 7
+    assert text(classifier_loss(model)).count("sharding_constraint") == 0
+
+
+def test_models_composed_of_declared_layers_have_axes_throughout():
+    from deepcore.models.resnet import ResNet
+    axes = logical_axes(ResNet(4, widths=(8,), depths=(1,)), jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32))
+    leaves = jax.tree.leaves(axes, is_leaf=lambda v: isinstance(v, tuple))
+    assert leaves and all(isinstance(t, tuple) and t for t in leaves)
+    assert {"conv_out", "norm", "dense_in"} <= {n for t in leaves for n in t}
+    from deepcore.models.vit import ViT
+    axes = logical_axes(ViT(10, d_model=16, num_layers=2), jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32))
+    assert axes["blocks"]["mlp"]["fc"]["w"] == ("layers", "embed", "mlp") and axes["cls"] == ("cls", "embed")

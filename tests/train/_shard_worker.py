@@ -1,25 +1,23 @@
 """Subprocess entry point of test_sharding.py: 8 simulated CPU devices, every layout vs one device.
 
-    python _shard_worker.py OUT.json
+    python _shard_worker.py OUT.json                     # 8 simulated devices in one process
+    python _shard_worker.py process PORT PID OUT.npz     # one of 2 processes x 2 devices: data=2 x tensor=2
 """
 import json
 import sys
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-jax.config.update("jax_num_cpu_devices", 8)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-from deepcore.models.cnn import VGG  # noqa: E402
-from deepcore.models.transformer import TransformerLM  # noqa: E402
-from deepcore.train import classifier_loss, init_state, train_step  # noqa: E402
-from deepcore.train import sharding as S  # noqa: E402
-from deepcore.train.checkpoint import Checkpointer  # noqa: E402
-from deepcore.train.fit_report import abstract_state, memory_report  # noqa: E402
-from deepcore.train.parallel import place_state  # noqa: E402
+from deepcore.models.cnn import VGG
+from deepcore.models.transformer import TransformerLM
+from deepcore.train import classifier_loss, init_state, train_step
+from deepcore.train import sharding as S
+from deepcore.train.checkpoint import Checkpointer
+from deepcore.train.fit_report import abstract_state, memory_report
+from deepcore.train.parallel import fetch, initialize, place_state, process_rows
 
 STEPS, B = 10, 8
 LAYOUTS = {"data": {"data": 8}, "fsdp": {"fsdp": 8}, "tensor": {"tensor": 8},
@@ -114,5 +112,33 @@ def main(path):
         json.dump(out, f)
 
 
-if __name__ == "__main__":
-    main(sys.argv[1])
+def process_main(port, pid, out):
+    """LM, data=2 x tensor=2 over 2 processes: each feeds its rows of the batch (the mesh's data rows are the
+    processes, whose devices are the tensor pair)."""
+    initialize(f"127.0.0.1:{port}", num_processes=2, process_id=int(pid))
+    model, spec, batch, tx = lm_case()[:4]
+    lf, template = classifier_loss(model), init_state(model, spec, tx, seed=0)
+    mesh = S.make_mesh({"data": 2, "tensor": 2})
+    kw = S.step_shardings(template, mesh, "default", axes=S.logical_axes(model, spec), tx=tx)
+    step = train_step(S.with_rules(lf, mesh), tx, donate=False, compiler_options={}, **kw)
+    state, losses = run(step, place_state(template, kw["state_sharding"]), batch,
+                        lambda b: S.shard_batch(process_rows(b), kw["batch_sharding"]))
+    if jax.process_index() == 0:
+        np.savez(out, flat=flat(fetch(state.params)), losses=np.array(losses), devices=len(jax.devices()),
+                 processes=jax.process_count())
+
+
+def reference():
+    """The one-device run the process test compares with: ``(flat params, losses)``."""
+    model, spec, batch, tx = lm_case()[:4]
+    state, losses = run(train_step(classifier_loss(model), tx, donate=False, compiler_options={}),
+                        init_state(model, spec, tx, seed=0), batch, lambda b: b)
+    return flat(state.params), np.array(losses)
+
+
+if __name__ == "__main__":   # importing this module (for reference()) leaves the device count alone
+    jax.config.update("jax_num_cpu_devices", 2 if sys.argv[1] == "process" else 8)   # before any JAX operation
+    if sys.argv[1] == "process":
+        process_main(*sys.argv[2:])
+    else:
+        main(sys.argv[1])

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from deepcore.layers import Dense, Relu, serial
@@ -62,6 +63,24 @@ def test_a_checkpoint_written_under_data_x_tensor_restores_under_fsdp_and_on_one
         r = eight["restore"][target]
         assert r["exact"] and r["devices"] == devices, r
         assert r["meta"] == {"layout": "data_x_tensor"}
+
+
+def test_two_processes_on_a_data_x_tensor_mesh_match_one_device(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, worker = str(tmp_path / "params.npz"), os.path.join(HERE, "_shard_worker.py")
+    procs = [subprocess.Popen([sys.executable, worker, "process", str(port), str(i), out], env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=180)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+    got = np.load(out)
+    assert int(got["processes"]) == 2 and int(got["devices"]) == 4
+    import _shard_worker   # (tests/train is on sys.path, as for _common)
+    ref_flat, ref_losses = _shard_worker.reference()
+    np.testing.assert_allclose(got["losses"], ref_losses, atol=1e-6)
+    assert np.max(np.abs(got["flat"] - ref_flat)) < 1e-6
 
 
 # ----------------------------------------------------------------------------- mis-specified rules

@@ -94,7 +94,7 @@ def param_specs(params, mesh: Mesh, rules: Rules, axes=None):
         axes = jax.tree.map(lambda a: (WILDCARD,) * np.ndim(a), params)
     used = set()
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    names = treedef.flatten_up_to(axes) if axes is not None else None
+    names = treedef.flatten_up_to(axes)
     specs = [spec_for(n, np.shape(a), mesh, rule_list, path=_path(kp), used=used)
              for (kp, a), n in zip(flat, names)]
     unused = [r for r in rule_list if strict and r[0] not in used and r[0] not in (WILDCARD, "batch")]

@@ -63,9 +63,11 @@ class Layer(NamedTuple):
     apply: Callable[..., tuple]
     name: str = "layer"
     children: tuple = ()  # ((name, Layer), ...) for combinators; read by tree.summary, never by apply
+    axes: Any = None      # logical axis names of params: a dict mirroring them, or params -> such a dict
 
 
-def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_rank: Optional[int] = None) -> Layer:
+def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_rank: Optional[int] = None,
+          axes: Any = None) -> Layer:
     """Make a :class:`Layer`, wrapping ``init`` and ``apply`` so their shape errors name this layer.
 
     The outermost ``apply`` of a call also checks that ``params`` has the tree structure and shapes that
@@ -77,6 +79,9 @@ def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_ran
     ``pair_x_rank``: the layer takes an ``(x, labels)`` pair, ``x`` with ``pair_x_rank`` dims per example and
     integer ``labels`` of ``x``'s leading (batch) shape; ``init`` gets the pair of specs and ``apply`` is
     called as ``apply(params, state, x, labels, *, key, train)``. Anything else is a :class:`ShapeError`.
+
+    ``axes``: the logical axis names of this layer's parameters (read by
+    :func:`deepcore.layers.logical.logical_axes`, never by ``init``/``apply``).
     """
     from deepcore import paramcheck  # (it imports this module)
 
@@ -121,7 +126,7 @@ def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_ran
         return out
 
     wrapped_init.__name__, wrapped_apply.__name__ = f"{name}_init", f"{name}_apply"
-    return Layer(wrapped_init, wrapped_apply, name, tuple(children))
+    return Layer(wrapped_init, wrapped_apply, name, tuple(children), axes)
 
 
 def _is_pair(v) -> bool:

@@ -19,7 +19,6 @@ a sample longer than the context slides its window by half a context and refills
 half, so every character sees between seq_len/2 and seq_len earlier ones, as in training.
 Writes results.json, metrics.jsonl, checkpoints (--resume), samples.txt and curves.png.
 """
-import functools
 import json
 import time
 
@@ -67,6 +66,7 @@ def parser():
     flagcheck.above(p, 0, "--bigram-k", "--minutes")
     flagcheck.rate(p, "--dropout")
     flagcheck.text_dataset(p)
+    flagcheck.mesh_flags(p)
     return p
 
 
@@ -84,7 +84,7 @@ def main(args):
     from deepcore.models.sliding import generate_sliding
     from deepcore.models.transformer import TransformerLM
     from deepcore.train import (MetricsLog, TimeBudget, classifier_loss, compile_fn, evaluate, fit, init_state,
-                                parallel, read_metrics, spent_before, train_step, warmup_cosine)
+                                parallel, read_metrics, sharding, spent_before, train_step, warmup_cosine)
 
     if args.smoke:
         args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
@@ -97,8 +97,6 @@ def main(args):
         raise common.UsageError(f"--dataset {args.dataset}: too little text for --seq-len {args.seq_len}")
     baseline = bigram_baseline(corpus.train, corpus.validation, corpus.vocab.size, args.bigram_k)
     devs = common.devices(args.devices)
-    mesh = parallel.make_mesh(devs)
-    put = functools.partial(parallel.shard_batch, mesh=mesh)
     pipe = lm_windows(corpus.train, args.seq_len, args.batch_size, args.seed, mode="random")
     val = eval_windows(corpus.validation, args.seq_len, -(-EVAL_WINDOWS // args.devices) * args.devices)
 
@@ -123,13 +121,18 @@ def main(args):
         return optax.chain(*clip, optax.adamw(learning_rate, b2=0.99, weight_decay=args.weight_decay, mask=kernels))
 
     tx = optax.inject_hyperparams(optimizer)(learning_rate=args.lr)
-    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32), tx, args.seed)
-    shardings = parallel.step_shardings(state, mesh)
+    spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)
+    state = init_state(model, spec, tx, args.seed)
+    try:   # --mesh, --rules: shardings of the state and batches by the rules; without --mesh data-parallel
+        mesh, shardings, wrap_loss, put = sharding.plan(args.mesh, args.rules, devs, model, spec, tx, state)
+    except ValueError as e:
+        raise common.UsageError(f"--rules {args.rules} on --mesh {args.mesh}: {e}") from None
     state = parallel.place_state(state, shardings["state_sharding"])
 
     # step: cross-entropy on next characters, warm-up x cosine over max(step / total, time / budget)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else None
-    step = train_step(classifier_loss(model, x="inputs", y="targets"), tx, compute_dtype=cdt, grad_norm=False,
+    step = train_step(wrap_loss(classifier_loss(model, x="inputs", y="targets")), tx, compute_dtype=cdt,
+                      grad_norm=False,
                       **shardings)
     step = budget.with_lr(step, warmup_cosine(args.lr, args.warmup))
 

@@ -139,6 +139,35 @@ def _augment_ok(spec: str) -> bool:
     return augmentation_parts(spec) is not None
 
 
+def mesh_flags(p) -> None:
+    """``--mesh`` and ``--rules``: the device mesh and the logical-axis rules (:mod:`deepcore.train.sharding`)."""
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,tensor=4 or fsdp=8 (sizes multiply to "
+                   "--devices); default: data-parallel over --devices, parameters replicated")
+    p.add_argument("--rules", default="default", help="with --mesh: the logical-axis rules, a named set of "
+                   "deepcore.train.sharding.RULE_SETS (default: data/fsdp/tensor by MaxText-style names), then "
+                   "',logical=axis' overrides, e.g. default,vocab= (vocabulary whole)")
+    rule(p, "--mesh", "name=size[,name=size...] with sizes multiplying to --devices {devices}",
+                   lambda v, a: v is None or _mesh_size(v) == a.devices)
+    rule(p, "--rules", "a rule set of deepcore.train.sharding.RULE_SETS [,logical=axis...]",
+                   lambda v, a: _rule_set_ok(v), last=True)
+
+
+def _mesh_size(text: str):
+    from deepcore.train.sharding import parse_mesh   # imported only when checked (it loads JAX)
+    try:
+        return math.prod(parse_mesh(text).values())
+    except ValueError:
+        return None
+
+
+def _rule_set_ok(name: str) -> bool:
+    from deepcore.train.sharding import rules_for
+    try:
+        return bool(rules_for(name))
+    except ValueError:
+        return False
+
+
 def text_dataset(p) -> None:
     """``--dataset`` is a text dataset of ``deepcore.data.load_text`` or an existing text file."""
     rule(p, "--dataset", lambda a: f"one of {', '.join(_known('TEXT_DATASETS'))} or the path of a text file",

@@ -83,7 +83,7 @@ def _recording(lay: Layer) -> Layer:
         y, s = lay.apply(params, {k: v for k, v in state.items() if k != CAPTURED}, x, key=key, train=train)
         return y, {**s, CAPTURED: y}
 
-    return Layer(lay.init, apply, lay.name, lay.children)
+    return Layer(lay.init, apply, lay.name, lay.children, lay.axes)
 
 
 def with_capture(model: Layer, paths: Iterable[str], *, rebuild: Optional[Rebuild] = None) -> Layer:
@@ -108,7 +108,7 @@ def with_capture(model: Layer, paths: Iterable[str], *, rebuild: Optional[Rebuil
         return _rebuild(lay, children, rebuild)
 
     rebuilt = build(model, "")
-    return Layer(model.init, rebuilt.apply, model.name, rebuilt.children)
+    return Layer(model.init, rebuilt.apply, model.name, rebuilt.children, rebuilt.axes)
 
 
 def split_captured(state, prefix: str = "") -> tuple:

@@ -36,7 +36,9 @@ Pure functions (the maths each layer wraps; models compose these, e.g. ``x + att
     max_pool, avg_pool, global_avg_pool, global_max_pool, flatten(x, n)
     self_attention, init_attention, learned_positions, sinusoidal_positions
 
-Write your own with :func:`deepcore.core.layer` (README: "Writing your own layer").
+Write your own with :func:`deepcore.core.layer` (README: "Writing your own layer"). Each weighted layer names
+its parameters' axes (``Layer.axes``; ``deepcore.layers.logical``: ``logical_axes``, ``constrain``), read by
+``deepcore.train.sharding``.
 """
 from deepcore.layers.basic import (Activation, Elu, Flatten, flatten, Gelu, GeluTanh, Identity, Lambda, LeakyRelu,
                                    LogSoftmax, Relu, Reshape, Sigmoid, Silu, Softmax, Softplus, Swish, Tanh)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from deepcore import initializers
 from deepcore.core import (Layer, ShapeError, accum_dtype, cast, compute_dtype_for, implicit_promotion, layer,
                            output_spec, param_dtype_for)
+from deepcore.layers.logical import constrain
 from deepcore.layers.position import rope as _rope
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "reference")
@@ -194,7 +195,8 @@ def self_attention(params, x, *, num_heads, num_kv_heads=None, causal=False, key
     if "b" in p["qkv"]:
         qkv = qkv + p["qkv"]["b"]
     q, k, v = jnp.split(qkv, [n * h, (n + kh) * h], axis=-1)
-    q, k, v = (a.reshape(x.shape[:-1] + (m, h)) for a, m in ((q, n), (k, kh), (v, kh)))
+    q, k, v = (constrain(a.reshape(x.shape[:-1] + (m, h)), ("batch", "length", "heads", "head_dim"))
+               for a, m in ((q, n), (k, kh), (v, kh)))   # tensor parallel: by heads (a no-op without rules)
     if rope:
         pos = index + jnp.arange(t) if positions is None else positions
         q, k = _rope(q, pos, rope_base), _rope(k, pos, rope_base)
@@ -222,6 +224,10 @@ def self_attention(params, x, *, num_heads, num_kv_heads=None, causal=False, key
     if "b" in p["out"]:
         y = y + p["out"]["b"]
     return y, cache
+
+
+# logical axis names (deepcore.layers.logical): the fused [q | k | v] columns, the output rows by heads
+AXES = {"qkv": {"w": ("embed", "qkv"), "b": ("qkv",)}, "out": {"w": ("heads", "embed"), "b": ("embed",)}}
 
 
 def init_attention(key, d_model, num_heads, *, head_dim=None, num_kv_heads=None, out_features=None,
@@ -272,7 +278,7 @@ def MultiHeadAttention(num_heads: int, *, head_dim=None, num_kv_heads=None, out_
         y, _ = self_attention(params, x, key_mask=key_mask, **opts)
         return y, state
 
-    return layer("attention", init, apply)
+    return layer("attention", init, apply, axes=AXES)
 
 
 __all__ = ["attention", "choose_implementation", "reference_attention", "self_attention", "init_attention",

@@ -131,4 +131,4 @@ def residual(body: Layer, shortcut: Layer = None) -> Layer:
     from deepcore.layers.basic import Identity
 
     inner = parallel({"body": body, "shortcut": shortcut or Identity}, merge="sum")
-    return layer("residual", inner.init, inner.apply, inner.children)
+    return layer("residual", inner.init, inner.apply, inner.children, axes=inner.axes)

@@ -141,7 +141,8 @@ def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init
 
     if features % groups:
         raise ValueError(f"{name}: features={features} must be divisible by groups={groups}")
-    return layer(name, init, apply)
+    axes = {"w": ("kernel",) * len(kernel_size) + ("conv_in", "conv_out"), "b": ("conv_out",)}
+    return layer(name, init, apply, axes=axes)   # logical axis names (deepcore.layers.logical)
 
 
 def Conv(features: int, kernel_size: Sequence[int], *, strides=1, padding: Padding = "SAME", dilation=1,

@@ -6,6 +6,9 @@ from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
 
 
+AXES = {"w": ("dense_in", "dense_out"), "b": ("dense_out",)}   # logical axis names (deepcore.layers.logical)
+
+
 def dense(params, x, *, dtype=None):
     """``x @ w + b``: ``x: (..., d_in)``, params ``{"w": (d_in, F), "b": (F,)}`` (``b`` optional) -> ``(..., F)``.
 
@@ -40,4 +43,4 @@ def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_un
             raise ShapeError(f"expected input (..., {d_in}), got {tuple(x.shape)}")
         return dense(params, x, dtype=dtype), state
 
-    return layer("dense", init, apply)
+    return layer("dense", init, apply, axes=AXES)

@@ -27,7 +27,7 @@ def Embedding(vocab_size: int, features: int, *, w_init=initializers.normal(1.0)
     def apply(params, state, x, *, key=None, train=False):
         return embed(params, x, dtype=dtype), state
 
-    return layer("embedding", init, apply)
+    return layer("embedding", init, apply, axes={"w": ("vocab", "embed")})
 
 
 def embed(params, ids, *, dtype=None):

@@ -34,6 +34,9 @@ def _standardise(x, axes, epsilon):
     return (x - mean) * jax.lax.rsqrt(var + epsilon)
 
 
+AXES = {"scale": ("norm",), "bias": ("norm",)}   # logical axis names (deepcore.layers.logical)
+
+
 def init_norm(channels: int, dtype=jnp.float32, *, use_bias: bool = True) -> dict:
     """The identity affine of a norm: ``{"scale": ones (C,), "bias": zeros (C,)}`` (no bias if not ``use_bias``)."""
     params = {"scale": jnp.ones((channels,), dtype)}
@@ -131,7 +134,7 @@ def _norm_layer(name, fn, *, use_scale, use_bias, scale_init, bias_init, param_d
             check(x.shape)
         return fn(params, x), state
 
-    return layer(name, init, apply)
+    return layer(name, init, apply, axes=AXES)
 
 
 def LayerNorm(*, epsilon: float = 1e-5, use_scale: bool = True, use_bias: bool = True,
@@ -205,4 +208,4 @@ def BatchNorm(*, momentum: float = 0.99, epsilon: float = 1e-5, use_scale: bool 
         return batch_norm(params, state, x, train=train, momentum=momentum, epsilon=epsilon, axis_name=axis_name,
                           dtype=dtype)
 
-    return layer("batch_norm", init, apply)
+    return layer("batch_norm", init, apply, axes=AXES)

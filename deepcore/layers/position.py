@@ -76,7 +76,7 @@ def LearnedPositions(max_len: int, *, w_init=initializers.normal(0.02), param_dt
             raise ShapeError(f"expected input (..., T, {params['table'].shape[-1]}), got {tuple(x.shape)}")
         return learned_positions(params, x, dtype=dtype), state
 
-    return layer("positions", simple_init(make, apply), apply)
+    return layer("positions", simple_init(make, apply), apply, axes={"table": ("max_len", "embed")})
 
 
 def SinusoidalPositions(base: float = 10000.0) -> Layer:

@@ -66,7 +66,7 @@ def Remat(inner: Layer, policy: Policy = "nothing") -> Layer:
 
         return checkpointed(run, policy)(params, state, x, key)
 
-    return layer(f"remat_{inner.name}", inner.init, apply, children=(("inner", inner),))
+    return layer(f"remat_{inner.name}", inner.init, apply, children=(("inner", inner),), axes=inner.axes)
 
 
 __all__ = ["Remat", "remat_policy", "checkpointed", "POLICIES"]

@@ -17,6 +17,7 @@ from deepcore import initializers
 from deepcore.core import Layer, layer, output_spec
 from deepcore.layers.basic import Relu
 from deepcore.layers.combinators import serial
+from deepcore.layers.logical import logical_axes
 from deepcore.layers.conv import Conv
 from deepcore.layers.dense import Dense
 from deepcore.layers.norm import BatchNorm
@@ -54,7 +55,11 @@ def BasicBlock(features: int, *, strides: int = 1, momentum: float = 0.9, axis_n
             s = x.astype(y.dtype)
         return jax.nn.relu(y + s), new_state
 
-    return layer("block", init, apply, (("body", body), ("shortcut", proj)))
+    def axes(params):   # the body's parameters sit at the top level of the block's, beside "shortcut"
+        out = logical_axes(body, params={k: v for k, v in params.items() if k != "shortcut"})
+        return dict(out, shortcut=logical_axes(proj, params=params["shortcut"])) if "shortcut" in params else out
+
+    return layer("block", init, apply, (("body", body), ("shortcut", proj)), axes=axes)
 
 
 def ResNet(num_classes: int, widths: Sequence[int] = (16, 32, 64), depths: Sequence[int] = (3, 3, 3), *,

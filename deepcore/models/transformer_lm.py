@@ -17,8 +17,9 @@ from deepcore.layers.embed import embed
 from deepcore.layers.norm import init_norm, layer_norm
 from deepcore.layers.position import learned_positions, sinusoidal_positions
 from deepcore.layers.remat import remat_policy
-from deepcore.models.transformer_stack import (BlockConfig, split_input, split_keys, stack_apply, stack_cache,
-                                               stack_init)
+from deepcore.layers.logical import constrain
+from deepcore.models.transformer_stack import (ACTIVATIONS, BlockConfig, split_input, split_keys, stack_apply,
+                                               stack_axes, stack_cache, stack_init)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +75,15 @@ def lm_init(cfg: LMConfig, key, dtype=jnp.float32) -> dict:
     return params
 
 
+def lm_axes(cfg: LMConfig, params) -> dict:
+    """Logical axis names mirroring :func:`lm_init`'s ``params`` (arrays or shapes)."""
+    axes = {"embed": {"w": ("vocab", "embed")}, "blocks": stack_axes(params["blocks"]),
+            "ln_f": {"scale": ("norm",), "bias": ("norm",)}, "head": {"w": ("embed", "vocab"), "b": ("vocab",)}}
+    if "positions" in params:
+        axes["positions"] = {"table": ("max_len", "embed")}
+    return axes
+
+
 def lm_dtype(cfg: LMConfig, params):
     """The model's compute dtype: ``cfg.dtype``, else the token table's; the KV cache is kept in it too."""
     return compute_dtype_for(params["embed"]["w"].dtype, cfg.dtype)
@@ -106,7 +116,7 @@ def lm_apply(cfg: LMConfig, params, tokens, *, key=None, train=False, key_mask=N
         x = learned_positions(params["positions"], x, index=index)
     elif cfg.positions == "sinusoidal":
         x = sinusoidal_positions(x, index=index)
-    x = dropout(x, cfg.dropout, key=k_emb, train=train)
+    x = constrain(dropout(x, cfg.dropout, key=k_emb, train=train), ACTIVATIONS)
     x, cache = stack_apply(cfg.block, params["blocks"], x, key=k_blocks, train=train, key_mask=key_mask,
                            segment_ids=segment_ids, cache=cache, index=index, remat=cfg.remat)
     head = {"w": params["embed"]["w"].T} if cfg.tie_embeddings else params["head"]
@@ -130,7 +140,7 @@ def TransformerLM(cfg: Optional[LMConfig] = None, *, param_dtype=None, **options
         x, key_mask = split_input(x)
         return lm_apply(cfg, params, x, key=key, train=train, key_mask=key_mask)[0], state
 
-    return layer("transformer_lm", init, apply)
+    return layer("transformer_lm", init, apply, axes=lambda p: lm_axes(cfg, p))
 
 
-__all__ = ["LMConfig", "lm_init", "lm_dtype", "lm_cache", "lm_apply", "TransformerLM"]
+__all__ = ["LMConfig", "lm_init", "lm_axes", "lm_dtype", "lm_cache", "lm_apply", "TransformerLM"]

@@ -23,10 +23,12 @@ from jax.ad_checkpoint import checkpoint_name as tag
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, compute_dtype_for, layer, output_spec, param_dtype_for
-from deepcore.layers.attention import IMPLEMENTATIONS, head_sizes, init_attention, init_cache, self_attention
+from deepcore.layers.attention import (AXES as ATTENTION_AXES, IMPLEMENTATIONS, head_sizes, init_attention,
+                                      init_cache, self_attention)
 from deepcore.layers.dense import dense
 from deepcore.layers.dropout import dropout
-from deepcore.layers.norm import init_norm, layer_norm
+from deepcore.layers.logical import constrain
+from deepcore.layers.norm import AXES as NORM_AXES, init_norm, layer_norm
 from deepcore.layers.remat import checkpointed, remat_policy
 from deepcore.models.stack_layout import depth, is_scanned, stack_layers
 
@@ -80,12 +82,30 @@ def block_init(cfg: BlockConfig, key, d_model: int, dtype=jnp.float32) -> dict:
     return {"ln_attn": init_norm(d_model, dtype), "attn": attn, "ln_mlp": init_norm(d_model, dtype), "mlp": mlp}
 
 
+def block_axes() -> dict:
+    """Logical axis names of :func:`block_init`'s parameters (Megatron-style: ``fc`` splits its columns
+    ``"mlp"``, ``proj`` its rows; attention splits ``qkv`` columns and ``out`` rows by heads)."""
+    mlp_axes = {"fc": {"w": ("embed", "mlp"), "b": ("mlp",)}, "proj": {"w": ("mlp", "embed"), "b": ("embed",)}}
+    return {"ln_attn": NORM_AXES, "attn": ATTENTION_AXES, "ln_mlp": NORM_AXES, "mlp": mlp_axes}
+
+
+def stack_axes(blocks) -> Any:
+    """Logical axis names of a stack's ``blocks``: scanned leaves get a leading ``"layers"`` axis."""
+    one = block_axes()
+    if is_scanned(blocks):
+        return jax.tree.map(lambda names: ("layers",) + names, one, is_leaf=lambda v: isinstance(v, tuple))
+    return [one] * len(blocks)
+
+
+ACTIVATIONS = ("batch", "length", "embed")   # logical names of the residual stream (..., T, D)
+
 NAMES = ("attn_in", "attn_out", "mlp_in", "mlp_hidden", "mlp_out")   # checkpoint_name tags, for remat "names:"
 
 
 def mlp(cfg: BlockConfig, params, x):
     """The block's feed-forward net ``proj(gelu(fc(x)))``: ``(..., D) -> (..., D)``."""
-    return dense(params["proj"], jax.nn.gelu(tag(dense(params["fc"], x), "mlp_hidden"), approximate=cfg.approximate_gelu))
+    hidden = constrain(dense(params["fc"], x), ("batch", "length", "mlp"))
+    return dense(params["proj"], jax.nn.gelu(tag(hidden, "mlp_hidden"), approximate=cfg.approximate_gelu))
 
 
 def block_apply(cfg: BlockConfig, params, x, *, key=None, train=False, key_mask=None, segment_ids=None, cache=None,
@@ -104,9 +124,9 @@ def block_apply(cfg: BlockConfig, params, x, *, key=None, train=False, key_mask=
     k_attn, k_mlp = split_keys(key, 2)
 
     h, cache = attn(params["attn"], tag(ln(params["ln_attn"], x), "attn_in"), cache=cache)
-    x = x + drop(tag(h, "attn_out"), key=k_attn)
+    x = constrain(x + drop(tag(h, "attn_out"), key=k_attn), ACTIVATIONS)
     x = x + drop(tag(mlp(cfg, params["mlp"], tag(ln(params["ln_mlp"], x), "mlp_in")), "mlp_out"), key=k_mlp)
-    return x, cache
+    return constrain(x, ACTIVATIONS), cache
 
 
 def split_input(x):
@@ -131,7 +151,7 @@ def TransformerBlock(num_heads: int, *, param_dtype=None, **options) -> Layer:
         x, key_mask = split_input(x)
         return block_apply(cfg, params, x, key=key, train=train, key_mask=key_mask)[0], state
 
-    return layer("transformer_block", init, apply)
+    return layer("transformer_block", init, apply, axes=block_axes())
 
 
 # ----------------------------------------------------------------------------- stacks
@@ -212,8 +232,9 @@ def TransformerStack(num_layers: int, num_heads: int, *, scan: bool = True, rema
         x, key_mask = split_input(x)
         return stack_apply(cfg, params["blocks"], x, key=key, train=train, key_mask=key_mask, remat=remat)[0], state
 
-    return layer("transformer_stack", init, apply)
+    return layer("transformer_stack", init, apply, axes=lambda p: {"blocks": stack_axes(p["blocks"])})
 
 
-__all__ = ["BlockConfig", "gpt_init", "NAMES", "block_init", "mlp", "block_apply", "TransformerBlock", "stack_init",
+__all__ = ["BlockConfig", "gpt_init", "NAMES", "ACTIVATIONS", "block_axes", "stack_axes",
+           "block_init", "mlp", "block_apply", "TransformerBlock", "stack_init",
            "stack_cache", "SCAN_POLICY", "stack_apply", "TransformerStack"]

@@ -16,7 +16,15 @@ from deepcore.layers.dense import dense
 from deepcore.layers.dropout import dropout
 from deepcore.layers.norm import init_norm, layer_norm
 from deepcore.layers.position import learned_positions
-from deepcore.models.transformer_stack import BlockConfig, gpt_init, split_keys, stack_apply, stack_init
+from deepcore.layers.norm import AXES as NORM_AXES
+from deepcore.models.transformer_stack import BlockConfig, gpt_init, split_keys, stack_apply, stack_axes, stack_init
+
+
+def vit_axes(params) -> dict:
+    """Logical axis names mirroring a ViT's ``params`` (arrays or shapes)."""
+    return {"patch": {"w": ("patch", "embed"), "b": ("embed",)}, "cls": ("cls", "embed"),
+            "positions": {"table": ("max_len", "embed")}, "blocks": stack_axes(params["blocks"]), "ln_f": NORM_AXES,
+            "head": {"w": ("embed", "classes"), "b": ("classes",)}}
 
 
 def patchify(x, patch_size: int):
@@ -74,7 +82,7 @@ def ViT(num_classes: int, *, patch_size: int = 4, d_model: int = 64, num_layers:
         t = layer_norm(params["ln_f"], t, epsilon=cfg.epsilon)
         return dense(params["head"], t[..., 0, :] if pool == "cls" else jnp.mean(t, axis=-2)), state
 
-    return layer("vit", init, apply)
+    return layer("vit", init, apply, axes=vit_axes)
 
 
-__all__ = ["ViT", "patchify"]
+__all__ = ["ViT", "patchify", "vit_axes"]

@@ -49,6 +49,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from deepcore.layers.logical import WILDCARD, spec_for
+from deepcore.train.sharding import RULE_SETS
+
 DATA = "data"
 
 
@@ -76,26 +79,19 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def _fsdp_spec(shape, n: int, axis: str) -> P:
-    dims = sorted(range(len(shape)), key=lambda d: -shape[d])
-    for d in dims:
-        if shape[d] % n == 0 and shape[d] >= n:
-            spec = [None] * len(shape)
-            spec[d] = axis
-            return P(*spec)
-    return P()
-
-
 def state_sharding(state, mesh: Mesh, mode: str = "replicated", axis: str = DATA):
-    """A pytree of ``NamedSharding`` matching ``state``: all replicated, or ``mode="fsdp"`` (fully sharded)."""
+    """A pytree of ``NamedSharding`` matching ``state``: all replicated, or ``mode="fsdp"`` (fully sharded).
+
+    The two modes are the rule sets ``sharding.RULE_SETS["replicated"]`` (``("*", None)``) and ``["fsdp"]``
+    (``("*", axis)``: each array's largest dimension that divides ``axis``), applied to every array of the
+    state without logical names; :mod:`deepcore.train.sharding` takes named axes and any mesh."""
     if mode not in ("replicated", "fsdp"):
         raise ValueError(f"mode must be 'replicated' or 'fsdp', got {mode!r}")
-    n = mesh.shape[axis]
+    rules = [(n, axis if v == DATA else v) for n, v in RULE_SETS[mode] if n == WILDCARD]
 
     def one(a):
-        if mode == "replicated" or np.ndim(a) == 0:
-            return NamedSharding(mesh, P())
-        return NamedSharding(mesh, _fsdp_spec(np.shape(a), n, axis))
+        shape = np.shape(a)
+        return NamedSharding(mesh, spec_for((WILDCARD,) * len(shape), shape, mesh, rules, strict=False))
 
     return jax.tree.map(one, state)
 

@@ -30,6 +30,14 @@ def test_char_transformer_smoke(tmp_path):
     assert os.path.getsize(out / "curves.png") > 1000 and (out / "checkpoints").is_dir()
 
 
+def test_char_transformer_on_a_data_x_tensor_mesh(tmp_path):
+    out = tmp_path / "lm"
+    res, _ = run("char_transformer.py", out, "--seq-len", "16", "--batch-size", "16", "--layers", "1",
+                 "--sample-chars", "4", "--temperatures", "0.8", "--devices", "4", "--mesh", "data=2,tensor=2")
+    assert res["steps"] == 8 and res["config"]["mesh"] == "data=2,tensor=2" and len(res["devices"]) == 4
+    assert res["metrics"]["val_loss_nats_per_char"] < math.log(res["vocab_size"])
+
+
 def test_vit_smoke_mean_pooling(tmp_path):
     out = tmp_path / "vit"
     res, _ = run("vit.py", out, "--pool", "mean", "--batch-size", "32")
@@ -47,6 +55,11 @@ def test_vit_smoke_mean_pooling(tmp_path):
 @pytest.mark.parametrize("name,flags,message", [
     ("char_transformer.py", ["--top-k", "-1"], "--top-k: expected a value >= 0, got -1"),
     ("vit.py", ["--d-model", "30", "--heads", "4"], "--heads: expected a divisor of --d-model 30, got 4"),
+    ("char_transformer.py", ["--devices", "4", "--mesh", "data=2,tensor=4"],
+     "--mesh: expected name=size[,name=size...] with sizes multiplying to --devices 4, got data=2,tensor=4"),
+    ("char_transformer.py", ["--smoke", "--devices", "4", "--mesh", "tensor=4"],   # vocabulary 86 over 4
+     "--rules default on --mesh tensor=4: params/embed/w: dim 0 ('vocab') of size 86 does not divide over mesh "
+     "axes ('tensor',) of 4 devices"),
 ])
 def test_bad_flag_is_one_line(tmp_path, name, flags, message):
     proc = script(name, "--out", str(tmp_path), *flags, timeout=120)

@@ -164,6 +164,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
             progress = progress or Progress(steps, start, stream, tty, _rows(batch), time_left)
             profiler.before(t)
             state, metrics = step_fn(state, device_batch)
+            window.dispatched(metrics)
             profiler.after(t, metrics)
             if t == start + 1:  # throughput and data wait count from the end of the first (compiling) step
                 jax.block_until_ready(metrics)

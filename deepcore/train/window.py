@@ -1,10 +1,13 @@
 """The train record of one log window: the mean of the step metrics read since the last record, examples/s,
-MFU and device memory where known, and the share of wall time spent waiting for batches."""
+MFU and device memory where known, and ``data_wait_fraction``: the share of wall time the device sat idle for
+want of the next batch. Steps run asynchronously, so a wait that ends while the previous step is still running
+costs nothing and is not counted; a wait that ends after it finished is counted whole (an upper bound)."""
 from __future__ import annotations
 
 import time
 from typing import Callable, Iterable, Iterator, Optional
 
+import jax
 import numpy as np
 
 from deepcore.train.mfu import utilisation
@@ -15,6 +18,7 @@ class Window:
 
     def __init__(self):
         self.metrics, self.wait, self.since, self.timed = [], 0.0, time.perf_counter(), False
+        self.in_flight = None   # the outputs of the step dispatched last (``dispatched``)
 
     def add(self, host: dict) -> None:
         self.metrics.append(host)
@@ -33,8 +37,14 @@ class Window:
             except StopIteration:
                 return
             placed = put_batch(batch)
-            self.wait += time.perf_counter() - waited
+            if self.in_flight is None or _ready(self.in_flight):   # the device may have idled meanwhile
+                self.wait += time.perf_counter() - waited
             yield batch, placed
+
+    def dispatched(self, outputs) -> None:
+        """Note the outputs of the step just dispatched: a wait for the next batch that ends before they are
+        ready overlapped that step's computation."""
+        self.in_flight = outputs
 
     def restart(self) -> None:
         """Forget the wait so far (after the first, compiling step)."""
@@ -54,6 +64,10 @@ class Window:
             rec["data_wait_fraction"] = self.wait / (now - self.since)
         self.wait, self.since = 0.0, now
         return mean, rec
+
+
+def _ready(tree) -> bool:
+    return all(a.is_ready() for a in jax.tree.leaves(tree) if isinstance(a, jax.Array))
 
 
 def _mean(values: list):

@@ -126,7 +126,21 @@ def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_ran
         return out
 
     wrapped_init.__name__, wrapped_apply.__name__ = f"{name}_init", f"{name}_apply"
-    return Layer(wrapped_init, wrapped_apply, name, tuple(children), axes)
+    return Layer(wrapped_init, wrapped_apply, name, tuple(children), _frozen(axes))
+
+
+class _FrozenDict(dict):
+    """A dict that hashes by its items: a layer's ``axes`` keep :class:`Layer` hashable, so a layer can be a
+    static argument of ``jax.jit`` (as ``interpret.member_probs`` passes it)."""
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.items())))
+
+
+def _frozen(axes):
+    if isinstance(axes, dict):
+        return _FrozenDict({k: _frozen(v) for k, v in axes.items()})
+    return tuple(axes) if isinstance(axes, list) else axes
 
 
 def _is_pair(v) -> bool:

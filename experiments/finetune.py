@@ -45,12 +45,12 @@ def target_file(args) -> str:
 
 
 def parser():
-    p = common.parser("finetune", __doc__.splitlines()[0], dataset="fortunes", batch_size=32, lr=1e-3, steps=600)
+    p = common.parser("finetune", __doc__.splitlines()[0], dataset="fortunes", batch_size=32, lr=1e-3, steps=400)
     p.add_argument("--target", default="licenses", help="fine-tuning corpus: 'licenses' or a text file path")
-    p.add_argument("--pretrain-steps", type=int, default=3000, help="pretraining updates on --dataset")
+    p.add_argument("--pretrain-steps", type=int, default=1500, help="pretraining updates on --dataset")
     p.add_argument("--pretrain-lr", type=float, default=2e-3, help="pretraining peak learning rate")
     p.add_argument("--seq-len", type=int, default=128, help="characters per window")
-    p.add_argument("--d-model", type=int, default=256, help="residual stream width")
+    p.add_argument("--d-model", type=int, default=128, help="residual stream width")
     p.add_argument("--layers", type=int, default=4, help="transformer blocks")
     p.add_argument("--heads", type=int, default=4, help="attention heads")
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
@@ -59,7 +59,7 @@ def parser():
     p.add_argument("--lora-lr", type=float, default=3e-3, help="LoRA peak learning rate (adapters start at zero)")
     p.add_argument("--lora-on", choices=("all", "attention"), default="attention",
                    help="adapt every block projection or only attention's qkv and out")
-    p.add_argument("--eval-every", type=int, default=200, help="steps between evaluations and checkpoints")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations and checkpoints")
     flagcheck.at_least(p, 1, "--pretrain-steps", "--d-model", "--layers", "--heads", "--rank", "--eval-every")
     flagcheck.at_least(p, 2, "--seq-len")
     flagcheck.rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)

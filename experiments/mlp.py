@@ -10,7 +10,6 @@ started (summed over resumed segments), so the accuracy reached after 5, 10 or 1
 """
 import functools
 import json
-import os
 import time
 
 import common
@@ -115,30 +114,18 @@ def main(args):
 
 
 def report(args, result, model, info, test, run: dict, probs):
-    """results.json, curves.png, calibration.json and reliability.png of the trained ``model``;
+    """results.json, curves.png, calibration.json, reliability.png of the trained ``model``;
     ``run``: the test metrics, ``wall_s`` and ``parameters``; ``probs``: the test split's class probabilities."""
-    from deepcore.interpret import classifier_report, reliability_diagram, training_curves
-    from deepcore.train import read_metrics
+    from deepcore.interpret import classifier_files, training_curves
+    from deepcore.train import eval_summary, read_metrics
 
-    records = read_metrics(args.out)
-    vals = [r for r in records if r.get("split") == "val"]
-    rates = [r["examples_per_s"] for r in records if r.get("split") == "train" and "examples_per_s" in r]
-    metrics = {"test_accuracy": run["test_accuracy"], "test_loss_nats": run["test_loss"],
-               "val_accuracy": vals[-1]["val_accuracy"] if vals else None,
-               "val_loss_nats": vals[-1]["val_loss"] if vals else None}
-    for minutes in (5, 10, 15):
-        done = [r["val_accuracy"] for r in vals if r.get("val_wall_s", float("inf")) <= 60 * minutes]
-        metrics[f"val_accuracy_at_{minutes}min"] = done[-1] if done else None
+    summary = eval_summary(read_metrics(args.out))
+    rate = summary.pop("train_examples_per_s")
+    metrics = {"test_accuracy": run["test_accuracy"], "test_loss_nats": run["test_loss"], **summary}
     training_curves(args.out)
-    cal = classifier_report(probs, test["label"], num_classes=len(info.class_names))
-    with open(os.path.join(args.out, "calibration.json"), "w") as f:
-        json.dump(dict(cal, class_names=list(info.class_names)), f, indent=1)
-    reliability_diagram(os.path.join(args.out, "reliability.png"), probs, test["label"],
-                        title=f"test split: accuracy {cal['accuracy']:.4f}, ECE {cal['ece']:.4f}")
-    metrics.update({"test_ece": cal["ece"], "test_mce": cal["mce"], "test_nll_nats": cal["nll_nats"],
-                    "test_worst_class_accuracy": min(cal["per_class_accuracy"])})
+    metrics.update(classifier_files(args.out, probs, test["label"], info.class_names))
     res = common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=run["wall_s"], steps=result.step,
-                               train_examples_per_s=rates[-1] if rates else None,
+                               train_examples_per_s=rate,
                                extra={"parameters": run["parameters"], "stop_reason": result.stop_reason})
     print(json.dumps({"test_accuracy": metrics["test_accuracy"], "val_accuracy": metrics["val_accuracy"],
                       "wall_s": res["wall_s"], "steps": result.step, "out": args.out}))

@@ -52,3 +52,19 @@ def test_outermost_apply_names_a_wrong_parameter_nested_one_does_not_check():
                   lambda p, s, x, y, key=None, train=False: lay.apply(p, s, (x, y)), pair_x_rank=1)
     with pytest.raises(ShapeError, match=r"^outer/table: expected a parameter of shape \(4, 3\), got \(4, 7\)$"):
         outer.apply(bad, {}, (x, y))
+
+
+def test_a_layer_with_logical_axes_is_hashable_and_can_be_a_static_jit_argument():
+    """``axes`` dicts are frozen: a model stays usable as ``jax.jit``'s static argument (interpret.member_probs)."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from deepcore import layers as L
+
+    model = L.serial(L.Conv2D(4, 3), L.Relu, L.Flatten(), L.Dense(3))
+    hash(model)   # raised TypeError (unhashable dict) before the axes were frozen
+    f = jax.jit(lambda m, x: m.apply(m.init(jax.random.PRNGKey(0), x)[1], {}, x)[0], static_argnums=0)
+    assert f(model, jnp.ones((2, 6, 6, 1))).shape == (2, 3)
+    assert dict(model.children[0][1].axes) == {"w": ("kernel", "kernel", "conv_in", "conv_out"), "b": ("conv_out",)}

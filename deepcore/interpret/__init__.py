@@ -8,6 +8,7 @@ Index:
     classifier_report, per_class_accuracy, confusion_matrix, calibration_bins, expected_calibration_error,
     max_calibration_error, negative_log_likelihood         classifier calibration
     member_logits, member_probs, ensemble_probs, ensemble_report   population members as an ensemble
+    classifier_files(out, probs, labels, names)  calibration.json, reliability.png (and saliency.png) of a run
     reliability_diagram, save_overlays, train_test_curves, training_curves (curves.png)   PNG pictures
 
 Submodules: ``attribution`` (saliency, gradient x input, SmoothGrad, integrated gradients), ``capture``
@@ -21,6 +22,7 @@ from deepcore.interpret.calibration import (calibration_bins, classifier_report,
                                             negative_log_likelihood, per_class_accuracy)
 from deepcore.interpret.capture import (activation_stats, capture, grad_norms, layer_paths,  # noqa: F401
                                         layer_stats, split_captured, with_capture)
+from deepcore.interpret.classifier_files import classifier_files  # noqa: F401
 from deepcore.interpret.ensembles import ensemble_probs, ensemble_report, member_logits, member_probs  # noqa: F401
 from deepcore.interpret.plots import (reliability_diagram, save_overlays, train_test_curves,  # noqa: F401
                                       training_curves)
@@ -31,5 +33,5 @@ __all__ = [
     "activation_stats", "grad_norms", "classifier_report", "per_class_accuracy", "confusion_matrix",
     "calibration_bins", "expected_calibration_error", "max_calibration_error", "negative_log_likelihood",
     "member_logits", "member_probs", "ensemble_probs", "ensemble_report", "reliability_diagram", "save_overlays",
-    "train_test_curves", "training_curves",
+    "train_test_curves", "training_curves", "classifier_files",
 ]

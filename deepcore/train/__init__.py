@@ -23,7 +23,7 @@ Loop and checkpoints
     predict(fn, x, batch_size), evaluate_split(fn, arrays, batch_size)   a whole split, exact with padding
     flip_averaged(logits_fn)                 left-right test-time augmentation
     TimeBudget, spent_before, warmup_cosine  a wall-clock training budget across resumes
-    the loop's parts, for a loop of your own: MetricsLog, read_metrics (metrics.jsonl), Progress, Window (logged
+    the loop's parts, for a loop of your own: MetricsLog, read_metrics, eval_summary (metrics.jsonl), Progress, Window (logged
     means), StepGuard, state_problem (non-finite checks), Every, ProfileWindow, open_run (resume), current_step
 Populations (N models in one compiled step: seeds x hyperparameters)
     init_population, population_step, population_eval, member, set_hyperparams
@@ -42,7 +42,7 @@ from deepcore.train.checkpoint import Checkpointer
 from deepcore.train.early_stopping import EarlyStopping
 from deepcore.train.guard import StepGuard, state_problem
 from deepcore.train.loop import FitResult, current_step, evaluate, fit
-from deepcore.train.metrics_log import MetricsLog, read_metrics
+from deepcore.train.metrics_log import MetricsLog, eval_summary, read_metrics
 from deepcore.train.periodic import Every
 from deepcore.train.predict import evaluate_split, flip_averaged, predict
 from deepcore.train.profiler import ProfileWindow
@@ -61,7 +61,7 @@ __all__ = [
     "train_step", "eval_step", "make_update", "make_eval", "per_example_grads", "DPSGD", "compile_fn",
     "fit", "evaluate", "EarlyStopping", "FitResult", "Checkpointer",
     "predict", "evaluate_split", "flip_averaged", "TimeBudget", "spent_before", "warmup_cosine",
-    "MetricsLog", "read_metrics", "Progress", "Window", "StepGuard", "state_problem", "Every", "ProfileWindow",
+    "MetricsLog", "read_metrics", "eval_summary", "Progress", "Window", "StepGuard", "state_problem", "Every", "ProfileWindow",
     "open_run", "current_step",
     "init_population", "population_step", "population_eval", "member", "set_hyperparams",
 ]

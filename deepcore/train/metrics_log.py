@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 FILE = "metrics.jsonl"
 
@@ -151,3 +151,17 @@ def _wandb_run(out_dir: str, spec: Union[str, dict], resume: bool):
     with open(id_file, "w") as f:
         f.write(run.id)
     return run
+
+
+def eval_summary(records: list, minutes: Sequence[float] = (5, 10, 15)) -> dict:
+    """From ``metrics.jsonl`` records: the last evaluation's ``val_accuracy`` and ``val_loss_nats``, the
+    ``val_accuracy`` reached within each of ``minutes`` (by the records' ``val_wall_s``), and the last train
+    record's ``train_examples_per_s`` (None where absent)."""
+    vals = [r for r in records if r.get("split") == "val"]
+    rates = [r["examples_per_s"] for r in records if r.get("split") == "train" and "examples_per_s" in r]
+    out = {"val_accuracy": vals[-1].get("val_accuracy") if vals else None,
+           "val_loss_nats": vals[-1].get("val_loss") if vals else None}
+    for m in minutes:
+        done = [r["val_accuracy"] for r in vals if r.get("val_wall_s", float("inf")) <= 60 * m]
+        out[f"val_accuracy_at_{m:g}min"] = done[-1] if done else None
+    return dict(out, train_examples_per_s=rates[-1] if rates else None)

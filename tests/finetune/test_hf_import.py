@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="torch (test extra) builds the reference models")
-transformers = pytest.importorskip("transformers", reason="transformers (test extra) builds the reference models")
+torch = pytest.importorskip("torch", reason="torch (the reference extra) builds the reference models")
+transformers = pytest.importorskip("transformers", reason="transformers (the reference extra) builds the reference models")
 pytest.importorskip("safetensors", reason="safetensors (finetune extra) reads the checkpoints")
 
 from deepcore.finetune import hf  # noqa: E402

@@ -35,13 +35,12 @@ def main(args):
     import optax
 
     from deepcore import tree
-    from deepcore.core import cast
     from deepcore.data import channel_stats, load, make_batches
     from deepcore.data.preprocess import Preprocess, augmentation
     from deepcore.layers import serial
     from deepcore.models import mlp
-    from deepcore.train import (classifier_loss, evaluate_split, fit, flip_averaged, init_state, parallel, predict,
-                                train_step)
+    from deepcore.train import (classifier_eval, classifier_loss, evaluate_split, fit, init_state, parallel,
+                                predict, train_step)
     from deepcore.train.budget import last_checkpointed
     from deepcore.train.compile_options import YNN_FUSION
 
@@ -81,16 +80,9 @@ def main(args):
                       compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
                       **shardings)
 
-    def logits(state, images):  # eval mode in the compute dtype; float32 logits (log-probabilities with --tta flip)
-        params = state.params if cdt == jnp.float32 else cast(state.params, cdt)
-        fn = lambda x: model.apply(params, state.model_state, x, train=False)[0].astype(jnp.float32)
-        return fn(images) if args.tta == "none" else flip_averaged(fn)(images)
-
-    def per_example(state, batch):  # (B,) cross-entropy and correctness; evaluate_split averages them exactly
-        out = logits(state, batch["image"])
-        return {"loss": optax.softmax_cross_entropy_with_integer_labels(out, batch["label"]),
-                "accuracy": jnp.argmax(out, -1) == batch["label"]}
-
+    # evaluation: exact over whole splits, eval mode in the compute dtype (mirror-averaged with --tta flip)
+    logits, per_example = classifier_eval(model, compute_dtype=None if cdt == jnp.float32 else cdt,
+                                          tta=args.tta == "flip")
     evaluate = functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
                                  compiler_options=options)
     offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0

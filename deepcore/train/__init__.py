@@ -22,6 +22,7 @@ Loop and checkpoints
     fit(step, state, batches, steps=, out_dir=, ...)  -> :class:`FitResult`; evaluate, EarlyStopping, Checkpointer
     predict(fn, x, batch_size), evaluate_split(fn, arrays, batch_size)   a whole split, exact with padding
     flip_averaged(logits_fn)                 left-right test-time augmentation
+    classifier_eval(model, tta=)             a classifier's eval logits and per-example loss/accuracy
     TimeBudget, spent_before, warmup_cosine  a wall-clock training budget across resumes
     the loop's parts, for a loop of your own: MetricsLog, read_metrics, eval_summary (metrics.jsonl), Progress, Window (logged
     means), StepGuard, state_problem (non-finite checks), Every, ProfileWindow, open_run (resume), current_step
@@ -44,7 +45,7 @@ from deepcore.train.guard import StepGuard, state_problem
 from deepcore.train.loop import FitResult, current_step, evaluate, fit
 from deepcore.train.metrics_log import MetricsLog, eval_summary, read_metrics
 from deepcore.train.periodic import Every
-from deepcore.train.predict import evaluate_split, flip_averaged, predict
+from deepcore.train.predict import classifier_eval, evaluate_split, flip_averaged, predict
 from deepcore.train.profiler import ProfileWindow
 from deepcore.train.progress import Progress
 from deepcore.train.resume import open_run
@@ -60,7 +61,7 @@ __all__ = [
     "classifier_loss", "regression_loss", "reconstruction_loss", "prediction_loss",
     "train_step", "eval_step", "make_update", "make_eval", "per_example_grads", "DPSGD", "compile_fn",
     "fit", "evaluate", "EarlyStopping", "FitResult", "Checkpointer",
-    "predict", "evaluate_split", "flip_averaged", "TimeBudget", "spent_before", "warmup_cosine",
+    "predict", "evaluate_split", "flip_averaged", "classifier_eval", "TimeBudget", "spent_before", "warmup_cosine",
     "MetricsLog", "read_metrics", "eval_summary", "Progress", "Window", "StepGuard", "state_problem", "Every", "ProfileWindow",
     "open_run", "current_step",
     "init_population", "population_step", "population_eval", "member", "set_hyperparams",

@@ -100,3 +100,27 @@ def flip_averaged(logits_fn: Callable) -> Callable:
 
 
 __all__ = ["predict", "evaluate_split", "flip_averaged"]
+
+
+def classifier_eval(model, *, compute_dtype=None, tta: bool = False, x: str = "image", y: str = "label"):
+    """``(logits, per_example)`` of a classifier for :func:`predict` and :func:`evaluate_split`.
+
+    ``logits(state, images) -> (B, K)`` float32, eval mode, in ``compute_dtype`` (parameters cast to it;
+    ``None``: as they are); ``tta``: log-probabilities averaged with the left-right mirror
+    (:func:`flip_averaged`). ``per_example(state, batch) -> {"loss": (B,) cross-entropy, "accuracy": (B,)}``.
+    """
+    import optax
+
+    from deepcore.core import cast
+
+    def logits(state, images):
+        params = state.params if compute_dtype is None else cast(state.params, compute_dtype)
+        fn = lambda v: model.apply(params, state.model_state, v, train=False)[0].astype(jnp.float32)  # noqa: E731
+        return flip_averaged(fn)(images) if tta else fn(images)
+
+    def per_example(state, batch):
+        out = logits(state, batch[x])
+        return {"loss": optax.softmax_cross_entropy_with_integer_labels(out, batch[y]),
+                "accuracy": jnp.argmax(out, -1) == batch[y]}
+
+    return logits, per_example

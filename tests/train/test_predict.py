@@ -104,3 +104,26 @@ def test_flip_tta_averages_probabilities_and_ignores_the_mirror():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out, flip_averaged(logits)(mirror), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jnp.exp(out).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_classifier_eval_is_the_eval_mode_logits_and_per_example_cross_entropy():
+    import optax
+
+    from deepcore import layers as L
+    from deepcore.train import classifier_eval, init_state
+
+    model = L.serial(L.Flatten(), L.Dense(8), L.Relu, L.Dense(3))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 4, 4, 1)).astype(np.float32), rng.integers(0, 3, 5)
+    state = init_state(model, jax.ShapeDtypeStruct((5, 4, 4, 1), jnp.float32), optax.sgd(0.1), seed=0)
+    logits, per_example = classifier_eval(model)
+    want = np.asarray(model.apply(state.params, state.model_state, x)[0])
+    np.testing.assert_allclose(logits(state, x), want, rtol=1e-6)
+    m = per_example(state, {"image": x, "label": y})
+    shifted = want - want.max(-1, keepdims=True)
+    nll = np.log(np.exp(shifted).sum(-1)) - shifted[np.arange(5), y]
+    np.testing.assert_allclose(m["loss"], nll, rtol=1e-5)
+    np.testing.assert_array_equal(m["accuracy"], want.argmax(-1) == y)
+    mirrored = classifier_eval(model, tta=True)[0](state, x)
+    lp = lambda v: jax.nn.log_softmax(model.apply(state.params, state.model_state, v)[0])   # noqa: E731
+    np.testing.assert_allclose(mirrored, np.log((np.exp(lp(x)) + np.exp(lp(x[:, :, ::-1]))) / 2), rtol=1e-5, atol=1e-6)

@@ -54,17 +54,22 @@ class _Composite:
 
     def trace(self, spec):
         """``(out_spec, {child name: the input spec it sees first})``, computed abstractly."""
-        specs, params, state = {}, {}, {}
+        specs = {}
 
-        def record(child, inp):  # trace the child's init at its first call, with the spec it sees
-            specs[child] = jax.ShapeDtypeStruct(inp.shape, inp.dtype)
-            try:
-                _, params[child], state[child] = self.children[child].init(jax.random.PRNGKey(0), specs[child])
-            except ShapeError as e:
-                raise e.within(child) from None
+        def traced(x):   # the children's trial parameters live (and die) inside this trace: no tracer outlives it
+            params, state = {}, {}
+
+            def record(child, inp):  # trace the child's init at its first call, with the spec it sees
+                specs[child] = jax.ShapeDtypeStruct(inp.shape, inp.dtype)
+                try:
+                    _, params[child], state[child] = self.children[child].init(jax.random.PRNGKey(0), specs[child])
+                except ShapeError as e:
+                    raise e.within(child) from None
+
+            return self.run(params, state, x, None, False, record)[0]
 
         try:
-            out = jax.eval_shape(lambda x: self.run(params, state, x, None, False, record)[0], as_spec(spec))
+            out = jax.eval_shape(traced, as_spec(spec))
         except ShapeError:
             raise
         except TypeError as e:  # forward's own arithmetic on the children's outputs

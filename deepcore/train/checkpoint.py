@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import shutil
+import time
 import sys
 from typing import Callable, Optional
 
@@ -154,8 +155,13 @@ class Checkpointer:
         """Remove the unfinished temporaries, then one line: where, why, how much space, what is intact."""
         self._failed = True
         if jax.process_index() == 0:  # the primary process owns the directory, as in orbax's own cleanup
-            for name in ocp.path.step.tmp_checkpoints(self.directory):
-                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+            for _ in range(50):   # tensorstore's writer threads may still add files for a moment after the error
+                left = ocp.path.step.tmp_checkpoints(self.directory)
+                if not left:
+                    break
+                for name in left:
+                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+                time.sleep(0.05)
         step, nbytes = self._writing or (None, 0)
         self._mgr.reload()
         last = self._mgr.latest_step()

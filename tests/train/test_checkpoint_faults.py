@@ -173,4 +173,4 @@ def test_a_script_resuming_past_a_damaged_checkpoint_prints_one_line_and_no_orba
     damaged = [ln for ln in (done.stdout + done.stderr).splitlines() if "damage" in ln or "Traceback" in ln
                or "Event loop" in ln or "absl" in ln]
     assert len(damaged) == 1 and "checkpoint step 10 in " in damaged[0] and "is truncated" in damaged[0] and \
-        damaged[0].endswith("resuming from step 5"), damaged
+        damaged[0].endswith("resuming from step 5"), (damaged, (done.stdout + done.stderr)[-6000:])

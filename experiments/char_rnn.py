@@ -51,6 +51,7 @@ def parser():
     flagcheck.above(p, 0, "--bigram-k", "--minutes")
     flagcheck.rate(p, "--dropout")
     flagcheck.text_dataset(p)
+    flagcheck.mesh_flags(p)
     return p
 
 
@@ -77,8 +78,6 @@ def main(args):
         raise common.UsageError(f"--dataset {args.dataset}: too little text for --seq-len {args.seq_len}")
     baseline = bigram_baseline(corpus.train, corpus.validation, corpus.vocab.size, args.bigram_k)
     devs = common.devices(args.devices)
-    mesh = parallel.make_mesh(devs)
-    put = functools.partial(parallel.shard_batch, mesh=mesh)
     pipe = lm_windows(corpus.train, args.seq_len, args.batch_size, args.seed, mode="random")
     val = eval_windows(corpus.validation, args.seq_len, -(-EVAL_WINDOWS // args.devices) * args.devices)
 
@@ -103,13 +102,13 @@ def main(args):
         return optax.chain(*clip, optax.adamw(learning_rate, b2=0.99, weight_decay=args.weight_decay, mask=kernels))
 
     tx = optax.inject_hyperparams(optimizer)(learning_rate=args.lr)
-    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32), tx, args.seed)
-    shardings = parallel.step_shardings(state, mesh)
-    state = parallel.place_state(state, shardings["state_sharding"])
+    spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)   # --mesh, --rules: by the rules
+    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
+                                                              init_state(model, spec, tx, args.seed))
 
     # step: cross-entropy on next characters, warm-up x cosine over max(step / total, time / budget)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else None
-    step = train_step(classifier_loss(model, x="inputs", y="targets"), tx, compute_dtype=cdt, grad_norm=False,
+    step = train_step(wrap_loss(classifier_loss(model, x="inputs", y="targets")), tx, compute_dtype=cdt, grad_norm=False,
                       **shardings)
     step = budget.with_lr(step, warmup_cosine(args.lr, args.warmup))
 

@@ -84,7 +84,7 @@ def main(args):
     from deepcore.models.sliding import generate_sliding
     from deepcore.models.transformer import TransformerLM
     from deepcore.train import (MetricsLog, TimeBudget, classifier_loss, compile_fn, evaluate, fit, init_state,
-                                parallel, read_metrics, sharding, spent_before, train_step, warmup_cosine)
+                                parallel, read_metrics, spent_before, train_step, warmup_cosine)
 
     if args.smoke:
         args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
@@ -122,12 +122,9 @@ def main(args):
 
     tx = optax.inject_hyperparams(optimizer)(learning_rate=args.lr)
     spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)
-    state = init_state(model, spec, tx, args.seed)
-    try:   # --mesh, --rules: shardings of the state and batches by the rules; without --mesh data-parallel
-        mesh, shardings, wrap_loss, put = sharding.plan(args.mesh, args.rules, devs, model, spec, tx, state)
-    except ValueError as e:
-        raise common.UsageError(f"--rules {args.rules} on --mesh {args.mesh}: {e}") from None
-    state = parallel.place_state(state, shardings["state_sharding"])
+    # --mesh, --rules: shardings of the state and batches by the rules; without --mesh data-parallel
+    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
+                                                              init_state(model, spec, tx, args.seed))
 
     # step: cross-entropy on next characters, warm-up x cosine over max(step / total, time / budget)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else None

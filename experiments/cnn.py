@@ -2,6 +2,7 @@
 
     python experiments/cnn.py                      # the BUILD_NOTES.md run (target: 93.5% test accuracy in 15 min)
     python experiments/cnn.py --arch resnet --smoke --out /tmp/cnn
+    python experiments/cnn.py --devices 4 --mesh data=2,tensor=2   # sharded by the rules (deepcore.train.sharding)
 
 Model (--arch vgg): [conv3x3 32]-pool-[conv3x3 64 x2]-pool-[conv3x3 128 x2]-global average pool-dense 10, each
 conv followed by BatchNorm and ReLU. --arch resnet: a ResNet with basic blocks (--widths, --depths).
@@ -37,6 +38,7 @@ def parser():
     flagcheck.rule(p, "--depths", lambda a: f"{len(a.widths)} entries (one per --widths entry)",
                    lambda v, a: len(v) == len(a.widths))
     flagcheck.rate(p, "--dropout")
+    flagcheck.mesh_flags(p)
     return p
 
 
@@ -70,7 +72,6 @@ def main(args):
     if args.tta == "flip" and len(info.shape) != 3:
         raise common.UsageError(f"--tta flip needs images (height, width, channels); {args.dataset} gives {info.shape}")
     devs = common.devices(args.devices)
-    mesh = parallel.make_mesh(devs)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else jnp.float32
 
     # model: normalise, augment (in training) and cast inside the compiled step, then the network
@@ -88,13 +89,13 @@ def main(args):
                                                   end_value=args.lr * 1e-3)
     tx = optax.adamw(schedule, weight_decay=args.weight_decay, mask=tree.decay_mask)
 
-    # step: label-smoothed cross-entropy, data-parallel over the mesh
-    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8), tx, args.seed)
-    shardings = parallel.step_shardings(state, mesh)
-    state = parallel.place_state(state, shardings["state_sharding"])
+    # step: label-smoothed cross-entropy, data-parallel over the devices (or --mesh by --rules)
+    spec = jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8)
+    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
+                                                              init_state(model, spec, tx, args.seed))
     options = YNN_FUSION if args.ynn_fusion == "on" and jax.default_backend() == "cpu" else None
-    step = train_step(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing), tx,
-                      compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
+    step = train_step(wrap_loss(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing)),
+                      tx, compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
                       **shardings)
 
     # evaluation: exact over whole splits, eval mode in the compute dtype (mirror-averaged with --tta flip)
@@ -113,7 +114,7 @@ def main(args):
     result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,
                  eval_step=lambda state, _: {"wall_s": clock(), **evaluate(val, args=(state,))},
                  out_dir=args.out, checkpoint_every=every, resume=args.resume, log_every=max(1, min(100, every)),
-                 put_batch=lambda b: b if b is None else parallel.shard_batch(b, mesh))
+                 put_batch=put)
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
     run = dict(evaluate(test, args=(result.state,), prefix="test_"), wall_s=clock(), parameters=n_params)

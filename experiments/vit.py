@@ -35,6 +35,7 @@ def parser():
     flagcheck.at_least(p, 1, "--patch-size", "--d-model", "--layers", "--heads", "--mlp-ratio")
     flagcheck.rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)
     flagcheck.rate(p, "--dropout")
+    flagcheck.mesh_flags(p)
     return p
 
 
@@ -70,7 +71,6 @@ def main(args):
     if args.tta == "flip" and len(info.shape) != 3:
         raise common.UsageError(f"--tta flip needs images (height, width, channels); {args.dataset} gives {info.shape}")
     devs = common.devices(args.devices)
-    mesh = parallel.make_mesh(devs)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else jnp.float32
 
     # model: normalise, augment (in training) and cast inside the compiled step, then the network
@@ -90,13 +90,13 @@ def main(args):
                                                   end_value=args.lr * 1e-3)
     tx = optax.adamw(schedule, weight_decay=args.weight_decay, mask=tree.decay_mask)
 
-    # step: label-smoothed cross-entropy, data-parallel over the mesh
-    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8), tx, args.seed)
-    shardings = parallel.step_shardings(state, mesh)
-    state = parallel.place_state(state, shardings["state_sharding"])
+    # step: label-smoothed cross-entropy, data-parallel over the devices (or --mesh by --rules)
+    spec = jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8)
+    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
+                                                              init_state(model, spec, tx, args.seed))
     options = YNN_FUSION if args.ynn_fusion == "on" and jax.default_backend() == "cpu" else None
-    step = train_step(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing), tx,
-                      compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
+    step = train_step(wrap_loss(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing)),
+                      tx, compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
                       **shardings)
 
     # evaluation: exact over whole splits, eval mode in the compute dtype (mirror-averaged with --tta flip)
@@ -115,7 +115,7 @@ def main(args):
     result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,
                  eval_step=lambda state, _: {"wall_s": clock(), **evaluate(val, args=(state,))},
                  out_dir=args.out, checkpoint_every=every, resume=args.resume, log_every=max(1, min(100, every)),
-                 put_batch=lambda b: b if b is None else parallel.shard_batch(b, mesh))
+                 put_batch=put)
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
     run = dict(evaluate(test, args=(result.state,), prefix="test_"), wall_s=clock(), parameters=n_params)

@@ -11,6 +11,10 @@ A cell is a :class:`Cell`:
 * ``cell.zero_carry(batch_shape, dtype) -> carry``: ``h`` (SimpleRNN, GRU) or ``(h, c)`` (LSTM), zeros.
 * ``cell.fused(params) -> step(carry, x_t)`` (SimpleRNN, LSTM; ``None`` for GRU): the same step as one matmul
   ``concat([x_t, h]) @ concat([wi, wh])``, the weights concatenated once, before the loop (``"fused"``).
+
+Logical axis names of the parameters (:func:`cell_axes`, for :mod:`deepcore.layers.logical`): ``wi: ("rnn_in",
+"gates")``, ``wh: ("hidden", "gates")``, ``b: ("gates",)``, the per-unit vectors (peepholes, GRU's ``bhn``)
+``("hidden",)``.
 """
 from __future__ import annotations
 
@@ -20,6 +24,18 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
+
+
+AXES = {"wi": ("rnn_in", "gates"), "wh": ("hidden", "gates"), "b": ("gates",), "pi": ("hidden",),
+        "pf": ("hidden",), "po": ("hidden",), "bhn": ("hidden",)}
+
+
+def cell_axes(params) -> dict:
+    """The logical axes of a cell's parameters (:data:`AXES`), or of a dict of them (stacked layers
+    ``{"layer_i": ...}``, directions ``{"forward": ..., "backward": ...}``), mirroring ``params``."""
+    if "wi" in params:
+        return {k: AXES[k] for k in params if k in AXES}   # another name: logical_axes names its path
+    return {k: cell_axes(v) for k, v in params.items()}
 
 
 class Cell(NamedTuple):
@@ -150,4 +166,4 @@ def GRUCell(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializ
     return Cell("gru", hidden, init, _project, recur, _zeros(hidden), lambda h: h)
 
 
-__all__ = ["Cell", "SimpleRNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["AXES", "cell_axes", "Cell", "SimpleRNNCell", "LSTMCell", "GRUCell"]

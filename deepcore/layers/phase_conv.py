@@ -85,4 +85,5 @@ def PhaseConvTranspose(features: int, kernel_size: int = 4, *, strides: int = 2,
             y = y + p["b"]
         return y, state
 
-    return layer("conv_transpose", init, apply)
+    axes = {"w": ("kernel", "kernel", "conv_in", "conv_out"), "b": ("conv_out",)}   # as conv.py's ConvTranspose2D
+    return layer("conv_transpose", init, apply, axes=axes)

@@ -25,7 +25,7 @@ from jax import lax
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
-from deepcore.layers.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell
+from deepcore.layers.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, cell_axes
 
 
 class SequenceInput(NamedTuple):
@@ -185,7 +185,7 @@ def RNN(cell: Cell, *, num_layers: int = 1, return_sequences: bool = True, rever
         y = ys if return_sequences else _last(cell, num_layers, carry)
         return ((y, carry) if seq else y), state
 
-    return layer(cell.name, init, apply)
+    return layer(cell.name, init, apply, axes=cell_axes)   # logical axis names (deepcore.layers.logical)
 
 
 def SimpleRNN(hidden: int, *, activation=jnp.tanh, w_init=initializers.glorot_uniform,
@@ -261,7 +261,7 @@ def Bidirectional(cell: Cell, *, num_layers: int = 1, return_sequences: bool = T
         y = x if return_sequences else jnp.concatenate([cell.output(last[0]), cell.output(last[1])], axis=-1)
         return ((y, carry) if seq else y), state
 
-    return layer("bidirectional", init, apply)
+    return layer("bidirectional", init, apply, axes=cell_axes)
 
 
 __all__ = ["SequenceInput", "length_mask", "INPUT_MODES", "input_mode", "default_hoist_input", "scan_cell", "RNN",

@@ -54,4 +54,4 @@ def SpectralNorm(inner: Layer, *, n_iter: int = 1, eps: float = 1e-12) -> Layer:
         y, _ = inner.apply(dict(params, w=w), {}, x, key=key, train=train)
         return y, ({"u": u.astype(state["u"].dtype)} if train else state)
 
-    return layer(inner.name, init, apply)
+    return layer(inner.name, init, apply, axes=inner.axes)   # the inner layer's parameters, so its axes

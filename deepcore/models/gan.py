@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from deepcore import initializers
 from deepcore import layers as L
 from deepcore.core import Layer, ShapeError, as_spec, layer
+from deepcore.layers.logical import logical_axes
 from deepcore.layers.phase_conv import PhaseConvTranspose
 from deepcore.layers.spectral_norm import SpectralNorm, spectral_normalize
 
@@ -81,7 +82,8 @@ def dcgan_generator(z_dim: int = 64, *, channels: Sequence[int] = (128, 64), bas
         y, s = net.apply(params["net"], state.get("net", {}), join(params, z, labels), key=key, train=train)
         return y, ({"net": s} if s else {})
 
-    return layer("conditional_generator", init, apply, pair_x_rank=1)
+    axes = lambda p: {"label_embed": embed.axes, "net": logical_axes(net, params=p["net"])}   # noqa: E731
+    return layer("conditional_generator", init, apply, pair_x_rank=1, axes=axes)
 
 
 def dcgan_discriminator(channels: Sequence[int] = (64, 128), *, kernel_size: int = 4, negative_slope: float = 0.2,
@@ -124,4 +126,8 @@ def dcgan_discriminator(channels: Sequence[int] = (64, 128), *, kernel_size: int
         new_state = {k: v for k, v in (("features", sf), ("head", sh)) if v}
         return logit[..., 0] + jnp.sum(e * h, axis=-1), new_state
 
-    return layer("projection_discriminator", init, apply, pair_x_rank=3)
+    def axes(p):   # logical axis names (deepcore.layers.logical)
+        return {"features": logical_axes(features, params=p["features"]), "head": logical_axes(head, params=p["head"]),
+                "label_embed": {"w": ("vocab", "embed")}}
+
+    return layer("projection_discriminator", init, apply, pair_x_rank=3, axes=axes)

@@ -18,6 +18,7 @@ from deepcore import layers as L
 from deepcore.core import Layer, ShapeError, layer, output_spec
 from deepcore.layers.dense import dense
 from deepcore.layers.dropout import dropout as drop
+from deepcore.layers.logical import logical_axes
 from deepcore.layers.recurrent import RNN, Bidirectional, GRUCell, LSTMCell, SequenceInput, SimpleRNNCell
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
@@ -43,6 +44,11 @@ def _init_children(key, spec, children):
     return spec, params
 
 
+def _children_axes(children):
+    """``axes`` of a layer whose params are ``{name: params}`` of ``[(name, layer)]`` (deepcore.layers.logical)."""
+    return lambda params: {name: logical_axes(lay, params=params[name]) for name, lay in children if name in params}
+
+
 def _call(name, lay, params, x, key=None, train=False):
     try:
         return lay.apply(params.get(name, {}), {}, x, key=key, train=train)[0]
@@ -62,8 +68,10 @@ def char_lm(vocab: int, *, embed: int = 128, hidden: int = 256, num_layers: int 
     rnn = RNN(make_cell(cell, hidden, **cell_kwargs), num_layers=num_layers, hoist_input=hoist_input,
               unroll=unroll)
 
+    children = [("embedding", emb), (rnn_name, rnn), ("dense", head)]
+
     def init(key, spec):
-        _, params = _init_children(key, spec, [("embedding", emb), (rnn_name, rnn), ("dense", head)])
+        _, params = _init_children(key, spec, children)
         return output_spec(apply, params, {}, spec), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
@@ -74,7 +82,7 @@ def char_lm(vocab: int, *, embed: int = 128, hidden: int = 256, num_layers: int 
         logits = dense(params["dense"], drop(h, dropout, key=key, train=train))
         return ((logits, carry) if seq else logits), state
 
-    return layer("char_lm", init, apply)
+    return layer("char_lm", init, apply, axes=_children_axes(children))
 
 
 def seq_classifier(num_classes: int, *, hidden: int = 128, cell: str = "lstm", num_layers: int = 1,
@@ -90,8 +98,10 @@ def seq_classifier(num_classes: int, *, hidden: int = 128, cell: str = "lstm", n
     rnn = Bidirectional(c, **kw) if bidirectional else RNN(c, **kw)
     rnn_name, head = rnn.name, L.Dense(num_classes)
 
+    children = [(rnn_name, rnn), ("dense", head)]
+
     def init(key, spec):
-        _, params = _init_children(key, spec, [(rnn_name, rnn), ("dense", head)])
+        _, params = _init_children(key, spec, children)
         return output_spec(apply, params, {}, spec), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
@@ -100,7 +110,7 @@ def seq_classifier(num_classes: int, *, hidden: int = 128, cell: str = "lstm", n
             h = h[0]
         return dense(params["dense"], h), state
 
-    return layer("seq_classifier", init, apply)
+    return layer("seq_classifier", init, apply, axes=_children_axes(children))
 
 
 @partial(jax.jit, static_argnames=("model", "length", "greedy"))

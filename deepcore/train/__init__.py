@@ -30,7 +30,8 @@ Populations (N models in one compiled step: seeds x hyperparameters)
     init_population, population_step, population_eval, member, set_hyperparams
 
 Submodules: ``state``, ``step``, ``objectives`` (loss builders), ``parallel`` (mesh, sharding, multi-process),
-``sharding`` (logical-axis rules -> any mesh: data, fsdp, tensor), ``fit_report`` (will it fit: per-device bytes),
+``sharding`` (logical-axis rules -> any mesh: data, fsdp, tensor), ``fit_report`` (will it fit: per-device bytes;
+``fit_configs``: the experiment recipes' steps for it),
 ``population`` (N models in one step), ``checkpoint`` (orbax), ``damage`` (damaged checkpoints on resume), ``runlock`` (one run
 per folder), ``predict`` (predictions and exact evaluation over a whole split), ``budget`` (a wall-clock
 training budget), and ``loop`` (``fit``) with the parts it is composed of, each usable in a loop of your own:

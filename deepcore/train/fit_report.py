@@ -10,12 +10,20 @@ simulated (``jax_num_cpu_devices``; also when the default backend has fewer devi
     python -m deepcore.train.fit_report --model lm --d-model 2048 --layers 18 --heads 16 --vocab 50304 \\
         --seq 2048 --batch 64 --mesh fsdp=8,tensor=8 --device-memory 80GB
 
-exits 1 with one line when the per-device total exceeds ``--device-memory``. The temporaries are those of
-the backend that compiled (XLA:CPU here); a GPU's are similar in size but not identical.
+exits 1 with one line when the per-device total exceeds ``--device-memory``. An experiment recipe's config
+(:mod:`deepcore.train.fit_configs`: mlp, cnn, vit, char_transformer), by its flags or from a run::
+
+    python -m deepcore.train.fit_report --experiment cnn --widths 64 128 256 --batch-size 512 \\
+        --devices 8 --mesh fsdp=8 --device-memory 16GB
+    python -m deepcore.train.fit_report --config runs/cnn-X/results.json --mesh data=2,tensor=4 --json
+
+The temporaries are those of the backend that compiled (XLA:CPU here); a GPU's are similar in size but not
+identical.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 
@@ -93,17 +101,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _devices(n: int):
+    """``n`` devices: the default backend's, or ``n`` simulated CPU devices when it has fewer (call before JAX
+    computes anything)."""
+    import jax
+    jax.config.update("jax_num_cpu_devices", n)
+    devices = jax.devices()
+    return (devices if len(devices) >= n else jax.devices("cpu"))[:n]
+
+
+def _verdict(what: str, report: dict, device_memory, as_json: bool) -> int:
+    if device_memory and report["total"] > size(device_memory):
+        print(f"fit_report: {what}: does not fit: needs {describe(report)}, more than the "
+              f"{_gib(size(device_memory))} of device memory", file=sys.stderr)
+        return 1
+    print(json.dumps(dict(report, what=what)) if as_json else f"{what}: {describe(report)}")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a.split("=")[0] in ("--experiment", "--config") for a in argv):
+        return experiment_main(argv)
     args = parser().parse_args(argv)
     import jax
     import jax.numpy as jnp
 
     from deepcore.train import sharding as S
     shape = S.parse_mesh(args.mesh)
-    n = math.prod(shape.values())
-    jax.config.update("jax_num_cpu_devices", n)   # simulated CPU devices (before JAX starts), used when the
-    devices = jax.devices()                       # default backend has fewer than the mesh needs
-    devices = (devices if len(devices) >= n else jax.devices("cpu"))[:n]
+    devices = _devices(math.prod(shape.values()))
     import optax
 
     from deepcore.models.transformer import TransformerLM
@@ -121,12 +147,50 @@ def main(argv=None) -> int:
     what = (f"lm d_model={args.d_model} layers={args.layers} heads={args.heads} vocab={args.vocab} seq={args.seq} "
             f"batch={args.batch} ({n_params / 1e9:.2f}B params, {args.optimizer}"
             f"{', remat ' + args.remat if args.remat else ''}) on mesh {args.mesh}")
-    if args.device_memory and report["total"] > size(args.device_memory):
-        print(f"fit_report: {what}: does not fit: needs {describe(report)}, more than the "
-              f"{_gib(size(args.device_memory))} of device memory", file=sys.stderr)
-        return 1
-    print(f"{what}: {describe(report)}")
-    return 0
+    return _verdict(what, report, args.device_memory, False)
+
+
+def experiment_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m deepcore.train.fit_report", description="Will an experiment "
+                                "recipe's config fit: its flags after these (e.g. --devices 8 --mesh fsdp=8)")
+    p.add_argument("--experiment", help="a recipe of experiments/: mlp, cnn, vit or char_transformer")
+    p.add_argument("--config", help="a run's results.json: its experiment and flags (flags given after it override)")
+    p.add_argument("--device-memory", default=None, help="e.g. 16GB: exit 1 when the step needs more")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def experiment_main(argv) -> int:
+    """``--experiment NAME [recipe flags]`` or ``--config RUN/results.json [recipe flags]``: the recipe's step
+    (:mod:`deepcore.train.fit_configs`) on its ``--mesh`` (default data-parallel over ``--devices``)."""
+    args, rest = experiment_parser().parse_known_args(argv)
+    import jax
+
+    from deepcore.train import fit_configs
+    from deepcore.train import sharding as S
+    config, where = None, ""   # where: what a rule error is about, once the model is built
+    if args.config:
+        with open(args.config) as f:
+            run = json.load(f)
+        config, args.experiment = dict(run["config"], vocab_size=run.get("vocab_size")), run["experiment"]
+    try:
+        if args.experiment not in fit_configs.EXPERIMENTS:
+            raise ValueError(f"--experiment: expected one of {', '.join(fit_configs.EXPERIMENTS)}, "
+                             f"got {args.experiment}")
+        cfg = fit_configs.recipe_flags(args.experiment, config, rest)
+        mesh_text = cfg.mesh or f"data={cfg.devices}"
+        devices = _devices(cfg.devices)
+        built = fit_configs.build(args.experiment, cfg)
+        state = abstract_state(built.model, built.spec, built.tx)
+        where = f"--rules {cfg.rules} on --mesh {mesh_text}: "
+        report = memory_report(built.loss_fn, built.tx, state, built.batch, S.make_mesh(mesh_text, devices),
+                               cfg.rules, axes=S.logical_axes(built.model, built.spec))
+    except ValueError as e:
+        print(f"fit_report: error: {where}{e}", file=sys.stderr)
+        return 2
+    report["parameters"] = sum(math.prod(a.shape) for a in jax.tree.leaves(state.params))
+    what = f"{built.what} ({report['parameters']:,} params, adamw) on mesh {mesh_text}"
+    return _verdict(what, report, args.device_memory, args.json)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@
 Every batch has ``batch_size`` rows (one compilation per split); the last is padded by repeating row 0 and
 the padding rows are cut from the outputs, so each example counts exactly once whatever the split size.
 ``fn`` must treat rows independently (eval mode: no batch statistics, no dropout). With a ``mesh`` the
-batches are sharded over its devices (``batch_size`` is rounded up to a multiple of the device count);
-in a multi-process run every process passes the whole split and gets every prediction back.
+batches are sharded over its devices (over the ``data``/``fsdp`` axes of a mesh of several axes; ``batch_size``
+is rounded up to a multiple of the device count); in a multi-process run every process passes the whole split
+and gets every prediction back.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepcore.train import parallel
+from deepcore.train import parallel, sharding
 from deepcore.train.step import compile_fn
 
 _compiled = weakref.WeakKeyDictionary()   # fn -> {options key: compiled fn}: one compilation per fn and signature
@@ -43,6 +44,14 @@ def _rows(data) -> int:
     if len(sizes) != 1:
         raise ValueError(f"predict: the arrays must share their first dimension, got sizes {sorted(sizes)}")
     return sizes.pop()
+
+
+def _shard(rows, mesh):
+    """Rows over a 1-D ``data`` mesh, or over any mesh by the ``"batch"`` rule of the default rule set (its
+    ``data``/``fsdp`` axes; replicated over the others, e.g. ``tensor``)."""
+    if tuple(mesh.axis_names) == (parallel.DATA,):
+        return parallel.shard_batch(rows, mesh)
+    return sharding.shard_batch(rows, sharding.batch_sharding(mesh))
 
 
 def _check_rows(out, batch_size: int) -> None:
@@ -72,7 +81,7 @@ def predict(fn: Callable, arrays_or_x, batch_size: int, *, args: tuple = (), mes
         idx[idx >= n] = 0                                    # padding: repeats of row 0, cut below
         batch = jax.tree.map(lambda a: np.asarray(a)[idx], arrays_or_x)
         if mesh is not None:
-            batch = parallel.shard_batch(parallel.process_rows(batch), mesh)
+            batch = _shard(parallel.process_rows(batch), mesh)
         outs.append(parallel.fetch(run(*args, batch)))
         if lo == 0:
             _check_rows(outs[0], batch_size)

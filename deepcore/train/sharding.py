@@ -11,7 +11,8 @@
 
 Named rule sets (:data:`RULE_SETS`): ``"default"`` (:data:`RULES`: MaxText-style names; the layout follows the
 mesh: ``data`` splits batches, ``fsdp`` batches and the ``embed``/``dense_in`` axes of weights, ``tensor`` the
-Megatron axes ``mlp``/``heads``/``qkv``/``vocab``/``conv_out``/``dense_out``; absent mesh axes count as size 1),
+Megatron axes ``mlp``/``heads``/``qkv``/``vocab``/``conv_out``/``dense_out``; a recurrent cell's ``gates`` stay
+whole, as a tensor split would gather the hidden state every step; absent mesh axes count as size 1),
 ``"replicated"`` and ``"fsdp"`` (the rule-free layouts of :mod:`deepcore.train.parallel`, on mesh axis
 ``data``). A rule list given by the user is checked before anything compiles: a rule naming no logical axis of
 the parameters, a parameter axis no rule covers and a dimension that does not divide its mesh axes each raise
@@ -34,7 +35,8 @@ from deepcore.layers.logical import WILDCARD, activation_rules, is_names, logica
 RULES = [("batch", ("data", "fsdp")), ("layers", None), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
          ("qkv", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("length", None), ("max_len", None),
          ("norm", None), ("kernel", None), ("conv_in", None), ("conv_out", ("tensor", "fsdp")),
-         ("dense_in", "fsdp"), ("dense_out", "tensor"), ("patch", None), ("cls", None), ("classes", None)]
+         ("dense_in", "fsdp"), ("dense_out", "tensor"), ("patch", None), ("cls", None), ("classes", None),
+         ("rnn_in", "fsdp"), ("hidden", "fsdp"), ("gates", None)]
 RULE_SETS = {"default": RULES, "replicated": [("batch", "data"), (WILDCARD, None)],
              "fsdp": [("batch", "data"), (WILDCARD, "data")]}
 

@@ -22,6 +22,7 @@ from deepcore.train.parallel import fetch, initialize, place_state, process_rows
 STEPS, B = 10, 8
 LAYOUTS = {"data": {"data": 8}, "fsdp": {"fsdp": 8}, "tensor": {"tensor": 8},
            "data_x_tensor": {"data": 2, "tensor": 4}, "fsdp_x_tensor": {"fsdp": 4, "tensor": 2}}
+SEQUENCE = {"data": 2, "seq": 4}, "default,length=seq"   # the LM's activations split 4 ways along the sequence
 
 
 def lm_case():
@@ -67,17 +68,24 @@ def compare(name, case, out, ckdir):
     ref, ref_losses = run(train_step(lf, tx, donate=False, compiler_options={}),
                           jax.device_put(template, jax.devices()[0]), batch, lambda b: b)
     axes = S.logical_axes(model, spec)
-    for layout, shape in LAYOUTS.items():
+    layouts = {k: (v, "default") for k, v in LAYOUTS.items()}
+    for layout, (shape, rules) in dict(layouts, **({"sequence": SEQUENCE} if name == "lm" else {})).items():
         mesh = S.make_mesh(shape)
-        kw = S.step_shardings(template, mesh, "default", axes=axes, tx=tx)
-        step = train_step(S.with_rules(lf, mesh), tx, donate=False, compiler_options={}, **kw)
-        state, losses = run(step, place_state(template, kw["state_sharding"]), batch,
-                            lambda b: jax.device_put(b, kw["batch_sharding"]))
+        kw = S.step_shardings(template, mesh, rules, axes=axes, tx=tx)
+        step = train_step(S.with_rules(lf, mesh, rules), tx, donate=False, compiler_options={}, **kw)
+        put = lambda b: jax.device_put(b, kw["batch_sharding"])   # noqa: E731
+        state, losses = run(step, place_state(template, kw["state_sharding"]), batch, put)
         w = get(state.params, case[4])
         out[f"{name}/{layout}"] = {"param_diff": float(np.max(np.abs(flat(state.params) - flat(ref.params)))),
                                    "loss_diff": float(np.max(np.abs(np.array(losses) - ref_losses))),
                                    "w_spec": str(w.sharding.spec), "w_shards": len({str(s.index) for s in
                                                                                     w.addressable_shards})}
+        if layout == "sequence":   # the activation constraints in the program split the length axis
+            wrapped = S.with_rules(lf, mesh, rules)
+            text = jax.jit(lambda p, b: wrapped(p, template.model_state, b, None, False)[0]).lower(
+                template.params, put(batch(0))).as_text()
+            lines = [line for line in text.splitlines() if "sharding_constraint" in line]
+            out[f"{name}/{layout}"]["constraints"] = [len(lines), sum('{"seq"}' in line for line in lines)]
         if name == "lm" and layout == "data_x_tensor":
             with Checkpointer(ckdir) as ck:
                 ck.save(STEPS, state, {"layout": layout})

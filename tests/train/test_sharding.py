@@ -46,6 +46,13 @@ def test_every_layout_matches_one_device_after_ten_sgd_steps(eight, model, layou
         assert "tensor" in r["w_spec"], r
 
 
+def test_sequence_sharded_activations_match_one_device_after_ten_sgd_steps(eight):
+    r = eight["lm/sequence"]   # mesh data=2 x seq=4, rules "default,length=seq": weights whole, (B, T, ...) split
+    assert r["param_diff"] < 1e-6 and r["loss_diff"] < 1e-6, r
+    assert r["w_shards"] == 1, r
+    assert r["constraints"] == [7, 7], r   # embedding, 2 residual adds, MLP hidden, q, k, v (the scanned block's body): all split along T
+
+
 def test_per_device_parameter_bytes_are_about_an_eighth_under_tensor_or_fsdp(eight):
     whole = eight["param_bytes"]
     one = eight["memory/one"]

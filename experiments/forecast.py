@@ -1,6 +1,6 @@
 """Multi-step forecasting of real series (bundled with statsmodels) against naive, seasonal-naive and linear AR.
 
-    python experiments/forecast.py                              # the BUILD_NOTES.md run (sunspots, GRU)
+    python experiments/forecast.py                              # the BUILD_NOTES.md run (co2, GRU)
     python experiments/forecast.py --dataset co2 --model tcn    # any series of deepcore.data.SERIES, any model
     python experiments/forecast.py --quantiles 0.1,0.5,0.9      # pinball loss; the 80% interval's coverage
     python experiments/forecast.py --smoke --out /tmp/forecast
@@ -10,7 +10,8 @@ the --horizon values after them, every test window's targets inside the test par
 Scaling: mean and standard deviation of the training part only. Model (deepcore.models.forecast): a GRU, LSTM,
 causal TCN or small transformer over the window relative to its last value, plus a linear highway from the lags;
 AdamW with a cosine decay; MAE loss (the median forecast) or the pinball loss of --quantiles. Baselines on the
-same windows: naive (last value), seasonal naive (one season back), linear AR (least squares on the same lags).
+same windows: naive (last value), seasonal naive (one season back), linear AR (least squares on the same lags)
+and, stronger, the same least squares on the window relative to its last value (the networks' parametrisation).
 Scores over every test window and horizon step (deepcore.metrics): MASE (scaled by the training part's in-sample
 seasonal-naive MAE) and sMAPE (percent). Writes results.json, metrics.jsonl, checkpoints, curves.png, forecast.png.
 """
@@ -29,8 +30,9 @@ def quantile_list(text):
 
 
 def parser():
-    p = common.parser("forecast", __doc__.splitlines()[0], dataset="sunspots", steps=3000, batch_size=32, lr=3e-3)
-    p.add_argument("--model", choices=("gru", "lstm", "tcn", "transformer"), default="gru")
+    p = common.parser("forecast", __doc__.splitlines()[0], dataset="co2", steps=1500, batch_size=32, lr=3e-3)
+    p.add_argument("--model", choices=("gru", "lstm", "tcn", "transformer", "linear"), default="gru",
+                   help="the network ('linear': its linear highway alone, trained the same way: an ablation)")
     p.add_argument("--horizon", type=int, default=None, help="steps forecast from each origin (default: the "
                    "series' season length, at most 12)")
     p.add_argument("--input-len", type=int, default=None, help="past values the forecasters read (default: "
@@ -40,9 +42,11 @@ def parser():
     p.add_argument("--hidden", type=int, default=32, help="width of the network")
     p.add_argument("--depth", type=int, default=1, help="recurrent layers, TCN blocks or transformer blocks")
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--patch", type=int, default=4, help="transformer: steps per token")
+    p.add_argument("--highway", choices=("on", "off"), default="on", help="the linear path from the lags")
     p.add_argument("--weight-decay", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=250, help="steps between validation scores and checkpoints")
-    flagcheck.at_least(p, 1, "--horizon", "--input-len", "--hidden", "--depth", "--eval-every")
+    flagcheck.at_least(p, 1, "--horizon", "--input-len", "--hidden", "--depth", "--patch", "--eval-every")
     flagcheck.at_least(p, 0, "--weight-decay")
     flagcheck.rate(p, "--dropout")
     flagcheck.rule(p, "--quantiles", "distinct levels in (0, 1) including 0.5", lambda v, a: not v or (
@@ -94,13 +98,13 @@ def main(args):
     # model: --model over the window; Q outputs per step (1: the median by MAE; else the pinball loss's levels)
     qs = args.quantiles
     model = forecaster(args.model, horizon, num_quantiles=max(1, len(qs)), hidden=args.hidden, depth=args.depth,
-                       dropout=args.dropout)
+                       patch=args.patch, dropout=args.dropout, highway=args.highway == "on")
     point = qs.index(0.5) if qs else 0
 
     def objective(pred, batch):
         return losses.pinball(pred, batch["y"], qs) if qs else losses.mae(pred[..., 0], batch["y"])
 
-    steps = SMOKE_STEPS if args.smoke else common.num_steps(args, max(1, len(train["x"]) // args.batch_size))
+    steps = common.num_steps(args, max(1, len(train["x"]) // args.batch_size), smoke_steps=SMOKE_STEPS)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), max(steps, 2), args.lr * 1e-2)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=args.weight_decay,
                                                                  mask=tree.decay_mask))
@@ -139,9 +143,10 @@ def report(args, series, result, train, test, pred, point, qs, insample, horizon
 
     m, x, y = series.period, test["x"], test["y"]
     coef = base.fit_linear_ar(train["x"], train["y"])
+    rel = base.fit_linear_ar(train["x"], train["y"], relative=True)   # the networks' parametrisation, linear
     table = {args.model: pred[..., point], "naive": base.naive(x, horizon),
              "seasonal_naive": base.seasonal_naive(x, horizon, m) if m <= input_len else None,
-             "linear_ar": base.linear_ar(coef, x)}
+             "linear_ar": base.linear_ar(coef, x), "linear_ar_relative": base.linear_ar(rel, x, relative=True)}
     table = {k: v for k, v in table.items() if v is not None}
     rows = {k: scores(v, y) for k, v in table.items()}
     baselines = [k for k in rows if k != args.model]

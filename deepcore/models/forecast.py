@@ -12,8 +12,9 @@ Bodies, each reading ``u[..., None]`` ``(B, L, 1)`` and giving features ``(B, hi
 * ``"lstm"`` / ``"gru"``: ``depth`` stacked recurrent layers, the last hidden state;
 * ``"tcn"``: a ``Dense(hidden)`` lift, then ``depth`` residual causal convolutions (``kernel_size``, dilations
   1, 2, 4, ...) with ReLU, the last time step;
-* ``"transformer"``: a ``Dense(hidden)`` lift, sinusoidal positions, ``depth`` pre-LN blocks of ``heads`` heads
-  (bidirectional within the window), the last position.
+* ``"transformer"``: the window cut into patches of ``patch`` steps (zeros padded in front; PatchTST, Nie et al.
+  2023: fewer, richer tokens), a ``Dense(hidden)`` lift, sinusoidal positions, ``depth`` pre-LN blocks of
+  ``heads`` heads (bidirectional within the window), a final LayerNorm, the last position.
 
 Then dropout (train mode) and ``Dense(H * Q)``. Parameters ``{"body", "head", "highway"}``.
 """
@@ -26,7 +27,7 @@ from deepcore import layers as L
 from deepcore.core import Layer, ShapeError
 from deepcore.models.transformer_stack import TransformerStack
 
-KINDS = ("lstm", "gru", "tcn", "transformer")
+KINDS = ("lstm", "gru", "tcn", "transformer")   # and "linear": the highway alone (an ablation, no network)
 
 
 def _last(x):
@@ -40,7 +41,14 @@ def causal_conv_block(features: int, kernel_size: int, dilation: int) -> Layer:
     return L.residual(L.serial(conv, L.Relu))
 
 
-def forecast_body(kind: str, hidden: int, depth: int, *, heads: int = 4, kernel_size: int = 3,
+def patches(x, patch: int):
+    """``(B, T, C) -> (B, ceil(T / patch), patch * C)``: consecutive steps as one token, zeros padded in front."""
+    pad = -x.shape[-2] % patch
+    x = jnp.pad(x, ((0, 0), (pad, 0), (0, 0)))
+    return x.reshape(x.shape[0], x.shape[1] // patch, patch * x.shape[2])
+
+
+def forecast_body(kind: str, hidden: int, depth: int, *, heads: int = 4, kernel_size: int = 3, patch: int = 4,
                   dropout: float = 0.0) -> Layer:
     """The network of :func:`forecaster`: ``(B, L, 1) -> (B, hidden)``; ``kind`` one of :data:`KINDS`."""
     if kind in ("lstm", "gru"):
@@ -51,20 +59,26 @@ def forecast_body(kind: str, hidden: int, depth: int, *, heads: int = 4, kernel_
         return L.serial(L.Dense(hidden), *blocks, L.Lambda(_last, "last_step"))
     if kind == "transformer":
         stack = TransformerStack(depth, heads, causal=False, dropout=dropout)
-        return L.serial(L.Dense(hidden), L.SinusoidalPositions(), stack, L.LayerNorm(), L.Lambda(_last, "last_step"))
+        return L.serial(L.Lambda(lambda x: patches(x, patch), "patches"), L.Dense(hidden), L.SinusoidalPositions(),
+                        stack, L.LayerNorm(), L.Lambda(_last, "last_step"))
     raise ValueError(f"forecast_body: kind: expected one of {KINDS}, got {kind!r}")
 
 
 def forecaster(kind: str, horizon: int, *, num_quantiles: int = 1, hidden: int = 32, depth: int = 1,
-               heads: int = 4, kernel_size: int = 3, dropout: float = 0.0, highway: bool = True) -> Layer:
+               heads: int = 4, kernel_size: int = 3, patch: int = 4, dropout: float = 0.0,
+               highway: bool = True) -> Layer:
     """Windows ``(B, L)`` -> forecasts ``(B, horizon, num_quantiles)``; see the module doc."""
     for name, v in (("horizon", horizon), ("num_quantiles", num_quantiles), ("hidden", hidden), ("depth", depth)):
         if int(v) != v or v < 1:
             raise ValueError(f"forecaster: {name}: expected an integer >= 1, got {v!r}")
     out = horizon * num_quantiles
-    children = {"body": forecast_body(kind, hidden, depth, heads=heads, kernel_size=kernel_size, dropout=dropout),
-                "head": L.serial(L.Dropout(dropout), L.Dense(out))}
-    if highway:
+    net = kind != "linear"
+    children = {}
+    if net:
+        children["body"] = forecast_body(kind, hidden, depth, heads=heads, kernel_size=kernel_size, patch=patch,
+                                         dropout=dropout)
+        children["head"] = L.serial(L.Dropout(dropout), L.Dense(out))
+    if highway or not net:
         children["highway"] = L.Dense(out, w_init=initializers.zeros)
 
     def forward(call, x):
@@ -72,12 +86,12 @@ def forecaster(kind: str, horizon: int, *, num_quantiles: int = 1, hidden: int =
             raise ShapeError(f"expected input windows (B, L), got {tuple(x.shape)}")
         level = x[:, -1:]
         u = x - level
-        y = call("head", call("body", u[..., None]))
-        if highway:
+        y = call("head", call("body", u[..., None])) if net else 0.0
+        if "highway" in children:
             y = y + call("highway", u)
         return level[..., None] + y.reshape(x.shape[0], horizon, num_quantiles).astype(jnp.float32)
 
     return L.compose(f"{kind}_forecaster", children, forward)
 
 
-__all__ = ["KINDS", "forecaster", "forecast_body", "causal_conv_block"]
+__all__ = ["KINDS", "forecaster", "forecast_body", "causal_conv_block", "patches"]

@@ -1,6 +1,6 @@
 """Multi-step forecasting of real series (bundled with statsmodels) against naive, seasonal-naive and linear AR.
 
-    python experiments/forecast.py                              # the BUILD_NOTES.md run (co2, GRU)
+    python experiments/forecast.py                              # the BUILD_NOTES.md run (sunspots, GRU)
     python experiments/forecast.py --dataset co2 --model tcn    # any series of deepcore.data.SERIES, any model
     python experiments/forecast.py --quantiles 0.1,0.5,0.9      # pinball loss; the 80% interval's coverage
     python experiments/forecast.py --smoke --out /tmp/forecast
@@ -30,7 +30,7 @@ def quantile_list(text):
 
 
 def parser():
-    p = common.parser("forecast", __doc__.splitlines()[0], dataset="co2", steps=1500, batch_size=32, lr=3e-3)
+    p = common.parser("forecast", __doc__.splitlines()[0], dataset="sunspots", steps=500, batch_size=32, lr=3e-3)
     p.add_argument("--model", choices=("gru", "lstm", "tcn", "transformer", "linear"), default="gru",
                    help="the network ('linear': its linear highway alone, trained the same way: an ablation)")
     p.add_argument("--horizon", type=int, default=None, help="steps forecast from each origin (default: the "
@@ -39,13 +39,13 @@ def parser():
                    "three seasons, at least 12)")
     p.add_argument("--quantiles", type=quantile_list, default=[], help="comma-separated levels in (0, 1), e.g. "
                    "0.1,0.5,0.9: train with the pinball loss, forecast the median, report the outer interval")
-    p.add_argument("--hidden", type=int, default=32, help="width of the network")
+    p.add_argument("--hidden", type=int, default=16, help="width of the network")
     p.add_argument("--depth", type=int, default=1, help="recurrent layers, TCN blocks or transformer blocks")
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--patch", type=int, default=4, help="transformer: steps per token")
     p.add_argument("--highway", choices=("on", "off"), default="on", help="the linear path from the lags")
-    p.add_argument("--weight-decay", type=float, default=1e-3)
-    p.add_argument("--eval-every", type=int, default=250, help="steps between validation scores and checkpoints")
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--eval-every", type=int, default=100, help="steps between validation scores and checkpoints")
     flagcheck.at_least(p, 1, "--horizon", "--input-len", "--hidden", "--depth", "--patch", "--eval-every")
     flagcheck.at_least(p, 0, "--weight-decay")
     flagcheck.rate(p, "--dropout")

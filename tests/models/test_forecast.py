@@ -65,6 +65,18 @@ def test_forecaster_without_highway_and_constant_window_forecasts_the_level():
     np.testing.assert_allclose(y, 3.5)
 
 
+def test_linear_kind_is_the_highway_alone():
+    model = forecaster("linear", 2)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+    _, params, state = model.init(jax.random.PRNGKey(1), jax.ShapeDtypeStruct(x.shape, jnp.float32))
+    assert set(params) == {"highway"}
+    w = jax.random.normal(jax.random.PRNGKey(2), params["highway"]["w"].shape)
+    params = {"highway": {"w": w, "b": jnp.array([0.5, -1.0])}}
+    u = x - x[:, -1:]
+    y, _ = model.apply(params, state, x)
+    np.testing.assert_allclose(y[..., 0], x[:, -1:] + u @ w + jnp.array([0.5, -1.0]), rtol=1e-5, atol=1e-5)
+
+
 def test_causal_conv_block_does_not_look_ahead():
     block = causal_conv_block(3, 3, dilation=2)
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 12, 3))

@@ -89,7 +89,7 @@ def forecaster(kind: str, horizon: int, *, num_quantiles: int = 1, hidden: int =
         y = call("head", call("body", u[..., None])) if net else 0.0
         if "highway" in children:
             y = y + call("highway", u)
-        return level[..., None] + y.reshape(x.shape[0], horizon, num_quantiles).astype(jnp.float32)
+        return level[..., None] + jnp.reshape(y, (x.shape[0], horizon, num_quantiles))
 
     return L.compose(f"{kind}_forecaster", children, forward)
 

@@ -102,6 +102,25 @@ def huber(predictions, targets, *, delta: float = 1.0, weights=None, mask=None, 
     return reduce_loss(err, weights, mask, reduction, name="huber")
 
 
+def pinball(predictions, targets, quantiles, *, weights=None, mask=None, reduction: str = "mean"):
+    """Quantile (pinball) loss, the mean over the quantile levels: ``q (t - p)`` where ``t >= p``, else
+    ``(1 - q) (p - t)``; minimised by the ``q``-quantile of the target's distribution (``q = 0.5``: half the MAE).
+
+    predictions ``(..., Q)`` (one per level), targets ``(...)``, quantiles ``(Q,)`` in ``(0, 1)``; the unreduced
+    loss is ``(...)``.
+    """
+    predictions, targets = _float(predictions), _float(targets)
+    q = jnp.asarray(quantiles, predictions.dtype)
+    if q.ndim != 1 or predictions.shape != targets.shape + q.shape:
+        raise ValueError(f"pinball: expected predictions (..., Q) = targets {tuple(targets.shape)} + quantiles "
+                         f"{tuple(q.shape)}, got {tuple(predictions.shape)}")
+    if _concrete(q) and not bool(jnp.all((q > 0) & (q < 1))):
+        raise ValueError(f"pinball: expected quantiles in (0, 1), got {np.asarray(q).tolist()}")
+    err = targets[..., None] - _zero_masked(predictions, mask)
+    loss = jnp.mean(jnp.maximum(q * err, (q - 1) * err), axis=-1)
+    return reduce_loss(loss, weights, mask, reduction, name="pinball")
+
+
 # ----------------------------------------------------------------------------- classification
 
 def _check_logits(logits, labels, onehot):
@@ -199,5 +218,5 @@ def kl_divergence(log_predictions, targets, *, weights=None, mask=None, reductio
     loss = optax.losses.kl_divergence(_zero_masked(log_predictions, mask), targets)
     return reduce_loss(loss, weights, mask, reduction, name="kl_divergence")
 
-__all__ = ["REDUCTIONS", "reduce_loss", "mse", "mae", "huber", "label_guard", "softmax_cross_entropy",
+__all__ = ["REDUCTIONS", "reduce_loss", "mse", "mae", "huber", "pinball", "label_guard", "softmax_cross_entropy",
            "softmax_cross_entropy_onehot", "binary_cross_entropy_with_logits", "kl_divergence"]

@@ -6,6 +6,7 @@ Index:
 * ranking / detection (binary labels, real-valued scores): :func:`roc_auc`, :func:`average_precision`
 * regression: :func:`mean_squared_error`, :func:`mean_absolute_error`, :func:`r2_score`
 * language models: :func:`perplexity`, :func:`bits_per_char`
+* forecasting: :func:`mase`, :func:`smape`, :func:`interval_coverage`
 
 Classification metrics take logits ``(..., K)`` and integer labels ``(...)``, with an optional bool
 ``mask`` ``(...)`` (e.g. ``(B, T)`` real tokens); means are over the kept entries, 0 if none is kept.
@@ -164,5 +165,55 @@ def r2_score(predictions, targets, mask=None):
     r2 = jnp.where(ss_tot > 0, 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0), jnp.where(ss_res > 0, 0.0, 1.0))
     return jnp.mean(r2)
 
+
+# ----------------------------------------------------------------------------- forecasting
+
+def mase(predictions, targets, insample, period: int = 1, mask=None):
+    """Mean absolute scaled error: ``mean|p - t|`` over kept entries divided by ``mean|s[i] - s[i - period]|``,
+    the in-sample MAE of the seasonal-naive forecast on the training series ``s = insample`` (Hyndman & Koehler
+    2006; ``period`` the season length as in the M4 competition, 1 for the plain naive scale).
+
+    predictions and targets ``(...)`` of the same shape (e.g. ``(N, H)``: N forecast origins, horizon H);
+    ``insample`` ``(T,)`` with ``T > period``. Below 1: better than that one-step in-sample forecast.
+    """
+    p, t = jnp.asarray(predictions, jnp.float32), jnp.asarray(targets, jnp.float32)
+    s = jnp.asarray(insample, jnp.float32)
+    if p.shape != t.shape:
+        raise ValueError(f"mase: expected predictions and targets of the same shape, got {tuple(p.shape)} "
+                         f"and {tuple(t.shape)}")
+    if s.ndim != 1 or int(period) < 1 or s.shape[0] <= period:
+        raise ValueError(f"mase: expected an in-sample series (T,) longer than period {period}, got "
+                         f"{tuple(s.shape)}")
+    scale = jnp.mean(jnp.abs(s[period:] - s[:-period]))
+    return mae(p, t, mask=mask) / scale
+
+
+def smape(predictions, targets, mask=None):
+    """Symmetric mean absolute percentage error in percent, the M4 definition:
+    ``100 * mean(2 |p - t| / (|p| + |t|))`` over kept entries, in ``[0, 200]``; an entry with ``p = t = 0``
+    counts 0. predictions and targets ``(...)`` of the same shape.
+    """
+    p, t = jnp.asarray(predictions, jnp.float32), jnp.asarray(targets, jnp.float32)
+    if p.shape != t.shape:
+        raise ValueError(f"smape: expected predictions and targets of the same shape, got {tuple(p.shape)} "
+                         f"and {tuple(t.shape)}")
+    denom = jnp.abs(p) + jnp.abs(t)
+    ratio = jnp.where(denom > 0, 2.0 * jnp.abs(p - t) / jnp.where(denom > 0, denom, 1.0), 0.0)
+    return 100.0 * reduce_loss(ratio, mask=mask, name="smape")
+
+
+def interval_coverage(lower, upper, targets, mask=None):
+    """Fraction of kept targets inside their interval, ``lower <= t <= upper``; all three ``(...)`` alike.
+
+    A central 80% interval (quantiles 0.1 and 0.9) of a calibrated forecaster covers about 0.8.
+    """
+    lo, hi, t = (jnp.asarray(a, jnp.float32) for a in (lower, upper, targets))
+    if not lo.shape == hi.shape == t.shape:
+        raise ValueError(f"interval_coverage: expected lower, upper and targets of one shape, got "
+                         f"{tuple(lo.shape)}, {tuple(hi.shape)} and {tuple(t.shape)}")
+    inside = ((lo <= t) & (t <= hi)).astype(jnp.float32)
+    return reduce_loss(inside, mask=mask, name="interval_coverage")
+
 __all__ = ["accuracy", "top_k_accuracy", "perplexity", "bits_per_char", "confusion_matrix", "roc_auc",
-           "average_precision", "mean_squared_error", "mean_absolute_error", "r2_score"]
+           "average_precision", "mean_squared_error", "mean_absolute_error", "r2_score", "mase", "smape",
+           "interval_coverage"]

@@ -26,3 +26,7 @@ from deepcore.catalog import gan as _gan  # noqa: E402
 LAYER_CASES += _gan.LAYER_CASES
 MODEL_CASES += _gan.MODEL_CASES
 FUNCTION_CASES += _gan.FUNCTION_CASES
+from deepcore.catalog import forecast as _forecast  # noqa: E402
+LAYER_CASES += _forecast.LAYER_CASES
+MODEL_CASES += _forecast.MODEL_CASES
+FUNCTION_CASES += _forecast.FUNCTION_CASES

@@ -15,6 +15,8 @@ Batching (deterministic from ``(seed, epoch)``, resumable from any step, sharded
     make_batches(arrays, batch_size, seed)   a :class:`Pipeline`; ``pipe.batches(start_step)``
     lm_windows(tokens, seq_len, batch_size)  language-model windows (random or sequential)
     windows(series, input_len, horizon)      forecasting windows over a numeric series; split_series (time order)
+    split_windows(series, fractions, input_len, horizon)   train/val/test windows, inputs reaching back
+    load_series(name)                    a real series bundled with statsmodels (:data:`SERIES`), no import of it
     epoch_permutation, channel_stats, to_device, prefetch
 Text corpora for language models
     load_corpus(name)                    train/validation ids with the training vocabulary (:class:`Corpus`)
@@ -38,12 +40,14 @@ from deepcore.data.stream import (INPUTS, StreamPipeline, image_batches, stream,
                                   stream_channel_stats)
 from deepcore.data.text import Vocab, build_vocab, decode, encode, lm_windows  # noqa: F401
 from deepcore.data.corpus import Corpus, eval_windows, load_corpus, window_nll, write_samples  # noqa: F401
-from deepcore.data.windows import split_series, windows  # noqa: F401
+from deepcore.data.windows import split_series, split_windows, windows  # noqa: F401
+from deepcore.data.series import SERIES, Series, load_series  # noqa: F401
 
 __all__ = [
     "load", "load_text", "Dataset", "DatasetInfo", "DatasetUnavailable", "carve_validation", "data_source",
     "network_available", "Vocab", "build_vocab", "encode", "decode",
-    "make_batches", "Pipeline", "lm_windows", "windows", "split_series", "epoch_permutation", "channel_stats",
+    "make_batches", "Pipeline", "lm_windows", "windows", "split_series", "split_windows",
+    "load_series", "Series", "SERIES", "epoch_permutation", "channel_stats",
     "to_device", "prefetch",
     "image_batches", "stream", "stream_batches", "StreamPipeline", "stream_channel_stats", "INPUTS", "packed_text",
     "index_documents", "packing_waste", "Corpus", "load_corpus", "eval_windows", "window_nll", "write_samples",

@@ -1,6 +1,7 @@
 """Sliding windows over numeric series for forecasting: ``(inputs, targets)`` pairs ready for ``make_batches``.
 
     train, val, test = split_series(series, (0.7, 0.15, 0.15))          # in time order, no shuffling
+    train_w, val_w, test_w = split_windows(series, (0.7, 0.15, 0.15), input_len=48, horizon=12)
     pipe = make_batches(windows(train, input_len=48, horizon=12), batch_size=64, seed=0)
     # batch["x"]: (64, 48, D) past values, batch["y"]: (64, 12, D) the next 12 steps
 
@@ -58,3 +59,21 @@ def split_series(series, fractions: Sequence[float]) -> list:
     ends = np.floor(np.cumsum(fr) * len(series) + 1e-9).astype(int)
     starts = np.concatenate([[0], ends[:-1]])
     return [series[a:b] for a, b in zip(starts, ends)]
+
+
+def split_windows(series, fractions: Sequence[float], input_len: int, horizon: int = 1) -> list:
+    """``windows`` of each :func:`split_series` piece: every window whose targets lie inside that piece, its
+    inputs reaching back into the pieces before (so the first validation forecast starts right after the
+    training data). Returns one ``{"x": (N, input_len), "y": (N, horizon)}`` per fraction; a piece with no
+    full window (the first one shorter than ``input_len + horizon``, a later one than ``horizon``) raises
+    ``ValueError``."""
+    series = np.asarray(series)
+    out, start = [], 0
+    for i, piece in enumerate(split_series(series, fractions)):
+        begin = start - input_len if i else 0
+        if begin < 0 or len(piece) < (horizon if i else input_len + horizon):
+            raise ValueError(f"split_windows: piece {i} ({len(piece)} steps) leaves no window of input_len "
+                             f"{input_len} and horizon {horizon}")
+        out.append(windows(series[begin:start + len(piece)], input_len, horizon))
+        start += len(piece)
+    return out

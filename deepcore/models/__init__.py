@@ -11,6 +11,7 @@ Family modules (import them: ``from deepcore.models import rnn``)
     vit: ViT, patchify                                           the vision transformer
     gan: dcgan_generator, dcgan_discriminator, SpectralNorm      DCGAN networks (training: ``deepcore.gan``)
     bigram: fit_bigram, bigram_nats, bigram_bits                 a count-based baseline for character LMs
+    unet: unet                                                   the diffusion U-Net (training: ``deepcore.diffusion``)
 """
 from deepcore.models.mlp import MLP  # noqa: E402,F401
 from deepcore.models.cnn import VGG  # noqa: E402,F401

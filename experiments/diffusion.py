@@ -40,6 +40,8 @@ def add_flags(p):
     p.add_argument("--eval-every", type=int, default=500, help="steps between validation losses and checkpoints")
     p.add_argument("--fid-samples", type=int, default=5000, help="images per side of each Fréchet distance")
     flagcheck.rule(p, "--devices", "1 (the diffusion script runs on one device)", lambda v, a: v == 1)
+    flagcheck.rule(p, "--precision", "float32 (the diffusion script computes in float32)",
+                   lambda v, a: v == "float32")
     flagcheck.above(p, 0, "--minutes")
     flagcheck.rule(p, "--eval-at-minutes", lambda a: f"values > 0 below --minutes {a.minutes or MINUTES:g}",
                    lambda v, a: all(0 < m < (a.minutes or MINUTES) for m in v))

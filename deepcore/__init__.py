@@ -17,6 +17,7 @@ Imported on demand (they pull in optax/orbax/TFDS)
     deepcore.gradcheck  gradient checks of layers, functions and Flax/Equinox models
     deepcore.interpret  attributions, activation capture, calibration, ensembles
     deepcore.gan        GAN losses, penalties and the two-network step
+    deepcore.diffusion  DDPM noise schedules, the denoising loss, DDPM and DDIM samplers
     deepcore.catalog    example configurations of every layer and model
 """
 __version__ = "0.1.0"

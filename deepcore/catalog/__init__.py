@@ -30,3 +30,6 @@ from deepcore.catalog import forecast as _forecast  # noqa: E402
 LAYER_CASES += _forecast.LAYER_CASES
 MODEL_CASES += _forecast.MODEL_CASES
 FUNCTION_CASES += _forecast.FUNCTION_CASES
+from deepcore.catalog import diffusion as _diffusion  # noqa: E402
+LAYER_CASES += _diffusion.LAYER_CASES
+MODEL_CASES += _diffusion.MODEL_CASES

@@ -20,6 +20,9 @@ Recurrent (``(B, T, F)`` sequences, ``SequenceInput`` carries lengths)
     Bidirectional(fwd, bwd), SequenceInput, length_mask, scan_cell
 Attention and positions
     MultiHeadAttention(heads, d), attention (the function), LearnedPositions, SinusoidalPositions
+Diffusion (time conditioning and U-Net parts)
+    TimeEmbedding(F), timestep_embedding   timesteps ``(B,) -> (B, F)``: sinusoidal features, then an MLP
+    ResBlock(F), Downsample(F), Upsample(F)   U-Net blocks: residual with a time embedding, stride-2, nearest x2
 Activations (layers, no parameters)
     Relu, Sigmoid, Tanh, Gelu, GeluTanh, Silu/Swish, Softplus, Elu, Softmax, LogSoftmax, LeakyRelu(slope),
     Activation(fn), Lambda(fn), Identity, Flatten(), Reshape(shape)
@@ -35,6 +38,7 @@ Pure functions (the maths each layer wraps; models compose these, e.g. ``x + att
     layer_norm(p, x), rms_norm(p, x), group_norm(p, x, groups), batch_norm, init_norm(C)
     max_pool, avg_pool, global_avg_pool, global_max_pool, flatten(x, n)
     self_attention, init_attention, learned_positions, sinusoidal_positions
+    time_embedding, init_time_embedding, res_block, init_res_block, upsample_nearest
 
 Write your own with :func:`deepcore.core.layer` (README: "Writing your own layer"). Each weighted layer names
 its parameters' axes (``Layer.axes``; ``deepcore.layers.logical``: ``logical_axes``, ``constrain``), read by
@@ -61,6 +65,8 @@ from deepcore.layers.position import LearnedPositions, SinusoidalPositions, lear
 from deepcore.layers.remat import Remat
 from deepcore.layers.phase_conv import PhaseConvTranspose
 from deepcore.layers.spectral_norm import SpectralNorm, spectral_normalize
+from deepcore.layers.time_embedding import TimeEmbedding, init_time_embedding, time_embedding, timestep_embedding
+from deepcore.layers.unet import Downsample, ResBlock, Upsample, init_res_block, res_block, upsample_nearest
 
 __all__ = [
     "Dense", "Embedding", "embed_attend",
@@ -78,4 +84,6 @@ __all__ = [
     "dense", "conv", "conv_transpose", "embed", "dropout", "layer_norm", "rms_norm", "group_norm", "batch_norm",
     "init_norm", "max_pool", "avg_pool", "global_avg_pool", "global_max_pool", "flatten", "self_attention",
     "init_attention", "learned_positions", "sinusoidal_positions",
+    "TimeEmbedding", "timestep_embedding", "time_embedding", "init_time_embedding",
+    "ResBlock", "Downsample", "Upsample", "res_block", "init_res_block", "upsample_nearest",
 ]

@@ -13,6 +13,7 @@ Family modules (import them: ``from deepcore.models import rnn``)
     bigram: fit_bigram, bigram_nats, bigram_bits                 a count-based baseline for character LMs
     forecast: forecaster, forecast_body, causal_conv_block       multi-step forecasters (GRU/LSTM/TCN/transformer)
     forecast_baselines: naive, seasonal_naive, fit_linear_ar, linear_ar   the forecasts they must beat
+    unet: unet                                                   the diffusion U-Net (training: ``deepcore.diffusion``)
 """
 from deepcore.models.mlp import MLP  # noqa: E402,F401
 from deepcore.models.cnn import VGG  # noqa: E402,F401

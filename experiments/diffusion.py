@@ -1,0 +1,179 @@
+"""DDPM on Fashion-MNIST: a small U-Net predicting the noise, EMA weights, DDIM samples, the GAN's Fréchet distance.
+
+    python experiments/diffusion.py                                  # 15 minutes of training
+    python experiments/diffusion.py --minutes 60 --eval-at-minutes 15   # one run, the distance at 15 and 60 min
+    python experiments/diffusion.py --smoke --out /tmp/d
+
+Recipe: images in [-1, 1]; a cosine noise schedule over 1000 steps; the U-Net of deepcore.models.unet
+(channels 16-32-64 at 28, 14 and 7 pixels, one residual block per level with the time embedding, self-attention
+at 7x7) trained on DDPM's simple loss (the noise's mean squared error) with Adam (1e-3 after a 200-step warm-up,
+gradients clipped at norm 1), an EMA (0.999) of the weights for sampling; deterministic DDIM (eta 0, 20 steps,
+x0 clipped to [-1, 1]) from fixed noise.
+
+Sample quality exactly as experiments/gan.py measures it (deepcore.gan.fid): the same cached classifier, the
+same ``--fid-samples`` (5,000) training images as the reference, the same floor (test vs train), of the EMA
+weights' samples at each ``--eval-at-minutes`` mark and at the end. Evaluations do not count as training time.
+"""
+import os
+import time
+
+import common
+import flagcheck
+
+SMOKE_TRAIN = 2048  # training images of a --smoke run
+MINUTES = 15.0      # the time budget when neither --steps nor --epochs is given
+
+
+def add_flags(p):
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training-time budget in minutes, evaluations excluded (default: 15 when neither "
+                        "--steps nor --epochs is given)")
+    p.add_argument("--eval-at-minutes", type=float, nargs="*", default=[],
+                   help="also measure the Fréchet distance after these minutes of training (below --minutes)")
+    p.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64], help="U-Net channels per level")
+    p.add_argument("--attention", type=int, nargs="*", default=[2], help="levels with self-attention (0 = 28x28)")
+    p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine")
+    p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T")
+    p.add_argument("--ddim-steps", type=int, default=20, help="DDIM sampling steps (of the T)")
+    p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--eval-every", type=int, default=500, help="steps between validation losses and checkpoints")
+    p.add_argument("--fid-samples", type=int, default=5000, help="images per side of each Fréchet distance")
+    flagcheck.rule(p, "--devices", "1 (the diffusion script runs on one device)", lambda v, a: v == 1)
+    flagcheck.rule(p, "--precision", "float32 (the diffusion script computes in float32)",
+                   lambda v, a: v == "float32")
+    flagcheck.above(p, 0, "--minutes")
+    flagcheck.rule(p, "--eval-at-minutes", lambda a: f"values > 0 below --minutes {a.minutes or MINUTES:g}",
+                   lambda v, a: all(0 < m < (a.minutes or MINUTES) for m in v))
+    flagcheck.rule(p, "--channels", "1 to 4 positive multiples of 8",
+                   lambda v, a: 1 <= len(v) <= 4 and all(c > 0 and c % 8 == 0 for c in v))
+    flagcheck.rule(p, "--attention", "levels below the number of --channels",
+                   lambda v, a: all(0 <= i < len(a.channels) for i in v))
+    flagcheck.at_least(p, 2, "--timesteps", "--fid-samples")
+    flagcheck.at_least(p, 1, "--ddim-steps", "--eval-every")
+    flagcheck.at_least(p, 0, "--warmup")
+    flagcheck.rule(p, "--ddim-steps", "at most --timesteps {timesteps}", lambda v, a: v <= a.timesteps)
+    flagcheck.rate(p, "--ema-decay")
+    flagcheck.rule(p, "--batch-size", f"at most {SMOKE_TRAIN} with --smoke (its training slice)",
+                   lambda v, a: not a.smoke or v <= SMOKE_TRAIN)
+    flagcheck.image_dataset(p)
+    return p
+
+
+def main(args):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from deepcore.data import load, make_batches
+    from deepcore.diffusion import ddim_sample, denoising_loss, schedule
+    from deepcore.gan import fid
+    from deepcore.gan.grid import save_grid
+    from deepcore.interpret import training_curves
+    from deepcore.models.unet import unet
+    from deepcore.train import (MetricsLog, TimeBudget, eval_step, fit, init_state, read_metrics, spent_before,
+                                train_step)
+
+    common.devices(args.devices)
+    t_start = time.perf_counter()
+    # data, and the GAN's fixed feature space: the same classifier, reference images and floor as gan.py
+    train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
+    if train.info.shape != (28, 28, 1):
+        raise common.UsageError(f"--dataset {args.dataset}: this U-Net makes 28x28x1 images, got {train.info.shape}")
+    if args.batch_size > len(train.arrays["label"]):
+        raise common.UsageError(f"--batch-size: expected at most {len(train.arrays['label'])} (the {args.dataset} "
+                                f"training split), got {args.batch_size}")
+    train_arrays, test_arrays, n_fid = train.arrays, test.arrays, args.fid_samples
+    if args.smoke:
+        train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
+        test_arrays = {k: v[:512] for k, v in test_arrays.items()}
+        n_fid, args.channels, args.ddim_steps = min(n_fid, 256), [8, 16, 16], min(args.ddim_steps, 4)
+    n_fid = min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+    cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
+    clf_epochs = 0.1 if args.smoke else 2.0
+    clf_path = os.path.join(cache_dir, fid.cache_name(args.dataset, clf_epochs))
+    clf_params, trained_now = fid.load_classifier(clf_path, train_arrays, epochs=clf_epochs, seed=0)
+    train_idx = np.random.default_rng(0).choice(len(train_arrays["label"]), n_fid, replace=False)
+    score = fid.FrechetScore(clf_params, fid.unit(train_arrays["image"][train_idx]))
+    fid_floor = score(fid.unit(test_arrays["image"][:n_fid]))
+    print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}; Fréchet distance "
+          f"floor (test vs train, {n_fid} each) {fid_floor:.3f}", flush=True)
+
+    # model, optimiser, step: DDPM's loss on the U-Net, Adam with warm-up and clipping, the EMA in the state
+    net = unet(args.channels, attention_at=args.attention)
+    sched = schedule(args.schedule, args.timesteps)
+    b = args.batch_size
+    spec = (jax.ShapeDtypeStruct((b, 28, 28, 1), jnp.float32), jax.ShapeDtypeStruct((b,), jnp.int32))
+    tx = optax.chain(optax.clip_by_global_norm(1.0),
+                     optax.adam(optax.linear_schedule(args.lr / max(args.warmup, 1), args.lr, args.warmup)))
+    state = init_state(net, spec, tx, args.seed, ema=True)
+    loss = denoising_loss(net, sched, x="image")
+    step = train_step(loss, tx, ema_decay=args.ema_decay)
+    val_loss = eval_step(loss, use_ema=True)   # the EMA's loss on fixed test images, timesteps and noise
+    val_batch = {"image": test_arrays["image"][:1000]}
+
+    # sampling: DDIM from fixed noise with the EMA weights, in the classifier's batches
+    gen = jax.jit(lambda p, z: ddim_sample(lambda x, t: net.apply(p, {}, (x, t))[0], sched, z, args.ddim_steps,
+                                           clip=1.0))
+    fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, 28, 28, 1))
+    grid_z = jax.random.normal(jax.random.PRNGKey(1234), (100, 28, 28, 1))
+
+    def generate(params, z):
+        return np.concatenate([np.asarray(gen(params, z[i:i + fid.BATCH])) for i in range(0, len(z), fid.BATCH)])
+
+    def quality(state):
+        save_grid(generate(state.ema, grid_z), os.path.join(args.out, "samples.png"), 10)
+        return score(generate(state.ema, fid_z))
+
+    # the loop: one fit per segment up to each --eval-at-minutes mark and --minutes (or --steps / --epochs);
+    # after each, the Fréchet distance (once: a resumed run reads the marks it passed from metrics.jsonl)
+    pipe = make_batches({"image": train_arrays["image"]}, b, seed=args.seed)
+    timed = args.steps is None and args.epochs is None
+    total = None if timed else common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
+    if args.smoke:
+        total = min(total or 4, 4)
+    minutes = MINUTES if timed and args.minutes is None else args.minutes
+    marks = sorted(m for m in args.eval_at_minutes if minutes and m < minutes) + [minutes]
+    label = lambda m: "end" if m == marks[-1] else m   # the "mark" of each Fréchet distance's record
+    eval_every, result = min(args.eval_every, total or args.eval_every), None
+    for i, mark in enumerate(marks):
+        if args.resume or i:
+            if label(mark) in {r["mark"] for r in read_metrics(args.out) if "mark" in r}:
+                continue
+        budget = TimeBudget(mark, total, spent_before(args.out) if args.resume or i else 0.0)
+        result = fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps,
+                     eval_step=budget.excluded(val_loss), eval_batches=lambda: [val_batch], eval_every=eval_every,
+                     out_dir=args.out, checkpoint_every=eval_every, resume=args.resume or i > 0,
+                     log_every=min(100, eval_every), time_left=budget.time_left)
+        if result.stop_reason == "nonfinite":
+            raise common.UsageError(result.message)
+        state, train_s, t0 = result.state, budget.train_s, time.perf_counter()   # the clock stops here
+        record = {"step": result.step, "split": "val", "mark": label(mark), "val_fid": quality(state),
+                  "val_train_s": train_s,
+                  **{f"val_{k}": float(v) for k, v in val_loss(state, val_batch).items()}}
+        record["eval_s"] = time.perf_counter() - t0
+        with MetricsLog(args.out, resume_step=result.step) as log:
+            log.append(record)
+        print(f"after {result.step} steps ({train_s / 60:.1f} min of training): Fréchet distance (EMA) "
+              f"{record['val_fid']:.3f} (floor {fid_floor:.3f}; {record['eval_s']:.0f} s to sample and score)",
+              flush=True)
+
+    # report
+    records = read_metrics(args.out)
+    at_marks = {r["mark"]: r for r in records if "mark" in r}
+    final = at_marks["end"]
+    training_curves(args.out, keys=("loss", "fid"))
+    metrics = {"ema_fid_final": final["val_fid"], "fid_floor_test_vs_train": fid_floor, "fid_samples": n_fid,
+               "val_loss_final": final["val_loss"], "train_minutes": final["val_train_s"] / 60,
+               "ddim_steps": args.ddim_steps, "eval_seconds_final": final["eval_s"],
+               **{f"ema_fid_at_{m:g}_min": at_marks[m]["val_fid"] for m in marks[:-1] if m in at_marks}}
+    steps_done, train_s = final["step"], final["val_train_s"]
+    rate = steps_done * b / train_s if train_s > 0 else None
+    return common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=time.perf_counter() - t_start,
+                                steps=steps_done, train_examples_per_s=rate,
+                                extra={"stop_reason": result and result.stop_reason, "classifier": clf_path})
+
+
+if __name__ == "__main__":
+    common.run(main, add_flags(common.parser("diffusion", __doc__.splitlines()[0], batch_size=128, lr=1e-3)))

@@ -18,6 +18,7 @@ Imported on demand (they pull in optax/orbax/TFDS)
     deepcore.interpret  attributions, activation capture, calibration, ensembles
     deepcore.gan        GAN losses, penalties and the two-network step
     deepcore.catalog    example configurations of every layer and model
+    deepcore.anomaly    anomaly scores: reconstruction_error, transformation_score, center_distance
 """
 __version__ = "0.1.0"
 

@@ -66,7 +66,7 @@ def _bars(out, per_class, classes, scorers):
     ax.axhline(PUBLISHED_MEAN[BEST_NON_SELF_SUPERVISED] / 100, color="k", ls="--", lw=1,
                label=f"{BEST_NON_SELF_SUPERVISED} mean (published)")
     ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, [per_class[c]["name"] for c in classes], rotation=30)
-    ax.set_ylim(0.5, 1.0)
+    ax.set_ylim(min([0.5] + [per_class[c][f"{s}_auroc"] - 0.05 for c in classes for s in scorers]), 1.0)
     ax.set_ylabel("AUROC")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -19,6 +19,7 @@ Imported on demand (they pull in optax/orbax/TFDS)
     deepcore.gan        GAN losses, penalties and the two-network step
     deepcore.diffusion  DDPM noise schedules, the denoising loss, DDPM and DDIM samplers
     deepcore.catalog    example configurations of every layer and model
+    deepcore.anomaly    anomaly scores: reconstruction_error, transformation_score, center_distance
 """
 __version__ = "0.1.0"
 

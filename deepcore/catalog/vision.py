@@ -1,7 +1,9 @@
 """Cases for the image classifiers (:mod:`deepcore.models.mlp`, :mod:`deepcore.models.cnn`,
-:mod:`deepcore.models.resnet`): tiny configurations, 8x8 inputs."""
+:mod:`deepcore.models.resnet`) and the convolutional autoencoder (:mod:`deepcore.models.autoencoder`): tiny
+configurations, 8x8 inputs."""
 from deepcore.catalog.case import Case
 from deepcore.layers.basic import Tanh
+from deepcore.models.autoencoder import ConvAutoencoder
 from deepcore.models.cnn import VGG
 from deepcore.models.mlp import MLP
 from deepcore.models.resnet import ResNet
@@ -12,4 +14,6 @@ MODEL_CASES = [
          batch_axis=None),
     Case("resnet_tiny", lambda: ResNet(3, (2, 3), (1, 1)), (2, 4, 4, 1), stateful=True, smooth=False,
          batch_axis=None),
+    Case("conv_autoencoder", lambda: ConvAutoencoder((8, 8, 1), channels=(2, 3), latent=3), (2, 8, 8, 1),
+         smooth=False),
 ]

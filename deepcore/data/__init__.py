@@ -21,6 +21,9 @@ Batching (deterministic from ``(seed, epoch)``, resumable from any step, sharded
 Text corpora for language models
     load_corpus(name)                    train/validation ids with the training vocabulary (:class:`Corpus`)
     eval_windows, window_nll, write_samples   exact validation windows, their NLL, samples.txt
+One-class anomaly detection (Golan & El-Yaniv 2018's protocol and self-labelled task)
+    one_class_split(train, test, c)      the rows of class c to train on; every test row, marked "normal"
+    geometric_transforms, gather_indices, transform_images, all_transforms   flips, shifts, quarter turns
 Augmentations (pure JAX, ``f(key, image) -> image``; ``batched`` maps one over a batch)
     random_crop, random_flip, random_erasing, normalize, compose, batched
 
@@ -42,6 +45,8 @@ from deepcore.data.text import Vocab, build_vocab, decode, encode, lm_windows  #
 from deepcore.data.corpus import Corpus, eval_windows, load_corpus, window_nll, write_samples  # noqa: F401
 from deepcore.data.windows import split_series, split_windows, windows  # noqa: F401
 from deepcore.data.series import SERIES, Series, load_series  # noqa: F401
+from deepcore.data.oneclass import one_class_split  # noqa: F401
+from deepcore.data.geometric import all_transforms, gather_indices, geometric_transforms, transform_images  # noqa: F401
 
 __all__ = [
     "load", "load_text", "Dataset", "DatasetInfo", "DatasetUnavailable", "carve_validation", "data_source",
@@ -52,4 +57,5 @@ __all__ = [
     "image_batches", "stream", "stream_batches", "StreamPipeline", "stream_channel_stats", "INPUTS", "packed_text",
     "index_documents", "packing_waste", "Corpus", "load_corpus", "eval_windows", "window_nll", "write_samples",
     "random_crop", "random_flip", "random_erasing", "normalize", "compose", "batched",
+    "one_class_split", "geometric_transforms", "gather_indices", "transform_images", "all_transforms",
 ]

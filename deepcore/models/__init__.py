@@ -4,6 +4,7 @@ Imported here
     MLP(num_classes, widths)            flatten + Dense/ReLU stack
     VGG(num_classes, stages)            conv-BatchNorm-ReLU stages with max-pooling, a dense head
     ResNet(num_classes, widths, depths), BasicBlock(features)   the CIFAR-style residual network
+    ConvAutoencoder(image_shape, channels, latent)              conv encoder + transposed-conv decoder, [0, 1] out
 Family modules (import them: ``from deepcore.models import rnn``)
     rnn: char_lm, seq_classifier, sample, make_cell              recurrent language models and classifiers
     transformer: TransformerBlock, TransformerStack, TransformerLM, LMConfig, lm_init, lm_apply
@@ -18,5 +19,6 @@ Family modules (import them: ``from deepcore.models import rnn``)
 from deepcore.models.mlp import MLP  # noqa: E402,F401
 from deepcore.models.cnn import VGG  # noqa: E402,F401
 from deepcore.models.resnet import BasicBlock, ResNet  # noqa: E402,F401
+from deepcore.models.autoencoder import ConvAutoencoder  # noqa: E402,F401
 
-__all__ = ["MLP", "VGG", "ResNet", "BasicBlock"]
+__all__ = ["MLP", "VGG", "ResNet", "BasicBlock", "ConvAutoencoder"]

@@ -26,3 +26,7 @@ from deepcore.catalog import gan as _gan  # noqa: E402
 LAYER_CASES += _gan.LAYER_CASES
 MODEL_CASES += _gan.MODEL_CASES
 FUNCTION_CASES += _gan.FUNCTION_CASES
+from deepcore.catalog import vae as _vae  # noqa: E402
+LAYER_CASES += _vae.LAYER_CASES
+MODEL_CASES += _vae.MODEL_CASES
+FUNCTION_CASES += _vae.FUNCTION_CASES

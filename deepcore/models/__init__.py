@@ -10,6 +10,7 @@ Family modules (import them: ``from deepcore.models import rnn``)
     generate: generate, generate_uncached, sample_logits         KV-cache generation for TransformerLM
     vit: ViT, patchify                                           the vision transformer
     gan: dcgan_generator, dcgan_discriminator, SpectralNorm      DCGAN networks (training: ``deepcore.gan``)
+    vae: conv_encoder, conv_decoder, VAE                         a convolutional VAE (training: ``deepcore.vae``)
     bigram: fit_bigram, bigram_nats, bigram_bits                 a count-based baseline for character LMs
 """
 from deepcore.models.mlp import MLP  # noqa: E402,F401

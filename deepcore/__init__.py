@@ -9,6 +9,7 @@ Imported here
     losses          mse, mae, huber, softmax_cross_entropy, ... with weights, masks and one reduction rule
     metrics         accuracy, top_k_accuracy, confusion_matrix, roc_auc, average_precision, r2_score, ...
     tree            summary, param_count, freeze, paths
+    vae             reparameterize, gaussian_kl, discretized_logistic_log_prob, elbo_loss, importance_weighted_bound
     Layer, layer, ShapeError, Spec, as_spec, summary, param_count, freeze
 Imported on demand (they pull in optax/orbax/TFDS)
     deepcore.train      state, loss builders, compiled steps, fit, populations, parallel layouts, checkpoints
@@ -23,9 +24,9 @@ Imported on demand (they pull in optax/orbax/TFDS)
 """
 __version__ = "0.1.0"
 
-from deepcore import activations, initializers, layers, losses, metrics, tree  # noqa: F401
+from deepcore import activations, initializers, layers, losses, metrics, tree, vae  # noqa: F401
 from deepcore.core import Layer, ShapeError, Spec, as_spec, layer  # noqa: F401
 from deepcore.tree import freeze, param_count, summary  # noqa: F401
 
 __all__ = ["Layer", "layer", "ShapeError", "Spec", "as_spec", "summary", "param_count", "freeze",
-           "layers", "activations", "initializers", "losses", "metrics", "tree"]
+           "layers", "activations", "initializers", "losses", "metrics", "tree", "vae"]

@@ -33,3 +33,7 @@ FUNCTION_CASES += _forecast.FUNCTION_CASES
 from deepcore.catalog import diffusion as _diffusion  # noqa: E402
 LAYER_CASES += _diffusion.LAYER_CASES
 MODEL_CASES += _diffusion.MODEL_CASES
+from deepcore.catalog import vae as _vae  # noqa: E402
+LAYER_CASES += _vae.LAYER_CASES
+MODEL_CASES += _vae.MODEL_CASES
+FUNCTION_CASES += _vae.FUNCTION_CASES

@@ -11,6 +11,7 @@ Family modules (import them: ``from deepcore.models import rnn``)
     generate: generate, generate_uncached, sample_logits         KV-cache generation for TransformerLM
     vit: ViT, patchify                                           the vision transformer
     gan: dcgan_generator, dcgan_discriminator, SpectralNorm      DCGAN networks (training: ``deepcore.gan``)
+    vae: conv_encoder, conv_decoder, VAE                         a convolutional VAE (training: ``deepcore.vae``)
     bigram: fit_bigram, bigram_nats, bigram_bits                 a count-based baseline for character LMs
     forecast: forecaster, forecast_body, causal_conv_block       multi-step forecasters (GRU/LSTM/TCN/transformer)
     forecast_baselines: naive, seasonal_naive, fit_linear_ar, linear_ar   the forecasts they must beat

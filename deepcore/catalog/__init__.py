@@ -26,3 +26,6 @@ from deepcore.catalog import gan as _gan  # noqa: E402
 LAYER_CASES += _gan.LAYER_CASES
 MODEL_CASES += _gan.MODEL_CASES
 FUNCTION_CASES += _gan.FUNCTION_CASES
+from deepcore.catalog import seq2seq as _seq2seq  # noqa: E402
+LAYER_CASES += _seq2seq.LAYER_CASES
+FUNCTION_CASES += _seq2seq.FUNCTION_CASES

@@ -19,6 +19,8 @@ Batching (deterministic from ``(seed, epoch)``, resumable from any step, sharded
 Text corpora for language models
     load_corpus(name)                    train/validation ids with the training vocabulary (:class:`Corpus`)
     eval_windows, window_nll, write_samples   exact validation windows, their NLL, samples.txt
+Bilingual dictionaries (FreeDict, offline: Debian ``dict-freedict-*``) for character-level translation
+    load_dictionary(pair)                (source, translation) pairs split by headword; encode_pairs, decode_ids
 Augmentations (pure JAX, ``f(key, image) -> image``; ``batched`` maps one over a batch)
     random_crop, random_flip, random_erasing, normalize, compose, batched
 
@@ -38,6 +40,7 @@ from deepcore.data.stream import (INPUTS, StreamPipeline, image_batches, stream,
                                   stream_channel_stats)
 from deepcore.data.text import Vocab, build_vocab, decode, encode, lm_windows  # noqa: F401
 from deepcore.data.corpus import Corpus, eval_windows, load_corpus, window_nll, write_samples  # noqa: F401
+from deepcore.data.dictionary import TranslationData, decode_ids, encode_pairs, load_dictionary  # noqa: F401
 from deepcore.data.windows import split_series, windows  # noqa: F401
 
 __all__ = [
@@ -47,5 +50,6 @@ __all__ = [
     "to_device", "prefetch",
     "image_batches", "stream", "stream_batches", "StreamPipeline", "stream_channel_stats", "INPUTS", "packed_text",
     "index_documents", "packing_waste", "Corpus", "load_corpus", "eval_windows", "window_nll", "write_samples",
+    "load_dictionary", "encode_pairs", "decode_ids", "TranslationData",
     "random_crop", "random_flip", "random_erasing", "normalize", "compose", "batched",
 ]

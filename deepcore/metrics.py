@@ -7,6 +7,7 @@ Index:
 * regression: :func:`mean_squared_error`, :func:`mean_absolute_error`, :func:`r2_score`
 * language models: :func:`perplexity`, :func:`bits_per_char`
 * forecasting: :func:`mase`, :func:`smape`, :func:`interval_coverage`
+* text generation (Python strings, not jittable): :func:`chrf`, :func:`char_error_rate`, :func:`edit_distance`
 
 Classification metrics take logits ``(..., K)`` and integer labels ``(...)``, with an optional bool
 ``mask`` ``(...)`` (e.g. ``(B, T)`` real tokens); means are over the kept entries, 0 if none is kept.
@@ -15,6 +16,7 @@ when concrete (``ValueError`` naming the metric); under ``jit`` such a label mak
 All metrics are jittable and take a ``mask`` of kept entries (e.g. padding rows of a last batch).
 """
 import math
+from collections import Counter
 
 import jax.numpy as jnp
 
@@ -214,6 +216,61 @@ def interval_coverage(lower, upper, targets, mask=None):
     inside = ((lo <= t) & (t <= hi)).astype(jnp.float32)
     return reduce_loss(inside, mask=mask, name="interval_coverage")
 
+
+# ----------------------------------------------------------------------------- text generation
+
+def _ngrams(text: str, n: int) -> Counter:
+    return Counter(text[i:i + n] for i in range(len(text) - n + 1))
+
+
+def chrf(hypotheses, references, *, order: int = 6, beta: float = 2.0) -> float:
+    """Corpus chrF (Popovic 2015, as sacrebleu's default ``chrF2``), 0-100: for each character n-gram order
+    ``n = 1..order`` (whitespace removed) the matched, hypothesis and reference n-gram counts are summed over
+    the corpus; ``F_beta`` of that order's precision and recall; the mean over the orders that both sides
+    have n-grams of (0 if none)."""
+    hypotheses, references = list(hypotheses), list(references)
+    if len(hypotheses) != len(references) or not references:
+        raise ValueError(f"chrf: expected as many hypotheses as references (at least one), got "
+                         f"{len(hypotheses)} and {len(references)}")
+    stats = [[0, 0, 0] for _ in range(order)]   # per order: matches, hypothesis n-grams, reference n-grams
+    for hyp, ref in zip(hypotheses, references):
+        hyp, ref = "".join(hyp.split()), "".join(ref.split())
+        for n in range(1, order + 1):
+            h, r = _ngrams(hyp, n), _ngrams(ref, n)
+            st = stats[n - 1]
+            st[0] += sum((h & r).values())
+            st[1] += sum(h.values())
+            st[2] += sum(r.values())
+    scores = []
+    for match, n_hyp, n_ref in stats:
+        if n_hyp and n_ref:
+            p, r = match / n_hyp, match / n_ref
+            scores.append(0.0 if p + r == 0 else (1 + beta ** 2) * p * r / (beta ** 2 * p + r))
+    return 100.0 * sum(scores) / len(scores) if scores else 0.0
+
+
+def edit_distance(a, b) -> int:
+    """Levenshtein distance between two sequences: the fewest insertions, deletions and substitutions."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def char_error_rate(hypotheses, references) -> float:
+    """Character error rate: total :func:`edit_distance` of each hypothesis to its reference divided by the
+    total reference length (may exceed 1)."""
+    hypotheses, references = list(hypotheses), list(references)
+    total = sum(len(r) for r in references)
+    if len(hypotheses) != len(references) or not total:
+        raise ValueError(f"char_error_rate: expected as many hypotheses as references, with some reference "
+                         f"characters, got {len(hypotheses)} and {len(references)} ({total} characters)")
+    return sum(edit_distance(h, r) for h, r in zip(hypotheses, references)) / total
+
+
 __all__ = ["accuracy", "top_k_accuracy", "perplexity", "bits_per_char", "confusion_matrix", "roc_auc",
            "average_precision", "mean_squared_error", "mean_absolute_error", "r2_score", "mase", "smape",
-           "interval_coverage"]
+           "interval_coverage", "chrf", "edit_distance", "char_error_rate"]

@@ -37,3 +37,6 @@ from deepcore.catalog import vae as _vae  # noqa: E402
 LAYER_CASES += _vae.LAYER_CASES
 MODEL_CASES += _vae.MODEL_CASES
 FUNCTION_CASES += _vae.FUNCTION_CASES
+from deepcore.catalog import seq2seq as _seq2seq  # noqa: E402
+LAYER_CASES += _seq2seq.LAYER_CASES
+FUNCTION_CASES += _seq2seq.FUNCTION_CASES

@@ -24,6 +24,8 @@ Text corpora for language models
 One-class anomaly detection (Golan & El-Yaniv 2018's protocol and self-labelled task)
     one_class_split(train, test, c)      the rows of class c to train on; every test row, marked "normal"
     geometric_transforms, gather_indices, transform_images, all_transforms   flips, shifts, quarter turns
+Bilingual dictionaries (FreeDict, offline: Debian ``dict-freedict-*``) for character-level translation
+    load_dictionary(pair)                (source, translation) pairs split by headword; encode_pairs, decode_ids
 Augmentations (pure JAX, ``f(key, image) -> image``; ``batched`` maps one over a batch)
     random_crop, random_flip, random_erasing, normalize, compose, batched
 
@@ -47,6 +49,7 @@ from deepcore.data.windows import split_series, split_windows, windows  # noqa: 
 from deepcore.data.series import SERIES, Series, load_series  # noqa: F401
 from deepcore.data.oneclass import one_class_split  # noqa: F401
 from deepcore.data.geometric import all_transforms, gather_indices, geometric_transforms, transform_images  # noqa: F401
+from deepcore.data.dictionary import TranslationData, decode_ids, encode_pairs, load_dictionary  # noqa: F401
 
 __all__ = [
     "load", "load_text", "Dataset", "DatasetInfo", "DatasetUnavailable", "carve_validation", "data_source",
@@ -56,6 +59,7 @@ __all__ = [
     "to_device", "prefetch",
     "image_batches", "stream", "stream_batches", "StreamPipeline", "stream_channel_stats", "INPUTS", "packed_text",
     "index_documents", "packing_waste", "Corpus", "load_corpus", "eval_windows", "window_nll", "write_samples",
+    "load_dictionary", "encode_pairs", "decode_ids", "TranslationData",
     "random_crop", "random_flip", "random_erasing", "normalize", "compose", "batched",
     "one_class_split", "geometric_transforms", "gather_indices", "transform_images", "all_transforms",
 ]

@@ -20,6 +20,7 @@ Recurrent (``(B, T, F)`` sequences, ``SequenceInput`` carries lengths)
     Bidirectional(fwd, bwd), SequenceInput, length_mask, scan_cell
 Attention and positions
     MultiHeadAttention(heads, d), attention (the function), LearnedPositions, SinusoidalPositions
+    CrossAttention(heads)               decoder queries attending to an encoder's memory (with padding mask)
 Diffusion (time conditioning and U-Net parts)
     TimeEmbedding(F), timestep_embedding   timesteps ``(B,) -> (B, F)``: sinusoidal features, then an MLP
     ResBlock(F), Downsample(F), Upsample(F)   U-Net blocks: residual with a time embedding, stride-2, nearest x2
@@ -39,6 +40,7 @@ Pure functions (the maths each layer wraps; models compose these, e.g. ``x + att
     max_pool, avg_pool, global_avg_pool, global_max_pool, flatten(x, n)
     self_attention, init_attention, learned_positions, sinusoidal_positions
     time_embedding, init_time_embedding, res_block, init_res_block, upsample_nearest
+    cross_attention, init_cross_attention, memory_kv
 
 Write your own with :func:`deepcore.core.layer` (README: "Writing your own layer"). Each weighted layer names
 its parameters' axes (``Layer.axes``; ``deepcore.layers.logical``: ``logical_axes``, ``constrain``), read by
@@ -61,6 +63,7 @@ from deepcore.layers.pool import (AvgPool, AvgPool1D, AvgPool2D, AvgPool3D, Glob
 from deepcore.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SequenceInput, SimpleRNN,
                                       SimpleRNNCell, length_mask, scan_cell)
 from deepcore.layers.attention import MultiHeadAttention, attention, init_attention, self_attention
+from deepcore.layers.cross_attention import CrossAttention, cross_attention, init_cross_attention, memory_kv
 from deepcore.layers.position import LearnedPositions, SinusoidalPositions, learned_positions, sinusoidal_positions
 from deepcore.layers.remat import Remat
 from deepcore.layers.phase_conv import PhaseConvTranspose
@@ -76,7 +79,8 @@ __all__ = [
     "BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm", "Dropout",
     "SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "RNN", "Bidirectional", "SequenceInput", "length_mask",
     "scan_cell",
-    "MultiHeadAttention", "attention", "LearnedPositions", "SinusoidalPositions",
+    "MultiHeadAttention", "attention", "CrossAttention", "cross_attention", "init_cross_attention", "memory_kv",
+    "LearnedPositions", "SinusoidalPositions",
     "Relu", "Sigmoid", "Tanh", "Gelu", "GeluTanh", "Silu", "Swish", "Softplus", "Elu", "Softmax", "LogSoftmax",
     "LeakyRelu", "Activation", "Lambda", "Identity", "Flatten", "Reshape",
     "serial", "parallel", "residual", "compose", "Remat",

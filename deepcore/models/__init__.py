@@ -9,6 +9,8 @@ Family modules (import them: ``from deepcore.models import rnn``)
     rnn: char_lm, seq_classifier, sample, make_cell              recurrent language models and classifiers
     transformer: TransformerBlock, TransformerStack, TransformerLM, LMConfig, lm_init, lm_apply
     generate: generate, generate_uncached, sample_logits         KV-cache generation for TransformerLM
+    seq2seq: EncoderDecoder, Seq2SeqConfig, encode, decode, memory_kvs   the encoder-decoder transformer
+    search: greedy_search, beam_search, seq2seq_step             decoding it (KV cache, length-normalised beams)
     vit: ViT, patchify                                           the vision transformer
     gan: dcgan_generator, dcgan_discriminator, SpectralNorm      DCGAN networks (training: ``deepcore.gan``)
     vae: conv_encoder, conv_decoder, VAE                         a convolutional VAE (training: ``deepcore.vae``)

@@ -1,0 +1,186 @@
+"""Character-level translation of dictionary entries with an encoder-decoder transformer (FreeDict, offline).
+
+    python experiments/translate.py                    # the BUILD_NOTES.md run: English -> French words
+    python experiments/translate.py --pair deu-eng     # any installed dict-freedict-* pair
+    python experiments/translate.py --smoke --out /tmp/translate
+
+Data (deepcore.data.load_dictionary): every entry of /usr/share/dictd/freedict-PAIR as (headword, first
+translation), lowercased, at most --max-len - 1 characters, duplicates removed; 10% of the headwords held out
+as the test split, 5% of the rest as validation (by a hash of the headword, so a word never straddles splits).
+Model (deepcore.models.seq2seq): one character vocabulary for both sides, learned positions, --enc-layers
+encoder and --dec-layers decoder pre-LayerNorm blocks (causal self-attention, cross-attention, GELU MLP), the
+output head tied to the character table. Training: teacher-forced cross-entropy over the target characters,
+AdamW with warm-up and cosine decay, --steps updates. Evaluation: validation loss during training; at the end
+the test sources are translated by beam search (--beam, length-normalised; deepcore.models.search) and by
+greedy search, scored with chrF and the character error rate (deepcore.metrics) against the copy baseline
+(output = input, the bar for a task full of cognates). Writes results.json, metrics.jsonl, checkpoints
+(--resume), samples.txt (test translations) and curves.png.
+"""
+import json
+import time
+
+import common
+import flagcheck
+
+SMOKE = {"train": 256, "val": 64, "test": 64, "steps": 6}
+DECODE_BATCH = 256
+
+
+def parser():
+    p = common.parser("translate", __doc__.splitlines()[0], dataset="freedict", batch_size=64, lr=2e-3,
+                      steps=2000)
+    p.add_argument("--pair", default="eng-fra", help="FreeDict pair SRC-TGT (Debian dict-freedict-SRC-TGT)")
+    p.add_argument("--max-len", type=int, default=32, help="characters per side, end-of-sequence included")
+    p.add_argument("--d-model", type=int, default=64, help="residual stream width")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (a divisor of --d-model)")
+    p.add_argument("--enc-layers", type=int, default=2, help="encoder blocks")
+    p.add_argument("--dec-layers", type=int, default=2, help="decoder blocks")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout on embeddings and residual branches")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decoupled weight decay")
+    p.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations and checkpoints")
+    p.add_argument("--beam", type=int, default=4, help="beam width of the final translations")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam scores: log-probability / length ** this (0: raw log-probability)")
+    p.add_argument("--examples", type=int, default=40, help="test translations written to samples.txt")
+    flagcheck.rule(p, "--dataset", "freedict (choose the dictionary with --pair)", lambda v, a: v == "freedict")
+    flagcheck.rule(p, "--pair", "SRC-TGT such as eng-fra", lambda v, a: len(v.split("-")) == 2)
+    flagcheck.at_least(p, 3, "--max-len")
+    flagcheck.at_least(p, 1, "--d-model", "--heads", "--enc-layers", "--dec-layers", "--eval-every", "--beam")
+    flagcheck.at_least(p, 0, "--weight-decay", "--warmup", "--length-penalty", "--examples")
+    flagcheck.rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)
+    flagcheck.rate(p, "--dropout")
+    return p
+
+
+def main(args):
+    t_start = time.perf_counter()
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from deepcore import tree
+    from deepcore.data import decode_ids, encode_pairs, load_dictionary, make_batches
+    from deepcore.data.dictionary import BOS, EOS, PAD, SPECIALS, split_by_headword
+    from deepcore.models.search import beam_search, greedy_search, seq2seq_step
+    from deepcore.models.seq2seq import EncoderDecoder, Seq2SeqConfig, seq2seq_apply
+    from deepcore.train import eval_step, fit, init_state, train_step
+
+    # data: (source, translation) pairs, held out by headword; characters as ids (0 pad, 1 begin, 2 end, 3 unknown)
+    data = load_dictionary(args.pair, args.data_dir, max_chars=args.max_len - 1)
+    train, val = split_by_headword(data.train, 0.05, seed=1)
+    test = data.test
+    if args.smoke:
+        train, val, test = train[:SMOKE["train"]], val[:SMOKE["val"]], test[:SMOKE["test"]]
+    if args.batch_size > len(train):
+        raise common.UsageError(f"--batch-size: expected at most {len(train)} (the training pairs), "
+                                f"got {args.batch_size}")
+    arrays = {name: encode_pairs(pairs, data.vocab, args.max_len) for name, pairs in
+              (("train", train), ("val", val), ("test", test))}
+    pipe = make_batches(arrays["train"], args.batch_size, seed=args.seed)
+    steps = common.num_steps(args, pipe.steps_per_epoch, smoke_steps=SMOKE["steps"])
+    every = min(args.eval_every, steps)
+    common.devices(args.devices)
+
+    # model: the encoder-decoder on one character vocabulary
+    if args.smoke:
+        args.d_model, args.heads, args.enc_layers, args.dec_layers = 32, 2, 1, 1
+    cfg = Seq2SeqConfig(vocab_size=len(SPECIALS) + len(data.vocab), d_model=args.d_model, num_heads=args.heads,
+                        encoder_layers=args.enc_layers, decoder_layers=args.dec_layers, dropout=args.dropout,
+                        max_source_len=args.max_len, max_target_len=args.max_len)
+    model = EncoderDecoder(cfg)
+
+    def loss_fn(params, model_state, batch, key, train):
+        logits = seq2seq_apply(cfg, params, batch["source"], batch["target_in"], batch["source_mask"], key=key,
+                               train=train)
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["target_out"])
+        mask = batch["target_mask"].astype(jnp.float32)
+        loss = jnp.sum(nll * mask) / jnp.sum(mask)
+        hits = (jnp.argmax(logits, -1) == batch["target_out"]).astype(jnp.float32)
+        return loss, (model_state, {"loss": loss, "char_accuracy": jnp.sum(hits * mask) / jnp.sum(mask)})
+
+    # optimiser and step: AdamW on the kernels, warm-up then cosine decay over --steps
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(args.warmup, steps // 2), max(steps, 2),
+                                                  end_value=args.lr * 0.05)
+    tx = optax.chain(optax.clip_by_global_norm(1.0),
+                     optax.adamw(schedule, weight_decay=args.weight_decay, mask=tree.decay_mask))
+    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size, args.max_len), jnp.int32), tx, args.seed)
+    cdt = jnp.bfloat16 if args.precision == "bfloat16" else None
+    step = train_step(loss_fn, tx, compute_dtype=cdt, grad_norm=False)
+    evaluate = eval_step(loss_fn, compute_dtype=cdt)
+
+    # the loop: validation loss (all held-out pairs, one batch) and a checkpoint every --eval-every steps
+    n_params = tree.param_count(state.params)
+    print(f"translate {args.pair}: {len(train):,} train / {len(val):,} validation / {len(test):,} test pairs, "
+          f"{len(data.vocab)} characters; {args.enc_layers}+{args.dec_layers} blocks x d{args.d_model}, "
+          f"{n_params:,} parameters; {steps} steps of {args.batch_size}", flush=True)
+    result = fit(step, state, pipe.batches, steps=steps, eval_step=evaluate, eval_batches=lambda: [arrays["val"]],
+                 eval_every=every, out_dir=args.out, checkpoint_every=every, resume=args.resume,
+                 log_every=max(1, min(100, every)))
+    if result.stop_reason == "nonfinite":
+        raise common.UsageError(result.message)
+    params = result.state.params
+
+    # translate the test sources: beam search and greedy search, in fixed-size batches (one compilation each)
+    @jax.jit
+    def search(params, source, mask):
+        beams, scores = beam_search(*seq2seq_step(cfg, params, source, mask, beam_width=args.beam),
+                                    source.shape[0], beam_width=args.beam, max_len=args.max_len, bos_id=BOS,
+                                    eos_id=EOS, pad_id=PAD, length_penalty=args.length_penalty)
+        greedy, _ = greedy_search(*seq2seq_step(cfg, params, source, mask), source.shape[0], max_len=args.max_len,
+                                  bos_id=BOS, eos_id=EOS, pad_id=PAD)
+        return beams[:, 0], greedy
+
+    src, mask = arrays["test"]["source"], arrays["test"]["source_mask"]
+    n = len(src)
+    size = min(DECODE_BATCH, n)
+    pad = -n % size
+    src, mask = np.concatenate([src, src[:pad]]), np.concatenate([mask, mask[:pad]])
+    outs = [search(params, src[i:i + size], mask[i:i + size]) for i in range(0, len(src), size)]
+    beam_text = [decode_ids(r, data.vocab) for b, _ in outs for r in np.asarray(b)][:n]
+    greedy_text = [decode_ids(r, data.vocab) for _, g in outs for r in np.asarray(g)][:n]
+    sources, refs = [s for s, _ in test], [t for _, t in test]
+    return report(args, result, t_start, n_params, len(train), sources, refs, beam_text, greedy_text)
+
+
+def report(args, result, t_start, n_params, n_train, sources, refs, beam, greedy):
+    """samples.txt, curves.png and results.json: chrF / CER of beam, greedy and copy translations of the test set."""
+    from deepcore.interpret import training_curves
+    from deepcore.metrics import char_error_rate as cer, chrf
+    from deepcore.train import read_metrics
+
+    metrics = {}
+    for name, hyps in (("beam", beam), ("greedy", greedy), ("copy", sources)):
+        metrics[f"test_chrf_{name}"] = chrf(hyps, refs)
+        metrics[f"test_cer_{name}"] = cer(hyps, refs)
+        metrics[f"test_exact_{name}"] = sum(h == r for h, r in zip(hyps, refs)) / len(refs)
+    records = read_metrics(args.out)
+    vals = [r for r in records if "val_loss" in r]
+    rates = [r["examples_per_s"] for r in records if "examples_per_s" in r]
+    metrics.update(val_loss_nats_per_char=vals[-1]["val_loss"] if vals else None,
+                   val_char_accuracy=vals[-1].get("val_char_accuracy") if vals else None,
+                   chrf_above_copy=metrics["test_chrf_beam"] - metrics["test_chrf_copy"], test_pairs=len(refs))
+    header = (f"translate {args.pair}, {len(refs)} held-out entries after {result.step} steps: chrF beam "
+              f"{metrics['test_chrf_beam']:.1f} / greedy {metrics['test_chrf_greedy']:.1f} / copy "
+              f"{metrics['test_chrf_copy']:.1f}; CER beam {metrics['test_cer_beam']:.3f} / copy "
+              f"{metrics['test_cer_copy']:.3f}")
+    lines = [header, f"{'source':<24} {'reference':<24} {'beam ' + str(args.beam):<24} greedy"]
+    lines += [f"{s:<24} {r:<24} {b:<24} {g}" for s, r, b, g in
+              list(zip(sources, refs, beam, greedy))[:args.examples]]
+    with open(f"{args.out}/samples.txt", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines[:min(len(lines), 17)]), flush=True)
+    training_curves(args.out, keys=("loss", "char_accuracy"))
+    wall = time.perf_counter() - t_start
+    res = common.write_results(args, dataset=f"freedict-{args.pair}", metrics=metrics, wall_s=wall,
+                               steps=result.step, train_examples_per_s=rates[-1] if rates else None,
+                               extra={"parameters": n_params, "train_pairs": n_train,
+                                      "stop_reason": result.stop_reason})
+    print(json.dumps({k: round(v, 4) for k, v in metrics.items() if k.startswith("test_chrf")} |
+                     {"steps": result.step, "out": args.out}))
+    return res
+
+
+if __name__ == "__main__":
+    common.run(main, parser())

@@ -1,0 +1,35 @@
+"""Smoke run of experiments/translate.py: results.json with finite chrF / CER (beam, greedy, copy), samples.txt,
+and one-line refusals."""
+import math
+import os
+
+import pytest
+from _scripts import FIELDS, run, script
+
+pytestmark = pytest.mark.skipif(not os.path.isfile("/usr/share/dictd/freedict-eng-fra.index"),
+                                reason="apt-get install dict-freedict-eng-fra")
+
+
+def test_translate_smoke_run(tmp_path):
+    out = tmp_path / "run"
+    results, proc = run("translate.py", out)
+    assert FIELDS <= set(results) and results["experiment"] == "translate" and results["steps"] == 6
+    m = results["metrics"]
+    for name in ("beam", "greedy", "copy"):
+        assert 0 <= m[f"test_chrf_{name}"] <= 100 and math.isfinite(m[f"test_cer_{name}"])
+        assert 0 <= m[f"test_exact_{name}"] <= 1
+    assert m["test_chrf_copy"] > 10 and m["test_pairs"] == 64   # cognates: copying scores well above zero
+    assert math.isfinite(m["val_loss_nats_per_char"]) and 0 < m["val_loss_nats_per_char"] < 5
+    samples = (out / "samples.txt").read_text(encoding="utf-8").splitlines()
+    assert samples[0].startswith("translate eng-fra, 64 held-out entries after 6 steps: chrF beam")
+    assert len(samples) == 2 + 40 and (out / "curves.png").stat().st_size > 1000
+    assert (out / "checkpoints" / "6").is_dir()
+
+
+def test_translate_refuses_bad_flags_in_one_line(tmp_path):
+    proc = script("translate.py", "--heads", "3", "--out", str(tmp_path), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "experiments/translate.py: error: --heads: expected a divisor of --d-model 64, got 3"
+    proc = script("translate.py", "--pair", "xxx-yyy", "--smoke", "--out", str(tmp_path / "x"), timeout=120)
+    assert proc.returncode == 2 and "apt-get install dict-freedict-xxx-yyy" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -49,10 +49,18 @@ def key_name(k) -> str:
     return str(k)
 
 
+def put(a, dtype=None):
+    """``a`` as a device array of ``dtype`` (default: its own), through the host: ``jnp.asarray`` of a host
+    array and ``astype`` compile a program per shape (about 0.1 s each on a CPU, a tenth of a small check)."""
+    if isinstance(a, jax.Array) and (dtype is None or a.dtype == dtype):
+        return a
+    return jax.device_put(np.asarray(a, dtype=dtype))
+
+
 def cast_tree(tree, dtype):
     def cast(a):
-        a = jnp.asarray(a)
-        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        floating = jnp.issubdtype(np.result_type(a) if not isinstance(a, jax.Array) else a.dtype, jnp.floating)
+        return put(a, dtype if floating else None)
 
     return jax.tree.map(cast, tree)
 
@@ -105,7 +113,7 @@ class Problem:
             warnings.warn(f"gradcheck: the function returns {low[0]} while checking in {jnp.dtype(dtype).name}; "
                           f"it casts internally, so finite differences lose precision", stacklevel=5)
         scalar = len(outs) == 1 and outs[0].shape == ()
-        self.u = [] if scalar else [jnp.asarray(rng.standard_normal(o.shape), dtype) for o in outs]
+        self.u = [] if scalar else [put(rng.standard_normal(o.shape), dtype) for o in outs]
         n_args, n_const = len(args), len(consts) - len(others)
 
         def f_tree(leaves, consts, u):
@@ -145,7 +153,7 @@ class Problem:
         custom_vjp; lowering refuses it without compiling anything).
         """
         if name not in self.support:
-            t, c, u = jnp.asarray(self.theta0, self.dtype), self.consts, self.u
+            t, c, u = put(self.theta0, self.dtype), self.consts, self.u
             fn = self.k.trace_fns[name] if name != "vmap" else self.k.vmap_probe(
                 not self.supports("grad"), not self.supports("jvp"))
             try:
@@ -171,7 +179,7 @@ class Problem:
 
     def gradient(self, t) -> np.ndarray:
         self.evals["grad"] += 1
-        return np.asarray(self.k.grad(jnp.asarray(t, self.dtype), self.consts, self.u), np.float64)
+        return np.asarray(self.k.grad(put(t, self.dtype), self.consts, self.u), np.float64)
 
     def _chunks(self, m: int, width: int, sizes: set):
         """Row counts to evaluate ``m`` rows with: the first call's count (capped by memory) is compiled, and
@@ -188,7 +196,7 @@ class Problem:
         ``<g, v>`` and ``g`` are None where reverse mode cannot be taken, the JVPs where forward mode cannot.
         ``label``: ``(mode, leaf path per row)`` for the progress line.
         """
-        t = [jnp.asarray(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype)
+        t = [put(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype)
              for a, s in self.layout]
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
@@ -197,10 +205,10 @@ class Problem:
             if self.progress and label:
                 self.progress.rows(label[0], label[1][i], i, len(rows[0]))
             chunk = [np.concatenate([a[i:i + used], np.repeat(a[i:i + 1], size - used)]) for a in rows]
-            chunk = [jnp.asarray(a) for a in chunk[:3]] + [jnp.asarray(chunk[3], self.dtype)]
+            chunk = [put(a) for a in chunk[:3]] + [put(chunk[3], self.dtype)]
             known = all(n in self.support for n in ("grad", "jvp", "vmap"))
-            g_in = [jnp.zeros_like(a) for a in t] if not out else g   # the first chunk computes the gradient
-            call = (t, g_in, jnp.asarray(not out), self.consts, self.u, *chunk)
+            g_in = [put(np.zeros(a.shape, a.dtype)) for a in t] if not out else g   # the first chunk computes g
+            call = (t, g_in, put(not out), self.consts, self.u, *chunk)
             try:
                 res = self.k.directional(*self._flags())(*call)
             except Exception:
@@ -230,8 +238,8 @@ class Problem:
         P, V = np.asarray(P, np.float64), np.asarray(V, np.float64)
         kernel, outs, i = self.k.rows(name, self.supports("vmap")), [], 0
         for used, size in self._chunks(len(P), 4, self.row_sizes):
-            Pc, Vc = (jnp.asarray(np.concatenate([A[i:i + used], np.repeat(A[i:i + 1], size - used, 0)]),
-                                  self.dtype) for A in (P, V))
+            Pc, Vc = (put(np.concatenate([A[i:i + used], np.repeat(A[i:i + 1], size - used, 0)]), self.dtype)
+                      for A in (P, V))
             outs.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:used], kernel(Pc, Vc, self.consts, self.u)))
             i += used
         return jax.tree.map(lambda *a: np.concatenate(a), *outs)

@@ -51,7 +51,7 @@ class Kernels:
         split = lambda t: [t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) for a, s in layout]  # noqa: E731
         self.split = split
         f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
-        self.J = compiling.jit if jit else (lambda fn: fn)
+        self.J = (lambda fn: compiling.jit(fn, n)) if jit else (lambda fn: fn)
         grad = jax.grad(f_flat)
         self._g_tree = jax.grad(f_tree)
         self.grad = self.J(grad)

@@ -15,14 +15,14 @@ def test_small_programs_compile_fast_large_ones_with_defaults_same_values():
         y = compiling.jit(small)(x)
         assert compiling.COUNTS["fast"] == before.get("fast", 0) + 1
         np.testing.assert_allclose(np.asarray(y), np.tanh(x @ x.T).sum(axis=0), rtol=1e-13)
-        big = np.ones((500, 500))   # 2.5e8 flops: above the rule's threshold
+        big = np.ones((1000, 1000))   # 2e9 flops: above the rule's threshold
         before = dict(compiling.COUNTS)
         z = compiling.jit(lambda a: a @ a)(big)
-        assert compiling.COUNTS["default"] == before.get("default", 0) + 1
-        assert float(z[0, 0]) == 500.0
-        compiling.jit(small)  # a new wrapper of the same shapes compiles again; the same wrapper does not
+        assert float(z[0, 0]) == 1000.0
+        compiling.jit(small, n=compiling.SMALL_N)(x)   # a small program of a check of many numbers
+        assert compiling.COUNTS["default"] == before.get("default", 0) + 2
         f = compiling.jit(small)
-        f(x), f(x + 1)
+        f(x), f(x + 1)   # one signature, one compile
         assert compiling.COUNTS["fast"] == before.get("fast", 0) + 1
 
 

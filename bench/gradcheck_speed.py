@@ -163,6 +163,7 @@ if __name__ == "__main__":
     ap.add_argument("--filter", default=None, metavar="PATTERN", help="rule: only the catalog layers matching this")
     a = ap.parse_args()
     parts = a.only.split(",")
-    for name, fn in (("cnn", cnn), ("mlp", mlp), ("layers", layers), ("catalog", cli), ("rule", lambda: rule(a.filter))):
+    parts_fns = (("cnn", cnn), ("mlp", mlp), ("layers", layers), ("catalog", cli), ("rule", lambda: rule(a.filter)))
+    for name, fn in parts_fns:
         if name in parts:
             fn()

@@ -9,8 +9,8 @@ defaults. Convolutions and dots are library calls either way; what -O0 slows is 
 many numbers runs loops over all of them per row (forming points, drawing directions), hence :data:`SMALL_N`.
 XLA counts a loop's body once (the directional kernel's: one group of rows), so a scanned model whose body is
 small is compiled the fast way whatever its trip count. Measured (BUILD_NOTES, issue 20): the benchmark's CNN on
-4 images (kernel 1.4e8 flops) checks faster at -O0; a 10M-parameter MLP (8.5e8) keeps the defaults. :data:`COUNTS` records how many
-programs took each way (a test and the benchmark read it).
+4 images (kernel 1.4e8 flops) checks faster at -O0; a 10M-parameter MLP (8.5e8) keeps the defaults.
+:data:`COUNTS` records how many programs took each way (a test and the benchmark read it).
 """
 from __future__ import annotations
 

@@ -12,10 +12,14 @@
    (target < 2).
 4. catalog: ``python -m deepcore.gradcheck`` (fast + fwd-rev, one worker per core) wall seconds and failures
    (target <= 60 s, 0 failures), in a subprocess.
+5. rule (A/B, not a target): the catalog's layer checks (fast + fwd-rev, as the CLI runs them) with the checker's
+   compile rule (:mod:`deepcore.gradcheck.compiling`: small programs without LLVM optimisation) off and on,
+   interleaved in this one process with every cache cleared before each check: wall and XLA compile seconds.
 """
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -115,6 +119,33 @@ def layers():
           f"max {max(times):.2f}s (target median < 2)", flush=True)
 
 
+def rule(pattern=None):
+    import collections
+
+    from jax import monitoring
+
+    from deepcore.gradcheck import cases, compiling, problem
+    spent = collections.Counter()
+    monitoring.register_event_duration_secs_listener(
+        lambda name, secs, **kw: spent.update({name: secs}) if name.endswith("backend_compile_duration") else None)
+    small, total = compiling.SMALL_FLOPS, collections.Counter()
+    for case in [c for c in catalog.LAYER_CASES if pattern is None or re.search(pattern, c.name)]:
+        row = []
+        for on in (False, True, False, True):
+            compiling.SMALL_FLOPS = small if on else 0.0
+            jax.clear_caches(), problem._CACHE.clear(), cases._initialiser.cache_clear(), cases._MADE.clear()
+            spent.clear()
+            kw = {} if (case.stochastic or case.stateful) else {"train": (False,)}
+            t, r = _seconds(lambda: check_case(case, seed=0, modes=("fast", "fwd-rev"), progress=False, **kw))
+            c = sum(spent.values())
+            total.update({("on" if on else "off", "wall"): t, ("on" if on else "off", "compile"): c})
+            row.append(f"{'on ' if on else 'off'} {t:5.2f}s (compile {c:5.2f}s){'' if r.ok else ' FAILED'}")
+        print(f"  {case.name:28s} " + "  ".join(row), flush=True)
+    compiling.SMALL_FLOPS = small
+    print(f"rule: catalog layers, twice each: wall off {total['off', 'wall']:.1f}s / on {total['on', 'wall']:.1f}s, "
+          f"XLA compile off {total['off', 'compile']:.1f}s / on {total['on', 'compile']:.1f}s", flush=True)
+
+
 def cli():
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "deepcore.gradcheck", "--json"], capture_output=True, text=True,
@@ -127,8 +158,12 @@ def cli():
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="cnn,mlp,layers,catalog", help="comma-separated: cnn, mlp, layers, catalog")
-    parts = ap.parse_args().only.split(",")
-    for name, fn in (("cnn", cnn), ("mlp", mlp), ("layers", layers), ("catalog", cli)):
+    ap.add_argument("--only", default="cnn,mlp,layers,catalog",
+                    help="comma-separated: cnn, mlp, layers, catalog, rule (the A/B of the compile rule)")
+    ap.add_argument("--filter", default=None, metavar="PATTERN", help="rule: only the catalog layers matching this")
+    a = ap.parse_args()
+    parts = a.only.split(",")
+    parts_fns = (("cnn", cnn), ("mlp", mlp), ("layers", layers), ("catalog", cli), ("rule", lambda: rule(a.filter)))
+    for name, fn in parts_fns:
         if name in parts:
             fn()

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepcore.core import as_spec
+from deepcore.gradcheck import compiling
 from deepcore.gradcheck.checker import MODES, _ctx, _dtype_name, check_grads
+from deepcore.gradcheck.problem import put
 from deepcore.gradcheck.report import Report
 
 
@@ -65,38 +67,45 @@ def check_layer(layer, spec, *, params=None, state=None, x=None, train: Sequence
     name = name or layer.name
     report = Report(name, dt)
     with _ctx(dt):
-        # the initialiser and input keys use XLA's bit generator (split and fold_in included): threefry's
-        # takes seconds of XLA compile on a CPU, more than the check; the apply key stays threefry (dropout)
-        k_init, k_x = (jax.random.key(4 * seed + i, impl="unsafe_rbg") for i in range(2))
+        # the initialiser's key uses XLA's bit generator (threefry's takes seconds of XLA compile on a CPU, more
+        # than the check); the input is drawn on the host (a compiled N(0, 1) draw alone costs a fifth of a
+        # small check); the apply key stays threefry (dropout)
+        k_init = jax.random.key(4 * seed, impl="unsafe_rbg")
         k_apply = jax.random.PRNGKey(4 * seed + 3)
         integer = bool(int_max) or jnp.issubdtype(spec.dtype, jnp.integer)
         spec = jax.ShapeDtypeStruct(spec.shape, jnp.int32 if integer else dtype)
-        build_params = params is None
-
-        @jax.jit  # one compilation for the input and the initialisers (eagerly, each draw compiles alone)
-        def build(k_init, k_x):
-            x = (jax.random.randint(k_x, spec.shape, 0, int_max or 2, dtype=jnp.int32) if integer
-                 else jax.random.normal(k_x, spec.shape, dtype))
-            return x, (layer.init(k_init, spec)[1:] if build_params else None)
-
-        if x is None or build_params:
-            x_new, built = build(k_init, k_x)
-            x = x_new if x is None else x
-            if build_params:
-                params, init_state = built
-                state = init_state if state is None else state
+        if x is None:
+            host = np.random.default_rng([seed, 1])
+            x = put(host.integers(0, int_max or 2, spec.shape, dtype=np.int32) if integer
+                            else host.standard_normal(spec.shape).astype(spec.dtype))
+        if params is None:
+            params, init_state = _initialiser(layer.init, spec, dt)(k_init)
+            state = init_state if state is None else state
         state = {} if state is None else state
         rng = np.random.default_rng(seed)
         for mode in train:
             out = jax.eval_shape(lambda p, xx: _float_outputs(layer, p, state, xx, k_apply, mode, axis_name),
                                  params, x)
-            u = [jnp.asarray(rng.standard_normal(o.shape)) for o in out]
+            u = [put(rng.standard_normal(o.shape)) for o in out]
             f = _layer_loss(layer.apply, mode, axis_name)
             r = check_grads(f, (params, x, state, k_apply, u), (0, 1), modes=modes, dtype=dtype,
                             argnames=("params", "x", "state", "key", "u"), seed=seed + (1000 if mode else 0),
                             has_aux=True, name=name, **kw)
             report.add(r, "train" if mode else "eval")
     return report
+
+
+@functools.lru_cache(maxsize=256)
+def _initialiser(init, spec, dtype_name: str):
+    """``key -> (params, state)`` of ``init`` at ``spec``, compiled once per (layer, spec) without LLVM
+    optimisation (it runs once per seed); a layer without parameters or state compiles nothing. ``dtype_name``
+    (the check's) keys the cache: 64-bit mode is on for float64 checks only."""
+    build = jax.jit(lambda k: init(k, spec)[1:])
+    key = jax.random.key(0, impl="unsafe_rbg")
+    shapes = jax.eval_shape(build, key)
+    if not jax.tree.leaves(shapes):
+        return lambda key: shapes
+    return compiling.compile_lowered(build.lower(key), compiling.FAST_COMPILE)
 
 
 def _float_outputs(layer, params, state, x, key, train, axis_name):

@@ -3,7 +3,8 @@
 The directional kernel evaluates rows ``(seed, lo, hi, h)`` at a point given as its list of leaves: a unit
 direction ``v`` drawn in the kernel by :func:`direction`, supported on the flat indices ``[lo, hi)``; per row the
 eight stencil values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``, plus ``f(t)`` and the gradient ``g``
-(computed by the first chunk of a call only). Host-row kernels (second order) take rows of flat points.
+(computed by the first chunk of a call only); rows run in a loop of :data:`GROUP` vmapped rows up to the count a
+call uses. Host-row kernels (second order) take rows of flat points.
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepcore.gradcheck import compiling
 from deepcore.gradcheck.finite import STENCIL
 
 ROW_BYTES = 2 ** 28   # memory for one chunk of rows (directions, stencil points, tangents)
 MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated one after another
+GROUP = 4             # rows vmapped together per loop step (a leaf's rows in fast mode, a bisection step)
 
 
 def direction(seed, lo, hi, layout, dtype):
@@ -41,14 +44,14 @@ def direction(seed, lo, hi, layout, dtype):
 
 
 class Kernels:
-    """The compiled kernels of one (function, structure); jit caches one executable per shape."""
+    """The compiled kernels of one (function, structure): one executable per shape (:mod:`.compiling`)."""
 
     def __init__(self, f_tree, layout, n, dtype, jit):
         self.f_tree, self.layout, self.n, self.dtype = f_tree, layout, n, dtype
         split = lambda t: [t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) for a, s in layout]  # noqa: E731
         self.split = split
         f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
-        self.J = jax.jit if jit else (lambda fn: fn)
+        self.J = (lambda fn: compiling.jit(fn, n)) if jit else (lambda fn: fn)
         grad = jax.grad(f_flat)
         self._g_tree = jax.grad(f_tree)
         self.grad = self.J(grad)
@@ -61,19 +64,26 @@ class Kernels:
         }
 
     def vmap_probe(self, grad: bool, jvp: bool):
-        one = jnp.zeros(1, jnp.uint32)
+        one = jnp.zeros(GROUP, jnp.uint32)
         return lambda t, c, u: self._directional(grad, jvp, True)(self.split(t), self.split(t), True, c, u, one, one,
-                                                                   one + 1, t[:1])
+                                                                   one + 1, t[:1].repeat(GROUP), GROUP)
+
+    def group(self, batched: bool) -> int:
+        """Rows evaluated together (vmapped) per loop step: :data:`GROUP`, or 1 where they do not fit memory."""
+        return GROUP if batched and GROUP * 11 * self.n * jnp.dtype(self.dtype).itemsize <= ROW_BYTES else 1
 
     def _directional(self, grad: bool, jvp: bool, batched: bool):
-        """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf)."""
-        f, layout, dtype = self.f_tree, self.layout, self.dtype
+        """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf).
+
+        Rows go through a loop of :meth:`group`-row steps up to ``used`` (a run-time value): a call with
+        fewer rows than the compiled count (kink moves, bisection) costs its own rows, not the padding."""
+        f, layout, dtype, G = self.f_tree, self.layout, self.dtype, self.group(batched)
         inner = jax.vmap if 8 * self.n * jnp.dtype(dtype).itemsize <= MAP_BYTES else (
             lambda fn: lambda xs: jax.lax.map(fn, xs))
         coeffs = jnp.asarray(STENCIL, dtype)
         zero = jnp.zeros((), dtype)
 
-        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs):
+        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs, used):
             g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
 
             def row(seed, a, b, h):
@@ -82,10 +92,14 @@ class Kernels:
                 jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
                 return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
 
-            if batched and 11 * self.n * jnp.dtype(dtype).itemsize <= ROW_BYTES:
-                F, vg, jv = jax.vmap(row)(seeds, lo, hi, hs)
-            else:
-                F, vg, jv = jax.lax.map(lambda r: row(*r), (seeds, lo, hi, hs))
+            def step(i, acc):
+                part = [jax.lax.dynamic_slice_in_dim(a, i * G, G) for a in (seeds, lo, hi, hs)]
+                outs = jax.vmap(row)(*part) if G > 1 else [o[None] for o in row(*[a[0] for a in part])]
+                return [jax.lax.dynamic_update_slice_in_dim(A, o.astype(A.dtype), i * G, 0) for A, o in zip(acc, outs)]
+
+            m = seeds.shape[0]
+            acc = [jnp.zeros((m, len(STENCIL)), dtype), jnp.zeros(m, dtype), jnp.zeros(m, dtype)]
+            F, vg, jv = jax.lax.fori_loop(0, (used + G - 1) // G, step, acc)
             return F, vg, jv, f(t, c, u), g
 
         return kernel

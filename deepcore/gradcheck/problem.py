@@ -5,8 +5,9 @@ The differentiated floating leaves of ``args[i]`` (``i`` in ``argnums``) are con
 ``u`` unless it is a scalar. Constants and ``u`` are *arguments* of the compiled kernels, not captured
 values, so kernels are cached per (function, structure, shapes) and reused across leaves, modes and
 seeds; a check compiles its directional kernel (:mod:`deepcore.gradcheck.kernels`) once: later calls are cut
-into or padded to the first call's row count. The host never builds an n-sized array per row, so fast mode
-costs its function evaluations, whatever n is.
+into or padded to the first call's row count, and the kernel's loop stops after the rows a call uses. The host
+never builds an n-sized array per row, so fast mode costs its function evaluations, whatever n is. Programs are
+compiled by :mod:`deepcore.gradcheck.compiling`'s rule; host arrays reach the device by ``device_put``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepcore.gradcheck.kernels import ROW_BYTES, Kernels
+from deepcore.gradcheck.kernels import GROUP, ROW_BYTES, Kernels
+
+MAX_ROWS = 4096   # rows of one directional call (its loop holds only a group's points at a time)
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # f -> {structure: kernels}
 
@@ -49,10 +52,18 @@ def key_name(k) -> str:
     return str(k)
 
 
+def put(a, dtype=None):
+    """``a`` as a device array of ``dtype`` (default: its own), through the host: ``jnp.asarray`` of a host
+    array and ``astype`` compile a program per shape (about 0.1 s each on a CPU, a tenth of a small check)."""
+    if isinstance(a, jax.Array) and (dtype is None or a.dtype == dtype):
+        return a
+    return jax.device_put(np.asarray(a, dtype=dtype))
+
+
 def cast_tree(tree, dtype):
     def cast(a):
-        a = jnp.asarray(a)
-        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        floating = jnp.issubdtype(np.result_type(a) if not isinstance(a, jax.Array) else a.dtype, jnp.floating)
+        return put(a, dtype if floating else None)
 
     return jax.tree.map(cast, tree)
 
@@ -105,7 +116,7 @@ class Problem:
             warnings.warn(f"gradcheck: the function returns {low[0]} while checking in {jnp.dtype(dtype).name}; "
                           f"it casts internally, so finite differences lose precision", stacklevel=5)
         scalar = len(outs) == 1 and outs[0].shape == ()
-        self.u = [] if scalar else [jnp.asarray(rng.standard_normal(o.shape), dtype) for o in outs]
+        self.u = [] if scalar else [put(rng.standard_normal(o.shape), dtype) for o in outs]
         n_args, n_const = len(args), len(consts) - len(others)
 
         def f_tree(leaves, consts, u):
@@ -145,7 +156,7 @@ class Problem:
         custom_vjp; lowering refuses it without compiling anything).
         """
         if name not in self.support:
-            t, c, u = jnp.asarray(self.theta0, self.dtype), self.consts, self.u
+            t, c, u = put(self.theta0, self.dtype), self.consts, self.u
             fn = self.k.trace_fns[name] if name != "vmap" else self.k.vmap_probe(
                 not self.supports("grad"), not self.supports("jvp"))
             try:
@@ -171,14 +182,14 @@ class Problem:
 
     def gradient(self, t) -> np.ndarray:
         self.evals["grad"] += 1
-        return np.asarray(self.k.grad(jnp.asarray(t, self.dtype), self.consts, self.u), np.float64)
+        return np.asarray(self.k.grad(put(t, self.dtype), self.consts, self.u), np.float64)
 
-    def _chunks(self, m: int, width: int, sizes: set):
-        """Row counts to evaluate ``m`` rows with: the first call's count (capped by memory) is compiled, and
-        every later call is cut into, or padded to, that count, so a kernel compiles once per check."""
-        cap = max(1, ROW_BYTES // max(1, width * self.n * jnp.dtype(self.dtype).itemsize))
+    def _chunks(self, m: int, cap: int, sizes: set, multiple: int = 1):
+        """Row counts to evaluate ``m`` rows with: the first call's count (at most ``cap``, rounded up to a
+        multiple of ``multiple``) is compiled, and every later call is cut into, or padded to, that count,
+        so a kernel compiles once per check."""
         if not sizes:
-            sizes.add(min(m, cap))
+            sizes.add(-(-min(m, cap) // multiple) * multiple)
         size = max(sizes)
         return [(min(size, m - i), size) for i in range(0, m, size)]
 
@@ -188,19 +199,19 @@ class Problem:
         ``<g, v>`` and ``g`` are None where reverse mode cannot be taken, the JVPs where forward mode cannot.
         ``label``: ``(mode, leaf path per row)`` for the progress line.
         """
-        t = [jnp.asarray(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype)
+        t = [put(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype)
              for a, s in self.layout]
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
         out, i = [], 0
-        for used, size in self._chunks(len(rows[0]), 11, self.sizes):
+        for used, size in self._chunks(len(rows[0]), MAX_ROWS, self.sizes, GROUP):
             if self.progress and label:
                 self.progress.rows(label[0], label[1][i], i, len(rows[0]))
             chunk = [np.concatenate([a[i:i + used], np.repeat(a[i:i + 1], size - used)]) for a in rows]
-            chunk = [jnp.asarray(a) for a in chunk[:3]] + [jnp.asarray(chunk[3], self.dtype)]
+            chunk = [put(a) for a in chunk[:3]] + [put(chunk[3], self.dtype)]
             known = all(n in self.support for n in ("grad", "jvp", "vmap"))
-            g_in = [jnp.zeros_like(a) for a in t] if not out else g   # the first chunk computes the gradient
-            call = (t, g_in, jnp.asarray(not out), self.consts, self.u, *chunk)
+            g_in = [put(np.zeros(a.shape, a.dtype)) for a in t] if not out else g   # the first chunk computes g
+            call = (t, g_in, put(not out), self.consts, self.u, *chunk, put(np.int32(used)))
             try:
                 res = self.k.directional(*self._flags())(*call)
             except Exception:
@@ -229,9 +240,10 @@ class Problem:
         """A host-row kernel (``grad``, ``grad_and_hvp``, ``hvp_rr``) on rows ``(P[i], V[i])`` (second-order checks)."""
         P, V = np.asarray(P, np.float64), np.asarray(V, np.float64)
         kernel, outs, i = self.k.rows(name, self.supports("vmap")), [], 0
-        for used, size in self._chunks(len(P), 4, self.row_sizes):
-            Pc, Vc = (jnp.asarray(np.concatenate([A[i:i + used], np.repeat(A[i:i + 1], size - used, 0)]),
-                                  self.dtype) for A in (P, V))
+        cap = max(1, ROW_BYTES // max(1, 4 * self.n * jnp.dtype(self.dtype).itemsize))
+        for used, size in self._chunks(len(P), cap, self.row_sizes):
+            Pc, Vc = (put(np.concatenate([A[i:i + used], np.repeat(A[i:i + 1], size - used, 0)]), self.dtype)
+                      for A in (P, V))
             outs.append(jax.tree.map(lambda a: np.asarray(a, np.float64)[:used], kernel(Pc, Vc, self.consts, self.u)))
             i += used
         return jax.tree.map(lambda *a: np.concatenate(a), *outs)

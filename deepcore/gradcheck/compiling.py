@@ -1,0 +1,75 @@
+"""The checker's compile rule: a small kernel is compiled with XLA's backend optimisation off.
+
+A gradient check of a small layer spends most of its time compiling (its kernels run for milliseconds), and
+XLA:CPU's LLVM optimisation is the larger part of a compile. :func:`jit` lowers each input signature once,
+asks XLA's cost analysis for the program's floating-point operations, and compiles a program under
+:data:`SMALL_FLOPS` of a check of fewer than :data:`SMALL_N` numbers with :data:`FAST_COMPILE`
+(``xla_backend_optimization_level=0``: same HLO passes, same arithmetic, no LLVM optimisation), others with XLA's
+defaults. Convolutions and dots are library calls either way; what -O0 slows is elementwise loops, and a check of
+many numbers runs loops over all of them per row (forming points, drawing directions), hence :data:`SMALL_N`.
+XLA counts a loop's body once (the directional kernel's: one group of rows), so a scanned model whose body is
+small is compiled the fast way whatever its trip count. Measured (BUILD_NOTES, issue 20): the benchmark's CNN on
+4 images (kernel 1.4e8 flops) checks faster at -O0; a 10M-parameter MLP (8.5e8) keeps the defaults.
+:data:`COUNTS` records how many programs took each way (a test and the benchmark read it).
+"""
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+import jax
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+SMALL_FLOPS = 1e9          # below this (XLA's estimate for one call), compile without LLVM optimisation
+SMALL_N = 10 ** 6          # ... when the check has fewer numbers than this
+COUNTS: collections.Counter = collections.Counter()   # "fast" / "default": programs compiled each way
+
+
+def _signature(args):
+    leaves, treedef = jax.tree.flatten(args)
+    return treedef, tuple((tuple(a.shape), str(a.dtype), bool(getattr(a, "weak_type", False)))
+                          if hasattr(a, "shape") else ("py", a) for a in leaves)
+
+
+def options_for(lowered, n: int = 0) -> dict:
+    """The compile options of one lowered program of a check of ``n`` numbers: :data:`FAST_COMPILE` when both
+    are small, else none."""
+    if jax.default_backend() != "cpu" or n >= SMALL_N:
+        return {}
+    try:
+        flops = float((lowered.cost_analysis() or {}).get("flops", float("inf")))
+    except Exception:   # no cost analysis for this program: XLA's defaults
+        return {}
+    return dict(FAST_COMPILE) if flops < SMALL_FLOPS else {}
+
+
+class _Jit:
+    """``fn`` jitted, each input signature lowered once and compiled with :func:`options_for`'s options."""
+
+    def __init__(self, fn: Callable, n: int):
+        self.jitted, self._cache, self.n = jax.jit(fn), {}, n
+
+    def __call__(self, *args):
+        sig = _signature(args)
+        exe = self._cache.get(sig)
+        if exe is None:
+            exe = self._cache[sig] = compile_lowered(self.jitted.lower(*args), n=self.n)
+        return exe(*args)
+
+
+def compile_lowered(lowered, options=None, n: int = 0):
+    """``lowered.compile`` with ``options`` (default: :func:`options_for`'s), counted in :data:`COUNTS`."""
+    options = options_for(lowered, n) if options is None else options
+    COUNTS["fast" if options else "default"] += 1
+    try:
+        return lowered.compile(compiler_options=options) if options else lowered.compile()
+    except Exception:
+        if not options:
+            raise
+        return lowered.compile()   # an XLA without the option: its defaults
+
+
+def jit(fn: Callable, n: int = 0) -> Callable:
+    """``jax.jit(fn)`` for a check of ``n`` numbers, its executables compiled by the rule above (call it with
+    concrete arrays only)."""
+    return _Jit(fn, n)

@@ -1,0 +1,48 @@
+"""The checker's compile rule and its row loop: what is compiled how, and that neither changes a number."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepcore.gradcheck import compiling
+from deepcore.gradcheck.problem import Problem
+
+
+def test_small_programs_compile_fast_large_ones_with_defaults_same_values():
+    with jax.enable_x64(True):
+        x = np.random.default_rng(0).standard_normal((6, 5))
+        small = lambda a: jnp.tanh(a @ a.T).sum(axis=0)  # noqa: E731
+        before = dict(compiling.COUNTS)
+        y = compiling.jit(small)(x)
+        assert compiling.COUNTS["fast"] == before.get("fast", 0) + 1
+        np.testing.assert_allclose(np.asarray(y), np.tanh(x @ x.T).sum(axis=0), rtol=1e-13)
+        big = np.ones((1000, 1000))   # 2e9 flops: above the rule's threshold
+        before = dict(compiling.COUNTS)
+        z = compiling.jit(lambda a: a @ a)(big)
+        assert float(z[0, 0]) == 1000.0
+        compiling.jit(small, n=compiling.SMALL_N)(x)   # a small program of a check of many numbers
+        assert compiling.COUNTS["default"] == before.get("default", 0) + 2
+        f = compiling.jit(small)
+        f(x), f(x + 1)   # one signature, one compile
+        assert compiling.COUNTS["fast"] == before.get("fast", 0) + 1
+
+
+def test_a_call_with_fewer_rows_than_compiled_gives_the_same_rows_without_a_compile():
+    f = lambda w, x: jnp.sum(jnp.sin(x @ w) ** 2)  # noqa: E731
+    rng = np.random.default_rng(1)
+    args = (rng.standard_normal((4, 3)), rng.standard_normal((5, 4)))
+    with jax.enable_x64(True):
+        P = Problem(f, args, (0, 1), ("w", "x"), False, jnp.float64, np.random.default_rng(0))
+        seeds = np.arange(1, 11, dtype=np.uint32)
+        lo, hi = np.zeros(10, np.int64), np.full(10, P.n)
+        hs = np.full(10, 1e-3)
+        F, vg, jv, f0, g = P.directional(P.theta0, seeds, lo, hi, hs)
+        compiled = dict(compiling.COUNTS)
+        F3, vg3, jv3, f03, g3 = P.directional(P.theta0, seeds[:3], lo[:3], hi[:3], hs[:3])
+        assert dict(compiling.COUNTS) == compiled and P.sizes == {12}   # 10 rows rounded up to whole groups
+        np.testing.assert_array_equal(F3, F[:3])
+        np.testing.assert_array_equal(vg3, vg[:3])
+        np.testing.assert_array_equal(jv3, jv[:3])
+        assert f03 == f0 == float(np.sum(np.sin(args[1] @ args[0]) ** 2))
+        w, x = args   # the gradient against numpy's: d/dw = x^T (2 sin cos), d/dx = (2 sin cos) w^T
+        s = 2 * np.sin(x @ w) * np.cos(x @ w)
+        np.testing.assert_allclose(g, np.concatenate([(x.T @ s).ravel(), (s @ w.T).ravel()]), rtol=1e-12)

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deepcore.core import accum_dtype, cast, implicit_promotion
+from deepcore.core import accum_dtype, cast
 from deepcore.gan.losses import GANLoss, get_loss
 from deepcore.gan.penalties import get_penalty
-from deepcore.train.step import compile_fn
+from deepcore.train.step import compile_fn, optimizer_update
 
 
 @jax.tree_util.register_dataclass
@@ -138,10 +138,8 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
             return total, (d_state, jnp.mean(r), jnp.mean(f), pen)
 
         (dl, (d_state, d_real, d_fake, pen)), grads = jax.value_and_grad(d_objective, has_aux=True)(state.d_params)
-        with implicit_promotion():   # optax's internals promote implicitly
-            updates, d_opt = d_tx.update(grads, state.d_opt, state.d_params)
-        new = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_state=d_state, d_opt=d_opt,
-                            g_state=g_state)
+        d_params, d_opt = optimizer_update(d_tx, grads, state.d_opt, state.d_params)
+        new = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state)
         return new, {"d_loss": dl, "d_real": d_real, "d_fake": d_fake, "penalty": pen}, optax.tree.norm(grads)
 
     def g_part(state: GANState, batch):
@@ -154,9 +152,7 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
             return loss.g(logits), gs
 
         (gl, g_state), grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
-        with implicit_promotion():
-            updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
-        g_params = optax.apply_updates(state.g_params, updates)
+        g_params, g_opt = optimizer_update(g_tx, grads, state.g_opt, state.g_params)
         ema = state.g_ema
         if ema_decay is not None and ema is not None:
             t = state.step.astype(jnp.float32)

@@ -53,23 +53,10 @@ def add_flags(p):
     return p
 
 
-def main(args):
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
+def data(args):
+    """``(num_classes, train, test, n_fid)``: the image arrays (--smoke: slices) and the samples per Fréchet score."""
+    from deepcore.data import load
 
-    from deepcore.data import load, make_batches
-    from deepcore.gan import fid, gan_train_step, init_gan_state, losses, generate_images
-    from deepcore.gan.grid import save_grid
-    from deepcore.interpret import training_curves
-    from deepcore.models.gan import dcgan_discriminator, dcgan_generator
-    from deepcore.train import TimeBudget, fit, spent_before
-    from deepcore.train.compile_options import YNN_FUSION
-
-    common.devices(args.devices)
-    t_start = time.perf_counter()
-    # data
     train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
     if train.info.shape != (28, 28, 1):
         raise common.UsageError(f"--dataset {args.dataset}: this DCGAN makes 28x28x1 images, got {train.info.shape}")
@@ -81,20 +68,80 @@ def main(args):
         train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
         test_arrays = {k: v[:512] for k, v in test_arrays.items()}
         n_fid = min(n_fid, 256)
-    n_fid = min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+    return num_classes, train_arrays, test_arrays, min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
 
-    # the fixed feature space (a classifier trained once, cached): the Fréchet floor, held-out test vs train
+
+def feature_space(args, train, test, n_fid):
+    """``(score, floor, classifier accuracy, classifier path)``: the fixed feature space (a classifier trained
+    once, cached) and the Fréchet floor, held-out test vs train."""
+    import numpy as np
+
+    from deepcore.gan import fid
+
     cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
     clf_epochs = 0.1 if args.smoke else 2.0
     clf_path = os.path.join(cache_dir, fid.cache_name(args.dataset, clf_epochs))
-    clf_params, trained_now = fid.load_classifier(clf_path, train_arrays, epochs=clf_epochs, seed=0)
-    train_idx = np.random.default_rng(0).choice(len(train_arrays["label"]), n_fid, replace=False)
-    score = fid.FrechetScore(clf_params, fid.unit(train_arrays["image"][train_idx]))
-    fid_floor = score(fid.unit(test_arrays["image"][:n_fid]))
-    clf_acc = score.class_match(fid.unit(test_arrays["image"]), test_arrays["label"])
+    clf_params, trained_now = fid.load_classifier(clf_path, train, epochs=clf_epochs, seed=0)
+    train_idx = np.random.default_rng(0).choice(len(train["label"]), n_fid, replace=False)
+    score = fid.FrechetScore(clf_params, fid.unit(train["image"][train_idx]))
+    fid_floor = score(fid.unit(test["image"][:n_fid]))
+    clf_acc = score.class_match(fid.unit(test["image"]), test["label"])
     print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}: "
           f"test accuracy {clf_acc:.4f}; Fréchet distance floor (test vs train, {n_fid} each) {fid_floor:.3f}",
           flush=True)
+    return score, fid_floor, clf_acc, clf_path
+
+
+def evaluation(args, G, score, n_fid, num_classes, cond):
+    """``(quality, evaluate)``: the Fréchet distance (and class match) of fixed latents' samples, and the
+    evaluation of both G and its EMA that also writes samples.png (the same z each time; conditionally, one
+    class per column)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from deepcore.gan import fid, generate_images
+    from deepcore.gan.grid import save_grid
+
+    grid_z = jax.random.normal(jax.random.PRNGKey(1234), (100, args.z_dim))
+    grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
+    fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
+    fid_y = jnp.arange(n_fid) % num_classes
+    gen = jax.jit(lambda p, s, z, y: generate_images(G, p, s, z, y if cond else None))
+
+    def generate(params, g_state, z, y):
+        return np.concatenate([np.asarray(gen(params, g_state, z[i:i + fid.BATCH], y[i:i + fid.BATCH]))
+                               for i in range(0, len(z), fid.BATCH)])
+
+    def quality(params, g_state, prefix=""):
+        x = generate(params, g_state, fid_z, fid_y)
+        return {prefix + "fid": score(x), **({prefix + "class_match": score.class_match(x, fid_y)} if cond else {})}
+
+    def evaluate(state, _batch=None):
+        m = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
+        save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
+        return m
+
+    return quality, evaluate
+
+
+def main(args):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from deepcore.data import make_batches
+    from deepcore.gan import gan_train_step, init_gan_state, losses
+    from deepcore.interpret import training_curves
+    from deepcore.models.gan import dcgan_discriminator, dcgan_generator
+    from deepcore.train import TimeBudget, fit, spent_before
+    from deepcore.train.compile_options import YNN_FUSION
+
+    common.devices(args.devices)
+    t_start = time.perf_counter()
+    # data, and the fixed feature space of the Fréchet distance
+    num_classes, train_arrays, test_arrays, n_fid = data(args)
+    score, fid_floor, clf_acc, clf_path = feature_space(args, train_arrays, test_arrays, n_fid)
 
     # model
     cond = num_classes if args.conditional else None
@@ -116,26 +163,8 @@ def main(args):
                           num_classes=cond, ema_decay=args.ema_decay, compiler_options=YNN_FUSION if args.ynn else None,
                           compute_dtype=jnp.bfloat16 if args.precision == "bfloat16" else None)
 
-    # evaluation: fixed latents, so samples.png shows the same z (conditionally, one class per column) each time
-    grid_z = jax.random.normal(jax.random.PRNGKey(1234), (100, args.z_dim))
-    grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
-    fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
-    fid_y = jnp.arange(n_fid) % num_classes
-    gen = jax.jit(lambda p, s, z, y: generate_images(G, p, s, z, y if cond else None))
-
-    def generate(params, g_state, z, y):
-        return np.concatenate([np.asarray(gen(params, g_state, z[i:i + fid.BATCH], y[i:i + fid.BATCH]))
-                               for i in range(0, len(z), fid.BATCH)])
-
-    def quality(params, g_state, prefix=""):
-        x = generate(params, g_state, fid_z, fid_y)
-        return {prefix + "fid": score(x), **({prefix + "class_match": score.class_match(x, fid_y)} if cond else {})}
-
-    def evaluate(state, _batch=None):
-        m = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
-        save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
-        return m
-
+    # evaluation: fixed latents' Fréchet distance of G and its EMA, and samples.png
+    quality, evaluate = evaluation(args, G, score, n_fid, num_classes, cond)
     at_init = quality(state.g_params, state.g_state)
     print(f"Fréchet distance at initialisation: {at_init['fid']:.3f}", flush=True)
 

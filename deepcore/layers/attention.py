@@ -141,7 +141,7 @@ def attention(q, k, v, *, causal=False, key_mask=None, key_lengths=None, segment
                                                key_value_seq_lengths=lengths, implementation="cudnn")
         return out.reshape(q.shape)
     if lengths is not None:
-        lm = (jnp.arange(s) < lengths[:, None])[:, None, None, :]
+        lm = (jnp.arange(s)[None, :] < lengths[:, None])[:, None, None, :]
         full = lm if full is None else full & lm
     if implementation == "reference":
         if causal:

@@ -97,6 +97,11 @@ def _ran_out(t: int, time_left) -> Tuple[str, str]:
     return "data_exhausted", f"the batches ran out at step {t}"
 
 
+def _numbers(start: int, steps: Optional[int]):
+    """The step numbers after ``start``: up to ``steps``, or without end (``None``)."""
+    return itertools.count(start + 1) if steps is None else range(start + 1, steps + 1)
+
+
 def _rows(batch) -> int:
     """Examples per step over all processes (``batch``: this process's rows)."""
     return jax.tree.leaves(batch)[0].shape[0] * jax.process_count()
@@ -153,8 +158,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         log_every: int = 100, put_batch: Callable = lambda b: b, stream=None, tty: Optional[bool] = None,
         time_left: Optional[Callable[[], float]] = None, tensorboard: bool = False,
         wandb: Union[None, str, dict] = None, profile_steps: Optional[Tuple[int, int]] = None) -> FitResult:
-    """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` up to ``steps`` total updates
-    (``None``: until the batches run out).
+    """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` for ``steps`` updates (``None``: all batches).
 
     * ``out_dir``: ``metrics.jsonl``, checkpoints (``out_dir/checkpoints``, every ``checkpoint_every`` steps and
       at the end, the last ``keep`` kept) under ``out_dir/run.lock``; ``resume``: continue from the newest intact
@@ -182,8 +186,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         window, progress, reason, message = Window(), None, "done", ""
         guard = StepGuard(on_read=window.add)
         profiler = stack.enter_context(ProfileWindow(out_dir and f"{out_dir}/profile", profile_steps))
-        numbers = itertools.count(start + 1) if steps is None else range(start + 1, steps + 1)
-        for t, (batch, device_batch) in zip(numbers, window.batches(batches(start), put_batch)):
+        for t, (batch, device_batch) in zip(_numbers(start, steps), window.batches(batches(start), put_batch)):
             progress = progress or Progress(steps, start, stream, tty, _rows(batch), time_left)
             profiler.before(t)
             state, metrics = step_fn(state, device_batch)
@@ -192,8 +195,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
             if t == start + 1:
                 _first_step_done(metrics, window, progress, t)
             saving = at_eval(t) or at_ckpt(t)
-            bad = guard.after_step(t, metrics, state, read=saving or at_log(t), whole=saving)
-            if bad is not None:
+            if (bad := guard.after_step(t, metrics, state, read=saving or at_log(t), whole=saving)) is not None:
                 reason, message = "nonfinite", log.event(t, "nonfinite", _stopped(bad, ckpt))
                 break
             _show(t, window, progress, step_fn, log, main, at_log(t))

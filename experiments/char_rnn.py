@@ -73,12 +73,8 @@ def main(args):
 
     # the loop
     n_params = tree.param_count(state.params)
-    print(f"char_rnn: {args.cell} {args.layers}x{args.hidden} (embedding {args.embed}), {n_params:,} parameters; "
-          f"{args.dataset}: {len(corpus.train):,} train / {len(corpus.validation):,} validation characters, "
-          f"vocabulary {corpus.vocab.size}; batches of {args.batch_size} x {args.seq_len} for "
-          f"{budget.total_steps or 'unlimited'} steps, {minutes or 'unlimited'} min on {len(devs)} "
-          f"{devs[0].platform} device(s); bigram baseline {baseline['bigram_val_bits_per_char']:.4f} bits/char",
-          flush=True)
+    charlm.announce(args, f"{args.cell} {args.layers}x{args.hidden} (embedding {args.embed})", n_params, corpus,
+                    baseline, budget, minutes, devs)
     result = fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps, eval_step=eval_fn,
                  eval_batches=lambda: val, eval_every=every, out_dir=args.out, checkpoint_every=every,
                  resume=args.resume, put_batch=put, log_every=max(1, min(50, every)), time_left=budget.time_left)

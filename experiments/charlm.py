@@ -98,6 +98,16 @@ def eval_step(model, cdt, budget, shardings, mesh):
                                       out_shardings=parallel.replicated(mesh)))
 
 
+def announce(args, model: str, n_params: int, corpus, baseline, budget, minutes, devs) -> None:
+    """Print the run's one-line summary: ``model`` (its description), the data, the length, the baseline."""
+    print(f"{args.experiment}: {model}, {n_params:,} parameters; "
+          f"{args.dataset}: {len(corpus.train):,} train / {len(corpus.validation):,} validation characters, "
+          f"vocabulary {corpus.vocab.size}; batches of {args.batch_size} x {args.seq_len} for "
+          f"{budget.total_steps or 'unlimited'} steps, {minutes or 'unlimited'} min on {len(devs)} "
+          f"{devs[0].platform} device(s); bigram baseline {baseline['bigram_val_bits_per_char']:.4f} bits/char",
+          flush=True)
+
+
 def final_validation(args, eval_fn, state, val, put, steps_done: int):
     """``(final, records)``: the last validation record of ``metrics.jsonl``, evaluated now (and appended) if
     the clock stopped between evaluations; ``records``: the log as read before that."""

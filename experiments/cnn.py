@@ -44,7 +44,6 @@ def main(args):
     from deepcore.layers import serial
     from deepcore.models import cnn, resnet
     from deepcore.train import fit, parallel
-    from deepcore.train.budget import last_checkpointed
 
     # data: uint8 images and int32 labels (with --smoke the first examples of each split)
     info, val, test = images.load_splits(args, ("validation", "test"))
@@ -67,9 +66,7 @@ def main(args):
 
     # step: label-smoothed cross-entropy, data-parallel over the mesh; evaluation: exact over whole splits
     state, step, options = images.classifier_step(args, model, info, tx, mesh, cdt)
-    logits, evaluate = images.evaluation(args, model, mesh, cdt, options)
-    offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
-    clock = lambda: offset + time.perf_counter() - t_start   # seconds of this run, over resumed segments
+    logits, evaluate, clock = images.evaluation(args, model, mesh, cdt, options, t_start)
 
     # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
     n_params = images.announce(args, state, pipe.num_examples, val, test, steps, devs)

@@ -3,6 +3,7 @@ calls them in order (data -> model -> optimiser -> step -> evaluation -> its own
 loop stays in the script. JAX is imported inside the functions: a refused flag never imports it."""
 import functools
 import json
+import time
 
 import common
 import flagcheck
@@ -71,17 +72,20 @@ def classifier_step(args, model, info, tx, mesh, cdt):
     return state, step, options
 
 
-def evaluation(args, model, mesh, cdt, options):
-    """``(logits, evaluate)``: eval-mode logits ``(state, x) -> (B, C)`` and ``evaluate(arrays, args=(state,),
-    prefix=)``, exact over a whole split, in the compute dtype (mirror-averaged with --tta flip)."""
+def evaluation(args, model, mesh, cdt, options, t_start: float):
+    """``(logits, evaluate, clock)``: eval-mode logits ``(state, x) -> (B, C)``, ``evaluate(arrays,
+    args=(state,), prefix=)``, exact over a whole split, in the compute dtype (mirror-averaged with --tta flip),
+    and ``clock()``, the seconds of this run since ``t_start`` (summed over resumed segments)."""
     import jax.numpy as jnp
 
     from deepcore.train import classifier_eval, evaluate_split
+    from deepcore.train.budget import last_checkpointed
 
     logits, per_example = classifier_eval(model, compute_dtype=None if cdt == jnp.float32 else cdt,
                                           tta=args.tta == "flip")
+    offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     return logits, functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
-                                     compiler_options=options)
+                                     compiler_options=options), lambda: offset + time.perf_counter() - t_start
 
 
 def announce(args, state, num_train: int, val, test, steps: int, devs) -> int:

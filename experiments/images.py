@@ -1,6 +1,7 @@
-"""The steps the image-classifier recipes (mlp.py, cnn.py, vit.py) share, each named for what it does; each recipe
-calls them in order (data -> model -> optimiser -> step -> evaluation -> its own ``fit`` call -> report), so the
-loop stays in the script. JAX is imported inside the functions: a refused flag never imports it."""
+"""The steps the image-classifier recipes (mlp.py, cnn.py, vit.py; seq_classify.py's data, optimiser and summary)
+share, each named for what it does; each recipe calls them in order (data -> model -> optimiser -> step ->
+evaluation -> its own ``fit`` call -> report), so the loop stays in the script. JAX is imported inside the
+functions: a refused flag never imports it."""
 import functools
 import json
 import time

@@ -228,6 +228,13 @@ def implicit_promotion():
     return jax.numpy_dtype_promotion("standard")
 
 
+def left_expand(v, ndim: int):
+    """``v`` with leading length-1 axes up to ``ndim`` dimensions (``(F,) -> (1, ..., 1, F)``): the explicit form
+    of NumPy's rank promotion, so that ``y + left_expand(b, y.ndim)`` states its shapes (the test suite runs
+    under ``jax_numpy_rank_promotion="raise"``)."""
+    return jnp.expand_dims(v, tuple(range(ndim - jnp.ndim(v))))
+
+
 def cast(tree, dtype):
     """Cast every floating leaf of ``tree`` to ``dtype``."""
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

@@ -161,7 +161,7 @@ def r2_score(predictions, targets, mask=None):
     w = jnp.ones(p.shape[0]) if mask is None else jnp.asarray(mask, bool).astype(jnp.float32)
     w = w.reshape((-1,) + (1,) * (p.ndim - 1))
     p, t = jnp.where(w > 0, p, 0.0), jnp.where(w > 0, t, 0.0)
-    mean = jnp.sum(w * t, axis=0) / jnp.sum(w)
+    mean = jnp.sum(w * t, axis=0, keepdims=True) / jnp.sum(w)
     ss_res = jnp.sum(w * (t - p) ** 2, axis=0)
     ss_tot = jnp.sum(w * (t - mean) ** 2, axis=0)
     r2 = jnp.where(ss_tot > 0, 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0), jnp.where(ss_res > 0, 0.0, 1.0))

@@ -24,10 +24,9 @@ import time
 
 import common
 import flagcheck
+from charlm import EVAL_WINDOWS, SMOKE_CHARS
 
 LICENCES = "/usr/share/common-licenses"
-SMOKE_CHARS = {"train": 50_000, "validation": 4_000}
-EVAL_WINDOWS = 128     # windows per evaluation batch
 
 
 def target_file(args) -> str:
@@ -67,16 +66,71 @@ def parser():
     return p
 
 
-def main(args):
+def corpora(args):
+    """``(source, target path, target)``: the pretraining corpus and the fine-tuning text's train and validation
+    ids in the source vocabulary (--smoke: the first ``SMOKE_CHARS`` of each)."""
+    from deepcore.data import encode, load_corpus, load_text
+
+    source = load_corpus(args.dataset, args.data_dir, max_chars=SMOKE_CHARS if args.smoke else None)
+    tpath = target_file(args)
+    tgt = {s: encode(source.vocab, load_text(tpath, s)) for s in ("train", "validation")}
+    if args.smoke:
+        tgt = {s: ids[:SMOKE_CHARS[s]] for s, ids in tgt.items()}
+    return source, tpath, tgt
+
+
+def optimizer(lr, steps):
+    """Clipping at 1, then AdamW (b2 0.99) with a warm-up (a tenth, at most 100 steps) and cosine decay."""
+    import optax
+
+    sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, min(100, steps // 10)), max(2, steps))
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, b2=0.99, weight_decay=0.0))
+
+
+def eval_step(model):
+    """The compiled validation metrics (``window_nll``) of ``model`` on one window batch."""
+    from deepcore.data import window_nll
+    from deepcore.train import compile_fn
+
+    def metrics(state, batch):
+        logits, _ = model.apply(state.params, state.model_state, batch["inputs"], train=False)
+        return window_nll(logits, batch["targets"], batch["weight"])
+    return compile_fn(metrics)
+
+
+def phase(args, name, model, params, tx, ids, val, steps, cdt):
+    """Train ``params`` for ``steps``; returns (state, bits/char on ``val``, median step ms, opt bytes)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
-    import optax
 
-    from deepcore.data import encode, eval_windows, lm_windows, load_corpus, load_text, window_nll
+    from deepcore.data import lm_windows
+    from deepcore.train import classifier_loss, create_state, evaluate, fit, train_step
+
+    params = jax.tree.map(jnp.copy, params)   # the step donates its state; the caller's params stay valid
+    state = create_state(params, {}, tx, jax.random.PRNGKey(args.seed + 1))
+    step = train_step(classifier_loss(model, x="inputs", y="targets"), tx, compute_dtype=cdt, grad_norm=False)
+    pipe = lm_windows(ids, args.seq_len, args.batch_size, args.seed, mode="random")
+    ev = eval_step(model)
+    res = fit(step, state, pipe.batches, steps=steps, eval_step=ev, eval_batches=lambda: val,
+              eval_every=args.eval_every, out_dir=os.path.join(args.out, name), checkpoint_every=args.eval_every,
+              resume=True, log_every=max(1, min(50, args.eval_every)))
+    if res.stop_reason == "nonfinite":
+        raise common.UsageError(res.message)
+    rates = [r["examples_per_s"] for r in res.history if "examples_per_s" in r]
+    step_ms = float(np.median([args.batch_size / r * 1e3 for r in rates])) if rates else None
+    opt_bytes = sum(a.nbytes for a in jax.tree.leaves(res.state.opt_state))
+    return res.state, evaluate(ev, res.state, val)["val_bits_per_char"], step_ms, opt_bytes
+
+
+def main(args):
+    import jax
+    import jax.numpy as jnp
+
+    from deepcore.data import eval_windows
     from deepcore.finetune import lora
     from deepcore.models.transformer import LMConfig, TransformerLM
-    from deepcore.train import classifier_loss, compile_fn, create_state, evaluate, fit, train_step
+    from deepcore.train import evaluate
     from deepcore.tree import param_count
 
     t0 = time.perf_counter()
@@ -86,43 +140,12 @@ def main(args):
         args.pretrain_steps, args.steps, args.eval_every = min(args.pretrain_steps, 8), min(args.steps, 8), 4
         args.d_model, args.layers, args.heads, args.seq_len = 32, 2, 2, min(args.seq_len, 64)
     os.makedirs(args.out, exist_ok=True)
-    source = load_corpus(args.dataset, args.data_dir, max_chars=SMOKE_CHARS if args.smoke else None)
-    tpath = target_file(args)
-    tgt = {s: encode(source.vocab, load_text(tpath, s)) for s in ("train", "validation")}
-    if args.smoke:
-        tgt = {s: ids[:SMOKE_CHARS[s]] for s, ids in tgt.items()}
+    source, tpath, tgt = corpora(args)
     cfg = LMConfig(vocab_size=source.vocab.size, d_model=args.d_model, num_layers=args.layers, num_heads=args.heads,
                    max_len=args.seq_len)
     base = TransformerLM(cfg)
     cdt = None if args.precision == "float32" else jnp.bfloat16
     spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)
-
-    def optimizer(lr, steps):
-        sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, min(100, steps // 10)), max(2, steps))
-        return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, b2=0.99, weight_decay=0.0))
-
-    def eval_fn_for(model):
-        def metrics(state, batch):
-            logits, _ = model.apply(state.params, state.model_state, batch["inputs"], train=False)
-            return window_nll(logits, batch["targets"], batch["weight"])
-        return compile_fn(metrics)
-
-    def phase(name, model, params, tx, ids, val, steps):
-        """Train ``params`` for ``steps``; returns (state, bits/char on ``val``, median step ms, opt bytes)."""
-        params = jax.tree.map(jnp.copy, params)   # the step donates its state; the caller's params stay valid
-        state = create_state(params, {}, tx, jax.random.PRNGKey(args.seed + 1))
-        step = train_step(classifier_loss(model, x="inputs", y="targets"), tx, compute_dtype=cdt, grad_norm=False)
-        pipe = lm_windows(ids, args.seq_len, args.batch_size, args.seed, mode="random")
-        ev = eval_fn_for(model)
-        res = fit(step, state, pipe.batches, steps=steps, eval_step=ev, eval_batches=lambda: val,
-                  eval_every=args.eval_every, out_dir=os.path.join(args.out, name), checkpoint_every=args.eval_every,
-                  resume=True, log_every=max(1, min(50, args.eval_every)))
-        if res.stop_reason == "nonfinite":
-            raise common.UsageError(res.message)
-        rates = [r["examples_per_s"] for r in res.history if "examples_per_s" in r]
-        step_ms = float(np.median([args.batch_size / r * 1e3 for r in rates])) if rates else None
-        opt_bytes = sum(a.nbytes for a in jax.tree.leaves(res.state.opt_state))
-        return res.state, evaluate(ev, res.state, val)["val_bits_per_char"], step_ms, opt_bytes
 
     vb = lambda ids: eval_windows(ids, args.seq_len, EVAL_WINDOWS)  # noqa: E731
     src_val, tgt_val = vb(source.validation), vb(tgt["validation"])
@@ -130,20 +153,21 @@ def main(args):
     print(f"finetune: transformer {args.layers} x d{args.d_model}, {param_count(params0):,} parameters; "
           f"pretrain on {args.dataset} ({len(source.train):,} chars), fine-tune on {tpath} "
           f"({len(tgt['train']):,} chars)", flush=True)
-    pre, pre_src_bpc, _, _ = phase("pretrain", base, params0, optimizer(args.pretrain_lr, args.pretrain_steps),
-                                   source.train, src_val, args.pretrain_steps)
-    before = evaluate(eval_fn_for(base), pre, tgt_val)["val_bits_per_char"]
+    pre, pre_src_bpc, _, _ = phase(args, "pretrain", base, params0, optimizer(args.pretrain_lr, args.pretrain_steps),
+                                   source.train, src_val, args.pretrain_steps, cdt)
+    before = evaluate(eval_step(base), pre, tgt_val)["val_bits_per_char"]
 
-    full, full_bpc, full_ms, full_opt = phase("full", base, pre.params, optimizer(args.lr, args.steps),
-                                              tgt["train"], tgt_val, args.steps)
+    full, full_bpc, full_ms, full_opt = phase(args, "full", base, pre.params, optimizer(args.lr, args.steps),
+                                              tgt["train"], tgt_val, args.steps, cdt)
     lcfg = lora.LoRAConfig(lora.TRANSFORMER if args.lora_on == "all" else lora.ATTENTION, rank=args.rank,
                            scale=args.lora_scale, dropout=args.lora_dropout)
     wrapped = lora.LoRA(base, lcfg)
     tree = lora.attach(pre.params, jax.random.PRNGKey(args.seed + 2), lcfg)
-    ad, lora_bpc, lora_ms, lora_opt = phase("lora", wrapped, tree, lora.optimizer(optimizer(args.lora_lr, args.steps)),
-                                            tgt["train"], tgt_val, args.steps)
+    ad, lora_bpc, lora_ms, lora_opt = phase(args, "lora", wrapped, tree,
+                                            lora.optimizer(optimizer(args.lora_lr, args.steps)), tgt["train"],
+                                            tgt_val, args.steps, cdt)
     merged = pre.replace(params=lora.merge(ad.params, lcfg))
-    merged_bpc = evaluate(eval_fn_for(base), merged, tgt_val)["val_bits_per_char"]
+    merged_bpc = evaluate(eval_step(base), merged, tgt_val)["val_bits_per_char"]
 
     n_base, n_lora = param_count(pre.params), param_count(ad.params["lora"])
     metrics = {"pretrain_val_bits_per_char": pre_src_bpc, "target_val_bits_per_char_before": before,

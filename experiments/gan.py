@@ -11,8 +11,8 @@ both, non-saturating loss, one D and one G update per step, an EMA of G for samp
 Sample quality: the Fréchet distance between Gaussians fitted to the penultimate-layer features of a small
 CNN classifier (trained once on the training split, 2 epochs, seed 0, cached as an orbax checkpoint next to
 the data) for ``--fid-samples`` generated images and the same number of training images (deepcore.gan.fid).
-Reported next to its floor (held-out test images vs the training images) and its value at initialisation.
-The conditional model also reports how often the classifier assigns generated samples their class.
+Reported next to its floor (held-out test vs training images) and its value at initialisation. The conditional
+model also reports how often the classifier assigns generated samples their class.
 """
 import os
 import time
@@ -26,8 +26,7 @@ MINUTES = 15.0      # the time budget when neither --steps nor --epochs is given
 
 def add_flags(p):
     p.add_argument("--minutes", type=float, default=None,
-                   help="training-time budget in minutes, evaluations excluded (default: 15 when neither "
-                        "--steps nor --epochs is given)")
+                   help="training-time budget, evaluations excluded (default: 15 without --steps or --epochs)")
     p.add_argument("--loss", choices=("nonsaturating", "hinge", "wasserstein"), default="nonsaturating")
     p.add_argument("--penalty", choices=("none", "r1", "wgan-gp"), default="none")
     p.add_argument("--penalty-weight", type=float, default=10.0, help="weight of --penalty in D's loss")
@@ -39,8 +38,7 @@ def add_flags(p):
     p.add_argument("--fid-samples", type=int, default=5000, help="images per side of each Fréchet distance")
     p.add_argument("--upsample", choices=("phase", "transpose"), default="phase",
                    help="transposed convs as per-phase convolutions (fast on CPU) or lax.conv_transpose")
-    p.add_argument("--ynn", action="store_true",
-                   help="compile the step with XLA:CPU's YNN fusions (dot, eltwise, reduce)")
+    p.add_argument("--ynn", action="store_true", help="compile the step with XLA:CPU's YNN fusions (dot, eltwise, ...)")
     flagcheck.rule(p, "--devices", "1 (the GAN script runs on one device)", lambda v, a: v == 1)
     flagcheck.above(p, 0, "--minutes")
     flagcheck.at_least(p, 0, "--penalty-weight")
@@ -53,23 +51,10 @@ def add_flags(p):
     return p
 
 
-def main(args):
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
+def data(args):
+    """``(num_classes, train, test, n_fid)``: the image arrays (--smoke: slices) and the samples per Fréchet score."""
+    from deepcore.data import load
 
-    from deepcore.data import load, make_batches
-    from deepcore.gan import fid, gan_train_step, init_gan_state, losses, generate_images
-    from deepcore.gan.grid import save_grid
-    from deepcore.interpret import training_curves
-    from deepcore.models.gan import dcgan_discriminator, dcgan_generator
-    from deepcore.train import TimeBudget, fit, spent_before
-    from deepcore.train.compile_options import YNN_FUSION
-
-    common.devices(args.devices)
-    t_start = time.perf_counter()
-    # data
     train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
     if train.info.shape != (28, 28, 1):
         raise common.UsageError(f"--dataset {args.dataset}: this DCGAN makes 28x28x1 images, got {train.info.shape}")
@@ -81,20 +66,69 @@ def main(args):
         train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
         test_arrays = {k: v[:512] for k, v in test_arrays.items()}
         n_fid = min(n_fid, 256)
-    n_fid = min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+    return num_classes, train_arrays, test_arrays, min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
 
-    # the fixed feature space (a classifier trained once, cached): the Fréchet floor, held-out test vs train
+
+def feature_space(args, train, test, n_fid):
+    """``(score, known, classifier path)``: the fixed feature space (a classifier trained
+    once, cached) and the Fréchet floor, held-out test vs train."""
+    import numpy as np
+
+    from deepcore.gan import fid
+
     cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
     clf_epochs = 0.1 if args.smoke else 2.0
     clf_path = os.path.join(cache_dir, fid.cache_name(args.dataset, clf_epochs))
-    clf_params, trained_now = fid.load_classifier(clf_path, train_arrays, epochs=clf_epochs, seed=0)
-    train_idx = np.random.default_rng(0).choice(len(train_arrays["label"]), n_fid, replace=False)
-    score = fid.FrechetScore(clf_params, fid.unit(train_arrays["image"][train_idx]))
-    fid_floor = score(fid.unit(test_arrays["image"][:n_fid]))
-    clf_acc = score.class_match(fid.unit(test_arrays["image"]), test_arrays["label"])
+    clf_params, trained_now = fid.load_classifier(clf_path, train, epochs=clf_epochs, seed=0)
+    train_idx = np.random.default_rng(0).choice(len(train["label"]), n_fid, replace=False)
+    score = fid.FrechetScore(clf_params, fid.unit(train["image"][train_idx]))
+    fid_floor = score(fid.unit(test["image"][:n_fid]))
+    clf_acc = score.class_match(fid.unit(test["image"]), test["label"])
     print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}: "
           f"test accuracy {clf_acc:.4f}; Fréchet distance floor (test vs train, {n_fid} each) {fid_floor:.3f}",
           flush=True)
+    return score, {"fid_floor_test_vs_train": fid_floor, "fid_samples": n_fid, "classifier_test_accuracy": clf_acc}, \
+        clf_path
+
+
+def evaluation(args, G, score, n_fid, num_classes, cond):
+    """``(quality, evaluate)``: the Fréchet distance (and class match) of fixed latents' samples; the evaluation
+    of G and its EMA, writing samples.png (the same z each time; conditionally, one class per column)."""
+    import jax
+    import jax.numpy as jnp
+
+    from deepcore.gan import fid
+    from deepcore.gan.grid import save_grid
+
+    grid_z = jax.random.normal(jax.random.PRNGKey(1234), (100, args.z_dim))
+    grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
+    fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
+    quality, generate = fid.sample_quality(G, score, fid_z, jnp.arange(n_fid) % num_classes, conditional=bool(cond))
+
+    def evaluate(state, _batch=None):
+        m = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
+        save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
+        return m
+
+    return quality, evaluate
+
+
+def main(args):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from deepcore.data import make_batches
+    from deepcore.gan import gan_train_step, init_gan_state, losses
+    from deepcore.models.gan import dcgan_discriminator, dcgan_generator
+    from deepcore.train import TimeBudget, fit, spent_before
+    from deepcore.train.compile_options import YNN_FUSION
+
+    common.devices(args.devices)
+    t_start = time.perf_counter()
+    # data, and the fixed feature space of the Fréchet distance
+    num_classes, train_arrays, test_arrays, n_fid = data(args)
+    score, known, clf_path = feature_space(args, train_arrays, test_arrays, n_fid)
 
     # model
     cond = num_classes if args.conditional else None
@@ -105,8 +139,7 @@ def main(args):
     g_tx, d_tx = optax.adam(args.lr, b1=0.5), optax.adam(args.lr, b1=0.5)
     b = args.batch_size
     z_spec = jax.ShapeDtypeStruct((b, args.z_dim), jnp.float32)
-    x_spec = jax.ShapeDtypeStruct((b, 28, 28, 1), jnp.float32)
-    y_spec = jax.ShapeDtypeStruct((b,), jnp.int32)
+    x_spec, y_spec = jax.ShapeDtypeStruct((b, 28, 28, 1), jnp.float32), jax.ShapeDtypeStruct((b,), jnp.int32)
     state = init_gan_state(G, D, (z_spec, y_spec) if cond else z_spec, (x_spec, y_spec) if cond else x_spec,
                            g_tx, d_tx, args.seed)
 
@@ -116,26 +149,8 @@ def main(args):
                           num_classes=cond, ema_decay=args.ema_decay, compiler_options=YNN_FUSION if args.ynn else None,
                           compute_dtype=jnp.bfloat16 if args.precision == "bfloat16" else None)
 
-    # evaluation: fixed latents, so samples.png shows the same z (conditionally, one class per column) each time
-    grid_z = jax.random.normal(jax.random.PRNGKey(1234), (100, args.z_dim))
-    grid_y = jnp.tile(jnp.arange(10), 10) % num_classes
-    fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, args.z_dim))
-    fid_y = jnp.arange(n_fid) % num_classes
-    gen = jax.jit(lambda p, s, z, y: generate_images(G, p, s, z, y if cond else None))
-
-    def generate(params, g_state, z, y):
-        return np.concatenate([np.asarray(gen(params, g_state, z[i:i + fid.BATCH], y[i:i + fid.BATCH]))
-                               for i in range(0, len(z), fid.BATCH)])
-
-    def quality(params, g_state, prefix=""):
-        x = generate(params, g_state, fid_z, fid_y)
-        return {prefix + "fid": score(x), **({prefix + "class_match": score.class_match(x, fid_y)} if cond else {})}
-
-    def evaluate(state, _batch=None):
-        m = {**quality(state.g_params, state.g_state), **quality(state.g_ema, state.g_state, "ema_")}
-        save_grid(generate(state.g_ema, state.g_state, grid_z, grid_y), os.path.join(args.out, "samples.png"), 10)
-        return m
-
+    # evaluation: fixed latents' Fréchet distance of G and its EMA, and samples.png
+    quality, evaluate = evaluation(args, G, score, n_fid, num_classes, cond)
     at_init = quality(state.g_params, state.g_state)
     print(f"Fréchet distance at initialisation: {at_init['fid']:.3f}", flush=True)
 
@@ -143,8 +158,7 @@ def main(args):
     pipe = make_batches({"image": train_arrays["image"], "label": train_arrays["label"]}, b, seed=args.seed)
     timed = args.steps is None and args.epochs is None
     total = None if timed else common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
-    if args.smoke:
-        total = min(total or 4, 4)
+    total = min(total or 4, 4) if args.smoke else total
     minutes = MINUTES if timed and args.minutes is None else args.minutes
     budget = TimeBudget(minutes, total, spent_before(args.out) if args.resume else 0.0)
     eval_every = min(args.eval_every, total or args.eval_every)
@@ -152,22 +166,28 @@ def main(args):
                  eval_step=budget.excluded(evaluate), eval_batches=lambda: [None], eval_every=eval_every,
                  out_dir=args.out, checkpoint_every=eval_every, resume=args.resume, log_every=min(100, eval_every),
                  time_left=budget.time_left)
+    return report(args, result, budget, evaluate, at_init, known, clf_path, cond, t_start)
+
+
+def report(args, result, budget, evaluate, at_init: dict, known: dict, clf_path: str, cond, t_start: float):
+    """The final Fréchet distances (and class match), curves.png and results.json (``known``: the floor, the
+    samples per score, the classifier's accuracy)."""
+    from deepcore.interpret import training_curves
+
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-
-    # report
     state, steps_done, train_s = result.state, result.step, budget.train_s
     final = evaluate(state)
     training_curves(args.out, keys=("d_loss", "g_loss", "fid", "ema_fid"))
-    metrics = {"fid_final": final["fid"], "ema_fid_final": final["ema_fid"], "fid_floor_test_vs_train": fid_floor,
-               "fid_at_init": at_init["fid"], "fid_samples": n_fid, "classifier_test_accuracy": clf_acc,
+    metrics = {"fid_final": final["fid"], "ema_fid_final": final["ema_fid"], **known, "fid_at_init": at_init["fid"],
                "train_minutes": train_s / 60}
     if cond:
         metrics.update(class_match=final["class_match"], ema_class_match=final["ema_class_match"],
                        class_match_at_init=at_init["class_match"])
     print(f"after {steps_done} steps ({train_s / 60:.1f} min of training): Fréchet distance {final['fid']:.3f} "
-          f"(EMA G {final['ema_fid']:.3f}), floor {fid_floor:.3f}, at init {at_init['fid']:.3f}", flush=True)
-    rate = steps_done * b / train_s if train_s > 0 else None
+          f"(EMA G {final['ema_fid']:.3f}), floor {known['fid_floor_test_vs_train']:.3f}, "
+          f"at init {at_init['fid']:.3f}", flush=True)
+    rate = steps_done * args.batch_size / train_s if train_s > 0 else None
     return common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=time.perf_counter() - t_start,
                                 steps=steps_done, train_examples_per_s=rate,
                                 extra={"stop_reason": result.stop_reason, "classifier": clf_path})

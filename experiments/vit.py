@@ -12,14 +12,11 @@ recipe of mlp.py and cnn.py: random crops and flips, AdamW with warm-up + cosine
 evaluation over whole splits. Writes results.json, metrics.jsonl, checkpoints, curves.png, calibration.json,
 reliability.png and saliency.png. Every evaluation record carries ``val_wall_s`` (seconds since the start).
 """
-import functools
-import json
 import time
 
 import common
 import flagcheck
-
-EVAL_BATCH = 500
+import images
 
 
 def parser():
@@ -46,32 +43,16 @@ def main(args):
     if args.d_model % args.heads:
         raise common.UsageError(f"--heads: with --smoke, expected a divisor of the smoke width {args.d_model}, "
                                 f"got {args.heads}")
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from deepcore import tree
-    from deepcore.data import channel_stats, load, make_batches
+    from deepcore.data import channel_stats, make_batches
     from deepcore.data.preprocess import Preprocess, augmentation
     from deepcore.layers import serial
     from deepcore.models.vit import ViT
-    from deepcore.train import (classifier_eval, classifier_loss, evaluate_split, fit, init_state, parallel,
-                                predict, train_step)
-    from deepcore.train.budget import last_checkpointed
-    from deepcore.train.compile_options import YNN_FUSION
+    from deepcore.train import fit
 
     # data: uint8 images and int32 labels (with --smoke the first examples of each split)
-    splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
-    info = splits[0].info
-    train, val, test = ({k: v[:flagcheck.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
-                        for ds, s in zip(splits, flagcheck.IMAGE_SMOKE))
-    if args.batch_size > len(train["label"]):  # needs the split's size: right after loading, before compiling
-        raise common.UsageError(f"--batch-size: expected at most {len(train['label'])} (the {args.dataset} training "
-                                f"split), got {args.batch_size}")
-    if args.tta == "flip" and len(info.shape) != 3:
-        raise common.UsageError(f"--tta flip needs images (height, width, channels); {args.dataset} gives {info.shape}")
-    devs = common.devices(args.devices)
-    cdt = jnp.bfloat16 if args.precision == "bfloat16" else jnp.float32
+    info, train, val, test = images.load_splits(args, ("train", "validation", "test"))
+    images.check_data(args, info, len(train["label"]))
+    devs, cdt = images.devices(args)
 
     # model: normalise, augment (in training) and cast inside the compiled step, then the network
     if info.shape[0] % args.patch_size or info.shape[1] % args.patch_size:
@@ -84,66 +65,20 @@ def main(args):
 
     # optimiser: AdamW on the kernels, linear warm-up then cosine decay to lr / 1000
     pipe = make_batches(train, args.batch_size, seed=args.seed, process_index=0, process_count=1)
-    steps = common.num_steps(args, pipe.steps_per_epoch, smoke_steps=6)
-    every = max(1, round(args.eval_every * pipe.steps_per_epoch)) if not args.smoke else max(1, steps // 2)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(1, int(args.warmup * steps)), max(steps, 2),
-                                                  end_value=args.lr * 1e-3)
-    tx = optax.adamw(schedule, weight_decay=args.weight_decay, mask=tree.decay_mask)
+    steps, every, tx = images.adamw_cosine(args, pipe.steps_per_epoch)
 
-    # step: label-smoothed cross-entropy, data-parallel over the devices (or --mesh by --rules)
-    spec = jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8)
-    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
-                                                              init_state(model, spec, tx, args.seed))
-    options = YNN_FUSION if args.ynn_fusion == "on" and jax.default_backend() == "cpu" else None
-    step = train_step(wrap_loss(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing)),
-                      tx, compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,
-                      **shardings)
-
-    # evaluation: exact over whole splits, eval mode in the compute dtype (mirror-averaged with --tta flip)
-    logits, per_example = classifier_eval(model, compute_dtype=None if cdt == jnp.float32 else cdt,
-                                          tta=args.tta == "flip")
-    evaluate = functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
-                                 compiler_options=options)
-    offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
-    clock = lambda: offset + time.perf_counter() - t_start   # seconds of this run, over resumed segments
+    # step: label-smoothed cross-entropy, data-parallel (or --mesh by --rules); evaluation: exact over whole splits
+    state, step, options, mesh, put = images.classifier_step(args, model, info, tx, devs, cdt)
+    logits, evaluate, clock = images.evaluation(args, model, mesh, cdt, options, t_start)
 
     # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
-    n_params = tree.param_count(state.params)
-    print(f"{args.experiment}: {n_params:,} parameters, {len(train['label'])} train / {len(val['label'])} validation "
-          f"/ {len(test['label'])} test examples of {args.dataset}, {steps} steps of {args.batch_size} on "
-          f"{len(devs)} {devs[0].platform} device(s), {args.precision}", flush=True)
+    n_params = images.announce(args, state, len(train["label"]), val, test, steps, devs)
     result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,
                  eval_step=lambda state, _: {"wall_s": clock(), **evaluate(val, args=(state,))},
                  out_dir=args.out, checkpoint_every=every, resume=args.resume, log_every=max(1, min(100, every)),
                  put_batch=put)
-    if result.stop_reason == "nonfinite":
-        raise common.UsageError(result.message)
-    run = dict(evaluate(test, args=(result.state,), prefix="test_"), wall_s=clock(), parameters=n_params)
-    probs = predict(lambda s, x: jax.nn.softmax(logits(s, x), -1), test["image"], EVAL_BATCH, args=(result.state,),
-                    mesh=mesh)
-    return report(args, result, model, info, test, run, probs)
-
-
-def report(args, result, model, info, test, run: dict, probs):
-    """results.json, curves.png, calibration.json, reliability.png and saliency.png of the trained ``model``;
-    ``run``: the test metrics, ``wall_s`` and ``parameters``; ``probs``: the test split's class probabilities."""
-    from deepcore.interpret import classifier_files, training_curves
-    from deepcore.train import eval_summary, read_metrics
-
-    summary = eval_summary(read_metrics(args.out))
-    rate = summary.pop("train_examples_per_s")
-    metrics = {"test_accuracy": run["test_accuracy"], "test_loss_nats": run["test_loss"], **summary}
-    training_curves(args.out)
-    state = result.state   # saliency.png: |d logit(true class) / d pixel| of 8 test images
-    logits = lambda x: model.apply(state.params, state.model_state, x)[0]   # noqa: E731
-    metrics.update(classifier_files(args.out, probs, test["label"], info.class_names,
-                                    logits_fn=logits, images=test["image"]))
-    res = common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=run["wall_s"], steps=result.step,
-                               train_examples_per_s=rate,
-                               extra={"parameters": run["parameters"], "stop_reason": result.stop_reason})
-    print(json.dumps({"test_accuracy": metrics["test_accuracy"], "val_accuracy": metrics["val_accuracy"],
-                      "wall_s": res["wall_s"], "steps": result.step, "out": args.out}))
-    return res
+    return images.report(args, result, model, info, test, logits=logits, evaluate=evaluate, mesh=mesh, clock=clock,
+                         n_params=n_params, saliency=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def Counter():
     """A tiny stateful layer (counts its calls) so the summary has a state row."""
 
     def apply(params, state, x, *, key=None, train=False):
-        return x * params["scale"], {"calls": state["calls"] + 1}
+        return x * jnp.broadcast_to(params["scale"], x.shape), {"calls": state["calls"] + 1}
 
     return layer("counter", simple_init(lambda key, spec: ({"scale": jnp.ones((spec.shape[-1],))},
                                                            {"calls": jnp.zeros((), jnp.int32)}), apply), apply)

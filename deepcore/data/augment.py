@@ -14,14 +14,16 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from deepcore.core import left_expand
+
 
 def normalize(images, mean=None, std=None, scale: float = 255.0, dtype=jnp.float32):
     """``(images / scale - mean) / std`` in ``dtype``; ``mean``/``std`` broadcast over channels."""
     x = jnp.asarray(images).astype(dtype) / scale
     if mean is not None:
-        x = x - jnp.asarray(mean, dtype)
+        x = x - left_expand(jnp.asarray(mean, dtype), x.ndim)
     if std is not None:
-        x = x / jnp.asarray(std, dtype)
+        x = x / left_expand(jnp.asarray(std, dtype), x.ndim)
     return x
 
 

@@ -105,6 +105,26 @@ class FrechetScore:
         return float(np.mean(self.predict(images) == np.asarray(labels)))
 
 
+def sample_quality(generator, score: FrechetScore, z, y, *, conditional: bool):
+    """``(quality, generate)`` for a generator layer and the fixed latents ``z (N, z_dim)``, labels ``y (N,)``:
+    ``generate(params, g_state, z, y)`` -> numpy images in batches of ``BATCH`` (one compiled program);
+    ``quality(params, g_state, prefix="")`` -> ``{prefix + "fid"}`` of ``z``'s images under ``score`` (and
+    ``prefix + "class_match"`` when ``conditional``)."""
+    from deepcore.gan.step import generate_images
+
+    gen = jax.jit(lambda p, s, z, y: generate_images(generator, p, s, z, y if conditional else None))
+
+    def generate(params, g_state, z, y):
+        return np.concatenate([np.asarray(gen(params, g_state, z[i:i + BATCH], y[i:i + BATCH]))
+                               for i in range(0, len(z), BATCH)])
+
+    def quality(params, g_state, prefix=""):
+        x = generate(params, g_state, z, y)
+        return {prefix + "fid": score(x), **({prefix + "class_match": score.class_match(x, y)} if conditional else {})}
+
+    return quality, generate
+
+
 def cache_name(dataset: str, epochs: float, seed: int = 0) -> str:
     """The classifier cache's folder name for a dataset and training length."""
     return f"{dataset}_fid_classifier_e{epochs:g}_s{seed}"

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deepcore.core import accum_dtype, cast, implicit_promotion
+from deepcore.core import accum_dtype, cast
 from deepcore.gan.losses import GANLoss, get_loss
 from deepcore.gan.penalties import get_penalty
-from deepcore.train.step import compile_fn
+from deepcore.train.step import compile_fn, optimizer_update
 
 
 @jax.tree_util.register_dataclass
@@ -99,85 +99,101 @@ def make_gan_update(generator, discriminator, g_tx: optax.GradientTransformation
     """
     if part not in ("both", "d", "g"):
         raise ValueError(f"part must be 'both', 'd' or 'g', got {part!r}")
-    loss, penalty = get_loss(loss), get_penalty(penalty)  # unknown names fail here, not under jit
-    cdt = compute_dtype
-
-    def c(tree):
-        return tree if cdt is None else cast(tree, cdt)
-
-    def G(params, state, z, labels):
-        return generator.apply(c(params), state, z if labels is None else (z, labels), train=True)
-
-    def D(params, state, x, labels, train):
-        logits, s = discriminator.apply(c(params), state, x if labels is None else (x, labels), train=train)
-        return logits.astype(accum_dtype(logits.dtype)), s
-
-    def keys_and_labels(state, batch):
-        b = batch[image_key].shape[0]
-        k_z1, k_z2, k_y1, k_y2, k_pen = jax.random.split(state.step_key(), 5)
-        ys = [jax.random.randint(k, (b,), 0, num_classes) if num_classes is not None else None for k in (k_y1, k_y2)]
-        return b, (k_z1, k_z2, k_pen), ys
-
-    def d_part(state: GANState, batch):
-        real = c(to_unit_range(batch[image_key]))
-        b, (k_z1, _, k_pen), (fake_y, _) = keys_and_labels(state, batch)
-        real_y = batch[label_key] if num_classes is not None else None
-        z = jax.random.normal(k_z1, (b, z_dim), real.dtype)
-        fake, g_state = G(state.g_params, state.g_state, z, fake_y)
-        fake = jax.lax.stop_gradient(fake)
-
-        def d_objective(dp):
-            r, d_state = D(dp, state.d_state, real, real_y, True)
-            f, _ = D(dp, state.d_state, fake, fake_y, True)
-            total = loss.d(r, f)
-            pen = jnp.zeros((), total.dtype)
-            if penalty is not None:
-                d_fn = lambda x: D(dp, state.d_state, x, real_y, True)[0]  # noqa: E731
-                pen = penalty(d_fn, real, fake, k_pen).astype(total.dtype)
-                total = total + penalty_weight * pen
-            return total, (d_state, jnp.mean(r), jnp.mean(f), pen)
-
-        (dl, (d_state, d_real, d_fake, pen)), grads = jax.value_and_grad(d_objective, has_aux=True)(state.d_params)
-        with implicit_promotion():   # optax's internals promote implicitly
-            updates, d_opt = d_tx.update(grads, state.d_opt, state.d_params)
-        new = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_state=d_state, d_opt=d_opt,
-                            g_state=g_state)
-        return new, {"d_loss": dl, "d_real": d_real, "d_fake": d_fake, "penalty": pen}, optax.tree.norm(grads)
-
-    def g_part(state: GANState, batch):
-        b, (_, k_z2, _), (_, fake_y) = keys_and_labels(state, batch)
-        z = jax.random.normal(k_z2, (b, z_dim), jnp.float32 if cdt is None else cdt)
-
-        def g_objective(gp):
-            x, gs = G(gp, state.g_state, z, fake_y)
-            logits, _ = D(state.d_params, state.d_state, x, fake_y, False)
-            return loss.g(logits), gs
-
-        (gl, g_state), grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
-        with implicit_promotion():
-            updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
-        g_params = optax.apply_updates(state.g_params, updates)
-        ema = state.g_ema
-        if ema_decay is not None and ema is not None:
-            t = state.step.astype(jnp.float32)
-            ema = optax.incremental_update(g_params, ema, 1.0 - jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t)))
-        new = state.replace(g_params=g_params, g_state=g_state, g_opt=g_opt, g_ema=ema)
-        return new, {"g_loss": gl}, optax.tree.norm(grads)
+    nets = _Nets(generator, discriminator, get_loss(loss), get_penalty(penalty), penalty_weight, num_classes,
+                 z_dim, compute_dtype, image_key, label_key)   # unknown loss/penalty names fail here, not under jit
 
     def update(state: GANState, batch):
         d_norm = g_norm = jnp.zeros((), jnp.float32)
         metrics = {}
         if part in ("both", "d"):
-            state, m, d_norm = d_part(state, batch)
+            state, m, d_norm = _d_part(nets, d_tx, state, batch)
             metrics.update(m)
         if part in ("both", "g"):
-            state, m, g_norm = g_part(state, batch)
+            state, m, g_norm = _g_part(nets, g_tx, ema_decay, state, batch)
             metrics.update(m)
         metrics["grad_norm"] = jnp.sqrt(d_norm ** 2 + g_norm ** 2)
         return state.replace(step=state.step + 1), metrics
 
     return update
 
+
+@dataclasses.dataclass(frozen=True)
+class _Nets:
+    """The two networks as the update calls them (params cast to the compute dtype, D's logits accumulated in
+    float32 or wider) and the update's settings."""
+    generator: Any
+    discriminator: Any
+    loss: GANLoss
+    penalty: Optional[Callable]
+    penalty_weight: float
+    num_classes: Optional[int]
+    z_dim: int
+    cdt: Any
+    image_key: str
+    label_key: str
+
+    def c(self, tree):
+        return tree if self.cdt is None else cast(tree, self.cdt)
+
+    def G(self, params, state, z, labels):
+        return self.generator.apply(self.c(params), state, z if labels is None else (z, labels), train=True)
+
+    def D(self, params, state, x, labels, train):
+        logits, s = self.discriminator.apply(self.c(params), state, x if labels is None else (x, labels), train=train)
+        return logits.astype(accum_dtype(logits.dtype)), s
+
+    def keys_and_labels(self, state, batch):
+        """``(B, (k_z1, k_z2, k_pen), (fake labels of the D step, of the G step))`` from the step's key."""
+        b, n = batch[self.image_key].shape[0], self.num_classes
+        k_z1, k_z2, k_y1, k_y2, k_pen = jax.random.split(state.step_key(), 5)
+        ys = [jax.random.randint(k, (b,), 0, n) if n is not None else None for k in (k_y1, k_y2)]
+        return b, (k_z1, k_z2, k_pen), ys
+
+
+def _d_part(nets: _Nets, d_tx, state: GANState, batch):
+    """D's update against G's (gradient-stopped) fakes: ``(state, metrics, D's gradient norm)``."""
+    real = nets.c(to_unit_range(batch[nets.image_key]))
+    b, (k_z1, _, k_pen), (fake_y, _) = nets.keys_and_labels(state, batch)
+    real_y = batch[nets.label_key] if nets.num_classes is not None else None
+    z = jax.random.normal(k_z1, (b, nets.z_dim), real.dtype)
+    fake, g_state = nets.G(state.g_params, state.g_state, z, fake_y)
+    fake = jax.lax.stop_gradient(fake)
+
+    def d_objective(dp):
+        r, d_state = nets.D(dp, state.d_state, real, real_y, True)
+        f, _ = nets.D(dp, state.d_state, fake, fake_y, True)
+        total = nets.loss.d(r, f)
+        pen = jnp.zeros((), total.dtype)
+        if nets.penalty is not None:
+            d_fn = lambda x: nets.D(dp, state.d_state, x, real_y, True)[0]  # noqa: E731
+            pen = nets.penalty(d_fn, real, fake, k_pen).astype(total.dtype)
+            total = total + nets.penalty_weight * pen
+        return total, (d_state, jnp.mean(r), jnp.mean(f), pen)
+
+    (dl, (d_state, d_real, d_fake, pen)), grads = jax.value_and_grad(d_objective, has_aux=True)(state.d_params)
+    d_params, d_opt = optimizer_update(d_tx, grads, state.d_opt, state.d_params)
+    new = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt, g_state=g_state)
+    return new, {"d_loss": dl, "d_real": d_real, "d_fake": d_fake, "penalty": pen}, optax.tree.norm(grads)
+
+
+def _g_part(nets: _Nets, g_tx, ema_decay, state: GANState, batch):
+    """G's update against the current D (eval mode) and G's EMA: ``(state, metrics, G's gradient norm)``."""
+    b, (_, k_z2, _), (_, fake_y) = nets.keys_and_labels(state, batch)
+    z = jax.random.normal(k_z2, (b, nets.z_dim), jnp.float32 if nets.cdt is None else nets.cdt)
+
+    def g_objective(gp):
+        x, gs = nets.G(gp, state.g_state, z, fake_y)
+        logits, _ = nets.D(state.d_params, state.d_state, x, fake_y, False)
+        return nets.loss.g(logits), gs
+
+    (gl, g_state), grads = jax.value_and_grad(g_objective, has_aux=True)(state.g_params)
+    g_params, g_opt = optimizer_update(g_tx, grads, state.g_opt, state.g_params)
+    ema = state.g_ema
+    if ema_decay is not None and ema is not None:
+        t = state.step.astype(jnp.float32)
+        ema = optax.incremental_update(g_params, ema, 1.0 - jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t)))
+    new = state.replace(g_params=g_params, g_state=g_state, g_opt=g_opt, g_ema=ema)
+    return new, {"g_loss": gl}, optax.tree.norm(grads)
 
 def gan_train_step(generator, discriminator, g_tx, d_tx, *, donate: bool = True,
                    compiler_options: Optional[dict] = None, **kwargs):

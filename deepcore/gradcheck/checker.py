@@ -109,13 +109,8 @@ def check_grads(f: Callable, args: Union[tuple, list, object], argnums: Union[in
                                                progress=prog)
                 if mode == "fast":
                     runs = mode_runs
-                    for r in res:
-                        if locate and r.verdict == FAIL and r.checks:   # a failure with numbers: bisect it
-                            nm = r.mode.split("/")[1]
-                            if prog:
-                                prog.note(f"locating the wrong element of {r.path} ({r.mode})")
-                            lr = mode_runs[r.path]
-                            r.where = lr.leaf.where(M.locate(P, lr, nm, dt))
+                    if locate:
+                        _locate_failures(P, res, mode_runs, dt, prog)
                 results += res
             elif mode == "fwd-rev":
                 results += M.fwd_rev(P, P.theta0, k, dt, runs)
@@ -125,6 +120,17 @@ def check_grads(f: Callable, args: Union[tuple, list, object], argnums: Union[in
             prog.close()
         report.results = results
     return report
+
+
+def _locate_failures(P, results, runs, dt, prog) -> None:
+    """Bisect each failure with numbers of the fast mode to the wrong element (``result.where``)."""
+    for r in results:
+        if r.verdict == FAIL and r.checks:
+            nm = r.mode.split("/")[1]
+            if prog:
+                prog.note(f"locating the wrong element of {r.path} ({r.mode})")
+            lr = runs[r.path]
+            r.where = lr.leaf.where(M.locate(P, lr, nm, dt))
 
 
 def assert_grads_ok(f: Callable, args, argnums=0, **kw) -> Report:

@@ -79,28 +79,7 @@ class Problem:
     def __init__(self, f, args, argnums, argnames, has_aux, dtype, rng, jit=True):
         self.dtype, self.rng, self.eps = dtype, rng, float(jnp.finfo(dtype).eps)
         args = tuple(cast_tree(a, dtype) for a in args)
-        self.leaves, self.skipped, consts, parts, entries = [], [], [], [], {}
-        start = 0
-        for i in argnums:
-            flat, treedef = jax.tree_util.tree_flatten_with_path(args[i])
-            ents = []
-            for kp, leaf in flat:
-                path = argnames[i] + "".join("/" + key_name(k) for k in kp)
-                dt = leaf.dtype
-                if jnp.issubdtype(dt, jnp.complexfloating):
-                    raise ValueError(f"gradcheck: complex leaf {path} ({dt}) is not supported; "
-                                     f"pass its real and imaginary parts as separate real arrays")
-                if jnp.issubdtype(dt, jnp.floating):
-                    lf = Leaf(path, tuple(leaf.shape), start, int(np.prod(leaf.shape, dtype=np.int64)))
-                    self.leaves.append(lf)
-                    parts.append(np.asarray(leaf, np.float64).ravel())
-                    ents.append(("diff", len(self.leaves) - 1, lf.shape))
-                    start += lf.size
-                else:
-                    self.skipped.append(path)
-                    ents.append(("const", len(consts), None))
-                    consts.append(leaf)
-            entries[i] = (treedef, ents)
+        entries, consts, parts, start = self._flatten(args, argnums, argnames)
         others = [i for i in range(len(args)) if i not in entries]
         consts += [args[i] for i in others]   # whole non-differentiated arguments
         self.n, self.consts = start, consts
@@ -146,6 +125,34 @@ class Problem:
         self.support = {}
         self.sizes, self.row_sizes = set(), set()   # row counts compiled for the directional and row kernels
         self.progress = None
+
+    def _flatten(self, args, argnums, argnames):
+        """Sort the leaves of ``args[argnums]`` into differentiated floats (``self.leaves``, their values ``parts``
+        at offsets into theta) and constants (``self.skipped`` paths, their values ``consts``); returns
+        ``(entries, consts, parts, n)``, ``entries[i] = (treedef, [("diff" | "const", index, shape)])``."""
+        self.leaves, self.skipped, consts, parts, entries = [], [], [], [], {}
+        start = 0
+        for i in argnums:
+            flat, treedef = jax.tree_util.tree_flatten_with_path(args[i])
+            ents = []
+            for kp, leaf in flat:
+                path = argnames[i] + "".join("/" + key_name(k) for k in kp)
+                dt = leaf.dtype
+                if jnp.issubdtype(dt, jnp.complexfloating):
+                    raise ValueError(f"gradcheck: complex leaf {path} ({dt}) is not supported; "
+                                     f"pass its real and imaginary parts as separate real arrays")
+                if jnp.issubdtype(dt, jnp.floating):
+                    lf = Leaf(path, tuple(leaf.shape), start, int(np.prod(leaf.shape, dtype=np.int64)))
+                    self.leaves.append(lf)
+                    parts.append(np.asarray(leaf, np.float64).ravel())
+                    ents.append(("diff", len(self.leaves) - 1, lf.shape))
+                    start += lf.size
+                else:
+                    self.skipped.append(path)
+                    ents.append(("const", len(consts), None))
+                    consts.append(leaf)
+            entries[i] = (treedef, ents)
+        return entries, consts, parts, start
 
     # -------------------------------------------------------------------------------- support
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from deepcore import initializers
 from deepcore.core import (Layer, ShapeError, accum_dtype, cast, compute_dtype_for, implicit_promotion, layer,
-                           output_spec, param_dtype_for)
+                           left_expand, output_spec, param_dtype_for)
 from deepcore.layers.logical import constrain
 from deepcore.layers.position import rope as _rope
 
@@ -141,7 +141,7 @@ def attention(q, k, v, *, causal=False, key_mask=None, key_lengths=None, segment
                                                key_value_seq_lengths=lengths, implementation="cudnn")
         return out.reshape(q.shape)
     if lengths is not None:
-        lm = (jnp.arange(s) < lengths[:, None])[:, None, None, :]
+        lm = (jnp.arange(s)[None, :] < lengths[:, None])[:, None, None, :]
         full = lm if full is None else full & lm
     if implementation == "reference":
         if causal:
@@ -193,7 +193,7 @@ def self_attention(params, x, *, num_heads, num_kv_heads=None, causal=False, key
     t = x.shape[-2]
     qkv = x @ p["qkv"]["w"]
     if "b" in p["qkv"]:
-        qkv = qkv + p["qkv"]["b"]
+        qkv = qkv + left_expand(p["qkv"]["b"], qkv.ndim)
     q, k, v = jnp.split(qkv, [n * h, (n + kh) * h], axis=-1)
     q, k, v = (constrain(a.reshape(x.shape[:-1] + (m, h)), ("batch", "length", "heads", "head_dim"))
                for a, m in ((q, n), (k, kh), (v, kh)))   # tensor parallel: by heads (a no-op without rules)
@@ -222,7 +222,7 @@ def self_attention(params, x, *, num_heads, num_kv_heads=None, causal=False, key
 
     y = o.reshape(x.shape[:-1] + (n * h,)) @ p["out"]["w"]
     if "b" in p["out"]:
-        y = y + p["out"]["b"]
+        y = y + left_expand(p["out"]["b"], y.ndim)
     return y, cache
 
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
+from deepcore.core import left_expand
 
 
 AXES = {"wi": ("rnn_in", "gates"), "wh": ("hidden", "gates"), "b": ("gates",), "pi": ("hidden",),
@@ -63,7 +64,8 @@ def _gate_params(key, d_in, hidden, gates, dtype, w_init, u_init, b_init):
 
 
 def _project(params, x):
-    return jnp.matmul(x, params["wi"]) + params["b"]
+    y = jnp.matmul(x, params["wi"])
+    return y + left_expand(params["b"], y.ndim)
 
 
 def _fuse(gates):
@@ -74,7 +76,8 @@ def _fuse(gates):
 
         def step(carry, x):
             h = carry[0] if isinstance(carry, tuple) else carry
-            return gates(params, carry, jnp.matmul(jnp.concatenate([x, h], axis=-1), w) + b)
+            z = jnp.matmul(jnp.concatenate([x, h], axis=-1), w)
+            return gates(params, carry, z + left_expand(b, z.ndim))
 
         return step
 
@@ -123,10 +126,10 @@ def LSTMCell(hidden: int, *, forget_bias: float = 1.0, peepholes: bool = False,
         c = carry[1]
         i, f, g, o = jnp.split(z, 4, axis=-1)
         if peepholes:
-            i, f = i + params["pi"] * c, f + params["pf"] * c
+            i, f = i + left_expand(params["pi"], c.ndim) * c, f + left_expand(params["pf"], c.ndim) * c
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         if peepholes:
-            o = o + params["po"] * c
+            o = o + left_expand(params["po"], c.ndim) * c
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (h, c), h
 
@@ -159,7 +162,7 @@ def GRUCell(hidden: int, *, w_init=initializers.glorot_uniform, u_init=initializ
         xr, xz, xn = jnp.split(gx, 3, axis=-1)
         hr, hz, hn = jnp.split(gh, 3, axis=-1)
         r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * (hn + params["bhn"]))
+        n = jnp.tanh(xn + r * (hn + left_expand(params["bhn"], hn.ndim)))
         h = (1.0 - z) * n + z * h
         return h, h
 

@@ -12,7 +12,7 @@ import jax
 from jax import lax
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, left_expand, output_spec, param_dtype_for
 
 Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
 
@@ -114,7 +114,7 @@ def _run(params, x, rank, dtype, run):
     cdt = compute_dtype_for(x.dtype, dtype)
     p = cast(params, cdt)
     y = _batched(lambda xb: run(xb, p["w"]), x.astype(cdt), rank)
-    return y + p["b"] if "b" in p else y
+    return y + left_expand(p["b"], y.ndim) if "b" in p else y
 
 
 def _conv_layer(name, features, kernel_size, *, groups, use_bias, w_init, b_init, param_dtype, fn,

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import jax
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import (Layer, ShapeError, cast, compute_dtype_for, layer, left_expand, output_spec,
+                           param_dtype_for)
 
 
 AXES = {"w": ("dense_in", "dense_out"), "b": ("dense_out",)}   # logical axis names (deepcore.layers.logical)
@@ -17,7 +18,7 @@ def dense(params, x, *, dtype=None):
     cdt = compute_dtype_for(x.dtype, dtype)
     p = cast(params, cdt)
     y = jnp.matmul(x.astype(cdt), p["w"])
-    return y + p["b"] if "b" in p else y
+    return y + left_expand(p["b"], y.ndim) if "b" in p else y
 
 
 def Dense(features: int, *, use_bias: bool = True, w_init=initializers.glorot_uniform(),

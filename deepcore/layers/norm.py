@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import accum_dtype, Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import (accum_dtype, Layer, ShapeError, cast, compute_dtype_for, layer, left_expand, output_spec,
+                           param_dtype_for)
 
 
 def _stat_dtype(cdt):
@@ -22,9 +23,9 @@ def _affine(y, params, cdt):
     p = cast(params, cdt)
     y = y.astype(cdt)
     if "scale" in p:
-        y = y * p["scale"]
+        y = y * left_expand(p["scale"], y.ndim)
     if "bias" in p:
-        y = y + p["bias"]
+        y = y + left_expand(p["bias"], y.ndim)
     return y
 
 
@@ -83,14 +84,15 @@ def batch_norm(params, state, x, *, train: bool = False, momentum: float = 0.99,
         mean = jnp.mean(xs, axis=axes)
         if axis_name is not None:
             mean = jax.lax.pmean(mean, axis_name)
-        var = jnp.mean(jnp.square(xs - mean), axis=axes)
+        var = jnp.mean(jnp.square(xs - left_expand(mean, xs.ndim)), axis=axes)
         if axis_name is not None:
             var = jax.lax.pmean(var, axis_name)
         state = {"mean": (momentum * state["mean"] + (1 - momentum) * mean).astype(state["mean"].dtype),
                  "var": (momentum * state["var"] + (1 - momentum) * var).astype(state["var"].dtype)}
     else:
         mean, var = state["mean"].astype(xs.dtype), state["var"].astype(xs.dtype)
-    return _affine((xs - mean) * jax.lax.rsqrt(var + epsilon), params, cdt), state
+    y = (xs - left_expand(mean, xs.ndim)) * left_expand(jax.lax.rsqrt(var + epsilon), xs.ndim)
+    return _affine(y, params, cdt), state
 
 
 # ----------------------------------------------------------------------------- layers

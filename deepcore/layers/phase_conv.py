@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, left_expand, output_spec, param_dtype_for
 
 
 def _same_pad_a(k: int, s: int) -> int:
@@ -82,7 +82,7 @@ def PhaseConvTranspose(features: int, kernel_size: int = 4, *, strides: int = 2,
         y = run(x.astype(cdt).reshape((math.prod(lead),) + x.shape[-3:]), p["w"])
         y = y.reshape(lead + y.shape[1:])
         if use_bias:
-            y = y + p["b"]
+            y = y + left_expand(p["b"], y.ndim)
         return y, state
 
     axes = {"w": ("kernel", "kernel", "conv_in", "conv_out"), "b": ("conv_out",)}   # as conv.py's ConvTranspose2D

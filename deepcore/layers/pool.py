@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from deepcore.core import Layer, ShapeError, layer, simple_init
+from deepcore.core import Layer, ShapeError, layer, left_expand, simple_init
 from deepcore.layers.conv import Padding, _padding, _tuple, check_window_fits, layout
 
 
@@ -40,7 +40,7 @@ def _max_jvp(axes, primals, tangents):
     out = tuple(x.shape[a] for a in keep)
     slices = lambda a: a.transpose(keep + axes).reshape(out + (-1,))   # (*out, k): each reduced slice last
     w = slices(x)
-    winner = jnp.arange(w.shape[-1]) == jnp.argmax(w, axis=-1)[..., None]
+    winner = left_expand(jnp.arange(w.shape[-1]), w.ndim) == jnp.argmax(w, axis=-1)[..., None]
     return x.max(axis=axes), jnp.sum(jnp.where(winner, slices(t), jnp.zeros((), t.dtype)), axis=-1)
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, compute_dtype_for, layer, param_dtype_for, simple_init
+from deepcore.core import Layer, ShapeError, compute_dtype_for, layer, left_expand, param_dtype_for, simple_init
 
 
 def sinusoidal(positions, dim: int, base: float = 10000.0, dtype=jnp.float32):
@@ -20,7 +20,8 @@ def sinusoidal(positions, dim: int, base: float = 10000.0, dtype=jnp.float32):
     if dim % 2:
         raise ShapeError(f"sinusoidal positions need an even feature size, got {dim}")
     freqs = base ** (-jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
-    angles = jnp.asarray(positions, jnp.float32)[..., None] * freqs
+    angles = jnp.asarray(positions, jnp.float32)[..., None]
+    angles = angles * left_expand(freqs, angles.ndim)
     table = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)
     return table.reshape(angles.shape[:-1] + (dim,)).astype(dtype)
 
@@ -35,9 +36,10 @@ def rope(x, positions, base: float = 10000.0):
         raise ShapeError(f"rotary embedding needs an even head size, got heads of shape {tuple(x.shape)}")
     half = h // 2
     freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angles = jnp.asarray(positions, jnp.float32)[..., None] * freqs        # (..., T, H/2)
-    cos = jnp.cos(angles)[..., None, :].astype(x.dtype)                  # (..., T, 1, H/2)
-    sin = jnp.sin(angles)[..., None, :].astype(x.dtype)
+    angles = jnp.asarray(positions, jnp.float32)[..., None]
+    angles = angles * left_expand(freqs, angles.ndim)                                    # (..., T, H/2)
+    cos = left_expand(jnp.cos(angles)[..., None, :].astype(x.dtype), x.ndim)            # (..., T, 1, H/2)
+    sin = left_expand(jnp.sin(angles)[..., None, :].astype(x.dtype), x.ndim)
     x1, x2 = x[..., :half], x[..., half:]
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
@@ -53,13 +55,14 @@ def learned_positions(params, x, *, index=0, dtype=None):
     """``x: (..., T, D) + table[index : index + T]``, ``params = {"table": (max_len, D)}`` (``index`` may be
     traced), computed in ``dtype`` (default x's floating dtype)."""
     cdt = compute_dtype_for(x.dtype, dtype)
-    return x.astype(cdt) + jax.lax.dynamic_slice_in_dim(params["table"], index, x.shape[-2]).astype(cdt)
+    table = jax.lax.dynamic_slice_in_dim(params["table"], index, x.shape[-2]).astype(cdt)
+    return x.astype(cdt) + left_expand(table, x.ndim)
 
 
 def sinusoidal_positions(x, *, index=0, base: float = 10000.0):
     """``x: (..., T, D)`` plus the sinusoidal table at positions ``index .. index + T - 1`` (D even)."""
     cdt = compute_dtype_for(x.dtype)
-    return x.astype(cdt) + sinusoidal(index + jnp.arange(x.shape[-2]), x.shape[-1], base, cdt)
+    return x.astype(cdt) + left_expand(sinusoidal(index + jnp.arange(x.shape[-2]), x.shape[-1], base, cdt), x.ndim)
 
 
 def LearnedPositions(max_len: int, *, w_init=initializers.normal(0.02), param_dtype=None, dtype=None) -> Layer:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, left_expand, output_spec, param_dtype_for
 from deepcore.layers.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, cell_axes
 
 
@@ -41,7 +41,8 @@ class SequenceInput(NamedTuple):
 
 def length_mask(lengths, T: int):
     """``(...)`` int lengths -> ``(..., T)`` bool mask, True at steps ``t < length`` (right padding)."""
-    return jnp.arange(T) < jnp.asarray(lengths)[..., None]
+    lengths = jnp.asarray(lengths)[..., None]
+    return left_expand(jnp.arange(T), lengths.ndim) < lengths
 
 
 # ----------------------------------------------------------------------------- running a cell

@@ -15,6 +15,7 @@ Steps
     train_step(loss_fn, tx, ...)             compiled ``(state, batch) -> (state, metrics)``, state donated
     eval_step(loss_fn)                       compiled ``(state, batch) -> metrics`` (train=False)
     make_update, make_eval                   the same, pure and not jitted (to vmap, shard, jit yourself)
+    optimizer_update(tx, grads, opt_state, params)  one optax update applied: ``(params, opt_state)``
     per_example_grads(loss_fn)               ``(params, model_state, batch, key) -> (losses, grads, states)``
     DPSGD(clip_norm, noise_multiplier)       DP-SGD for ``train_step(..., dp=)``
     compile_fn(fn, ...)                      ``jax.jit`` with per-program XLA compiler options
@@ -53,14 +54,14 @@ from deepcore.train.resume import open_run
 from deepcore.train.state import TrainState, create_state, init_state
 from deepcore.train.objectives import prediction_loss, reconstruction_loss, regression_loss
 from deepcore.train.step import (DPSGD, classifier_loss, compile_fn, eval_step, make_eval, make_update,
-                                 per_example_grads, train_step)
+                                 optimizer_update, per_example_grads, train_step)
 from deepcore.train.window import Window
 from deepcore.train.population import init_population, member, population_eval, population_step, set_hyperparams
 
 __all__ = [
     "TrainState", "init_state", "create_state",
     "classifier_loss", "regression_loss", "reconstruction_loss", "prediction_loss",
-    "train_step", "eval_step", "make_update", "make_eval", "per_example_grads", "DPSGD", "compile_fn",
+    "train_step", "eval_step", "make_update", "make_eval", "optimizer_update", "per_example_grads", "DPSGD", "compile_fn",
     "fit", "evaluate", "EarlyStopping", "FitResult", "Checkpointer",
     "predict", "evaluate_split", "flip_averaged", "classifier_eval", "TimeBudget", "spent_before", "warmup_cosine",
     "MetricsLog", "read_metrics", "eval_summary", "Progress", "Window", "StepGuard", "state_problem", "Every", "ProfileWindow",

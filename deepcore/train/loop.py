@@ -97,9 +97,22 @@ def _ran_out(t: int, time_left) -> Tuple[str, str]:
     return "data_exhausted", f"the batches ran out at step {t}"
 
 
+def _numbers(start: int, steps: Optional[int]):
+    """The step numbers after ``start``: up to ``steps``, or without end (``None``)."""
+    return itertools.count(start + 1) if steps is None else range(start + 1, steps + 1)
+
+
 def _rows(batch) -> int:
     """Examples per step over all processes (``batch``: this process's rows)."""
     return jax.tree.leaves(batch)[0].shape[0] * jax.process_count()
+
+
+def _show(t: int, window: Window, progress: Progress, step_fn, log: MetricsLog, main: bool, logging: bool) -> None:
+    """After step ``t``: the progress display from the latest read metrics, and at a log step the window's record."""
+    if main and window.latest:
+        progress.update(t, window.latest)
+    if logging:
+        _log_window(t, window, progress, step_fn, log, main)
 
 
 def _log_window(t: int, window: Window, progress: Progress, step_fn, log: MetricsLog, main: bool) -> None:
@@ -110,13 +123,32 @@ def _log_window(t: int, window: Window, progress: Progress, step_fn, log: Metric
             progress.log(t, mean)
 
 
-def _evaluate_at(t: int, eval_step, state, eval_batches, put_batch, log: MetricsLog, progress) -> dict:
-    """Evaluate at step ``t``, log the ``"val"`` record and show it (``progress`` None: process > 0)."""
+def _evaluate_at(t: int, eval_step, state, eval_batches, put_batch, log: MetricsLog, progress,
+                 early_stopping: Optional[EarlyStopping], es: EarlyStopping) -> EarlyStopping:
+    """Evaluate at step ``t``, log the ``"val"`` record and show it (``progress`` None: process > 0); returns
+    the early-stopping value updated by it (``es`` unchanged without ``early_stopping``)."""
     ev = evaluate(eval_step, state, eval_batches(), put_batch)
     log.append({"step": t, "split": "val", **ev})
     if progress is not None:
         progress.message(f"eval at step {t}: {shown(ev)}")
-    return ev
+    return es.update(ev) if early_stopping is not None else es
+
+
+def _open_log(stack, out_dir, start: int, notices, say, *, resume: bool, tensorboard, wandb, main) -> MetricsLog:
+    """The run's :class:`MetricsLog` (truncated past ``start`` on resume), the damaged checkpoints set aside on
+    resume (``notices``) logged as events."""
+    log = stack.enter_context(MetricsLog(out_dir, resume_step=start if resume else None, tensorboard=tensorboard,
+                                         wandb=wandb, write=main))
+    for line in notices:
+        say(log.event(start, "damaged_checkpoint", line))
+    return log
+
+
+def _first_step_done(metrics, window: Window, progress: Progress, t: int) -> None:
+    """Throughput and data wait count from the end of the first (compiling) step."""
+    jax.block_until_ready(metrics)
+    window.restart()
+    progress.restart(t)
 
 
 def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: Optional[int],
@@ -126,8 +158,7 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         log_every: int = 100, put_batch: Callable = lambda b: b, stream=None, tty: Optional[bool] = None,
         time_left: Optional[Callable[[], float]] = None, tensorboard: bool = False,
         wandb: Union[None, str, dict] = None, profile_steps: Optional[Tuple[int, int]] = None) -> FitResult:
-    """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` up to ``steps`` total updates
-    (``None``: until the batches run out).
+    """Train ``state`` with ``step_fn(state, batch) -> (state, metrics)`` for ``steps`` updates (``None``: all batches).
 
     * ``out_dir``: ``metrics.jsonl``, checkpoints (``out_dir/checkpoints``, every ``checkpoint_every`` steps and
       at the end, the last ``keep`` kept) under ``out_dir/run.lock``; ``resume``: continue from the newest intact
@@ -135,13 +166,11 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
     * ``eval_every``: ``evaluate(eval_step, state, eval_batches())`` every that many steps and at the end.
     * ``put_batch``: host batch -> device batch (e.g. ``partial(parallel.shard_batch, mesh=mesh)``).
     * ``time_left``: seconds left of a time budget whose batches stop when it is spent (the ETA; the stop is
-      ``"time_budget"``, not ``"data_exhausted"``).
-    * ``tensorboard`` / ``wandb``: mirror the records to ``out_dir/tb`` / a W&B run (:class:`MetricsLog`);
-      ``profile_steps=(10, 15)``: a ``jax.profiler`` trace of those steps in ``out_dir/profile``.
-    * A non-finite ``loss``/``grad_norm``, or anywhere in the state about to be saved, evaluated or returned,
-      stops training with a message naming the step and the quantity or arrays.
-    Only process 0 prints and writes metrics; every process must call ``fit`` (checkpoints are collective).
-    """
+      ``"time_budget"``).
+    * ``tensorboard`` / ``wandb``: mirror the records to ``out_dir/tb`` / a W&B run; ``profile_steps=(10, 15)``: a
+      ``jax.profiler`` trace of those steps in ``out_dir/profile``. A non-finite ``loss``/``grad_norm``, or one
+      in the state about to be saved, evaluated or returned, stops training with a message naming it.
+    Only process 0 prints and writes metrics; every process must call ``fit`` (checkpoints are collective)."""
     _check_args(steps, log_every, eval_every, checkpoint_every, eval_step, eval_batches)
     stream, main = sys.stdout if stream is None else stream, jax.process_index() == 0
     say = (lambda line: stream.write(line + "\n")) if main else (lambda line: None)
@@ -149,40 +178,31 @@ def fit(step_fn: Callable, state, batches: Callable[[int], Iterator], *, steps: 
         ckpt, state, saved, notices = open_run(stack, out_dir, state, checkpoint_every=checkpoint_every, keep=keep,
                                                resume=resume, main=main, say=say)
         start = t = current_step(state)
-        log = stack.enter_context(MetricsLog(out_dir, resume_step=start if resume else None,
-                                             tensorboard=tensorboard, wandb=wandb, write=main))
-        for line in notices:  # damaged checkpoints set aside on resume
-            say(log.event(start, "damaged_checkpoint", line))
+        log = _open_log(stack, out_dir, start, notices, say, resume=resume, tensorboard=tensorboard, wandb=wandb,
+                        main=main)
         es = (early_stopping or EarlyStopping())._replace(**{k: saved[k] for k in ("best", "bad_evals") if k in saved})
-        at_eval, at_log = Every(eval_every if eval_step is not None else None, steps), Every(log_every, steps)
-        at_ckpt = Every(checkpoint_every if ckpt is not None else None, steps)
+        at_eval, at_log, at_ckpt = (Every(n, steps) for n in (eval_every if eval_step is not None else None, log_every,
+                                                              checkpoint_every if ckpt is not None else None))
         window, progress, reason, message = Window(), None, "done", ""
         guard = StepGuard(on_read=window.add)
         profiler = stack.enter_context(ProfileWindow(out_dir and f"{out_dir}/profile", profile_steps))
-        numbers = itertools.count(start + 1) if steps is None else range(start + 1, steps + 1)
-        for t, (batch, device_batch) in zip(numbers, window.batches(batches(start), put_batch)):
+        for t, (batch, device_batch) in zip(_numbers(start, steps), window.batches(batches(start), put_batch)):
             progress = progress or Progress(steps, start, stream, tty, _rows(batch), time_left)
             profiler.before(t)
             state, metrics = step_fn(state, device_batch)
             window.dispatched(metrics)
             profiler.after(t, metrics)
-            if t == start + 1:  # throughput and data wait count from the end of the first (compiling) step
-                jax.block_until_ready(metrics)
-                window.restart()
-                progress.restart(t)
+            if t == start + 1:
+                _first_step_done(metrics, window, progress, t)
             saving = at_eval(t) or at_ckpt(t)
-            bad = guard.after_step(t, metrics, state, read=saving or at_log(t), whole=saving)
-            if bad is not None:
+            if (bad := guard.after_step(t, metrics, state, read=saving or at_log(t), whole=saving)) is not None:
                 reason, message = "nonfinite", log.event(t, "nonfinite", _stopped(bad, ckpt))
                 break
-            if main and window.latest:
-                progress.update(t, window.latest)
-            if at_log(t):
-                _log_window(t, window, progress, step_fn, log, main)
-            if at_eval(t):
-                ev = _evaluate_at(t, eval_step, state, eval_batches, put_batch, log, progress if main else None)
-                if early_stopping is not None and (es := es.update(ev)).stop:
-                    reason, message = "early_stop", es.message(t)
+            _show(t, window, progress, step_fn, log, main, at_log(t))
+            if at_eval(t) and (es := _evaluate_at(t, eval_step, state, eval_batches, put_batch, log,
+                                                  progress if main else None, early_stopping, es)).stop \
+                    and early_stopping is not None:
+                reason, message = "early_stop", es.message(t)
             if ckpt is not None and (at_ckpt(t) or reason == "early_stop"):
                 ckpt.save(t, state, es.counters())
             if reason == "early_stop":

@@ -147,6 +147,14 @@ def _accumulate(grads_fn, accum_steps: int):
     return grads
 
 
+def optimizer_update(tx: optax.GradientTransformation, grads, opt_state, params) -> tuple:
+    """``(new params, new opt_state)``: one ``tx`` update applied to ``params`` (optax's internals promote dtypes
+    implicitly, so the update runs in ``implicit_promotion()``)."""
+    with implicit_promotion():
+        updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
 def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_steps: int = 1,
                 compute_dtype=None, dp: Optional[DPSGD] = None, ema_decay: Optional[float] = None,
                 grad_norm: bool = True) -> Callable:
@@ -169,9 +177,7 @@ def make_update(loss_fn: LossFn, tx: optax.GradientTransformation, *, accum_step
 
     def update(state: TrainState, batch) -> tuple:
         loss, model_state, metrics, grads = grads_fn(state.params, state.model_state, batch, state.step_key())
-        with implicit_promotion():   # optax's internals promote implicitly
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = optimizer_update(tx, grads, state.opt_state, state.params)
         ema = state.ema
         if ema_decay is not None:
             if ema is None:

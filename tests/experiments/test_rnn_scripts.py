@@ -10,7 +10,7 @@ import pytest
 from deepcore.models.bigram import bigram_bits, bigram_nats, fit_bigram
 
 from _scripts import FIELDS, records, run, script  # also puts experiments/ on sys.path
-import char_rnn  # noqa: E402
+import charlm  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- the bigram baseline
@@ -52,7 +52,7 @@ def test_char_rnn_budget_stop_then_resume_writes_the_documented_files(tmp_path):
     assert m["val_loss_nats_per_char"] < math.log(V) + 0.1  # near uniform (ln V) after 4 warm-up steps
     assert 2.0 < m["bigram_val_bits_per_char"] < math.log2(V)
     assert m["bits_per_char_below_bigram"] == pytest.approx(m["bigram_val_bits_per_char"] - m["val_bits_per_char"])
-    assert m["train_minutes"] > 0 and m["val_characters"] == char_rnn.SMOKE_CHARS["validation"] - 1
+    assert m["train_minutes"] > 0 and m["val_characters"] == charlm.SMOKE_CHARS["validation"] - 1
     vals = [r for r in records(out) if r.get("split") == "val"]
     assert [r["step"] for r in vals] == [1, 4]                      # the budget stop's evaluation kept
     assert vals[1]["val_loss"] < vals[0]["val_loss"]                # the resumed steps 2-4 learned something

@@ -39,7 +39,7 @@ def matmul_with(bug):
 
 
 def dense_loss(mm):
-    return lambda p, x: jnp.sum(jnp.tanh(mm(x, p["w"]) + p["b"]) * U[: x.shape[0]])
+    return lambda p, x: jnp.sum(jnp.tanh(mm(x, p["w"]) + p["b"][None, :]) * U[: x.shape[0]])
 
 
 def check_dense(bug, x=X, w=W, **kw):
@@ -81,9 +81,9 @@ def test_gradient_right_only_for_batch_size_1():
 def test_wrong_bias_gradient_only():
     @jax.custom_vjp
     def affine(x, w, b):
-        return x @ w + b
+        return x @ w + b[None, :]
 
-    affine.defvjp(lambda x, w, b: (x @ w + b, (x, w)),
+    affine.defvjp(lambda x, w, b: (x @ w + b[None, :], (x, w)),
                   lambda res, g: (g @ res[1].T, res[0].T @ g, 2.0 * g.sum(0)))
     f = lambda p, x: jnp.sum(jnp.tanh(affine(x, p["w"], p["b"])) * U)  # noqa: E731
     r = check_grads(f, ({"w": W, "b": B}, X), (0, 1), argnames=("params", "x"), modes=FIRST)
@@ -169,7 +169,7 @@ def test_stop_gradient_in_the_wrong_place():
     def normalise(p, x):   # layer norm whose mean was wrapped in stop_gradient
         mu = jax.lax.stop_gradient(x.mean(-1, keepdims=True))
         y = (x - mu) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
-        return jnp.sum(jnp.tanh(p["scale"] * y) * U)
+        return jnp.sum(jnp.tanh(p["scale"][None, :] * y) * U)
 
     r = check_grads(normalise, ({"scale": B}, X), (0, 1), argnames=("params", "x"), modes=FIRST)
     assert failing(r) == {"x"}

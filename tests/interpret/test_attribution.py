@@ -17,7 +17,7 @@ B, D, K = 3, 6, 4
 def linear():
     rng = np.random.default_rng(0)
     w, b = rng.normal(size=(D, K)), rng.normal(size=(K,))
-    return w, b, (lambda x: x @ w + b)
+    return w, b, (lambda x: x @ w + b[None, :])
 
 
 def test_integrated_gradients_on_a_linear_model_is_weights_times_displacement():

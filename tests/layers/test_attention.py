@@ -157,7 +157,7 @@ def test_learned_positions_add_the_table_and_check_length():
     lay = LearnedPositions(8)
     _, params, _ = lay.init(jax.random.PRNGKey(0), (2, 5, 4))
     x = jnp.ones((2, 5, 4))
-    np.testing.assert_allclose(lay.apply(params, {}, x)[0], x + params["table"][:5])
+    np.testing.assert_allclose(lay.apply(params, {}, x)[0], x + params["table"][None, :5])
     with pytest.raises(ShapeError, match="at most 8 positions"):
         lay.apply(params, {}, jnp.ones((2, 9, 4)))
 

@@ -49,7 +49,7 @@ def test_conv_matches_lax_and_output_size_formula(rank):
         y, _ = lay.apply(params, {}, x)
         ref = lax.conv_general_dilated(x, params["w"], (stride,) * rank, lax_padding(padding, rank),
                                        rhs_dilation=(dilation,) * rank, dimension_numbers=DIMS[rank],
-                                       feature_group_count=groups) + params["b"]
+                                       feature_group_count=groups) + params["b"][(None,) * (rank + 1)]
         what = f"padding={padding} stride={stride} dilation={dilation} groups={groups}"
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=what)
         assert y.shape == (2,) + expected + (6,) == spec.shape, what
@@ -86,7 +86,8 @@ def test_conv_transpose_matches_lax(rank):
         spec, params, _ = lay.init(KEY, x)
         y, _ = lay.apply(params, {}, x)
         ref = lax.conv_transpose(x, params["w"], (stride,) * rank, lax_padding(padding, rank),
-                                 rhs_dilation=(dilation,) * rank, dimension_numbers=DIMS[rank]) + params["b"]
+                                 rhs_dilation=(dilation,) * rank,
+                                 dimension_numbers=DIMS[rank]) + params["b"][(None,) * (rank + 1)]
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=f"{padding} {stride} {dilation}")
         assert spec.shape == y.shape
 

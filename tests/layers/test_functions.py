@@ -111,6 +111,6 @@ def test_flatten_counts_negative_start_from_the_end():
 def test_positions_at_an_offset_index():
     p = {"table": _x((8, 4))}
     x = _x((2, 3, 4), seed=9)
-    np.testing.assert_array_equal(learned_positions(p, x, index=2), x + p["table"][2:5])
+    np.testing.assert_array_equal(learned_positions(p, x, index=2), x + p["table"][None, 2:5])
     full = sinusoidal_positions(jnp.zeros((6, 4)))
-    np.testing.assert_allclose(sinusoidal_positions(x, index=3), x + full[3:], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(sinusoidal_positions(x, index=3), x + full[None, 3:], rtol=1e-6, atol=1e-6)

@@ -27,7 +27,7 @@ import optax
 from deepcore.core import accum_dtype, cast
 from deepcore.gan.losses import GANLoss, get_loss
 from deepcore.gan.penalties import get_penalty
-from deepcore.train.step import compile_fn, optimizer_update
+from deepcore.train.step import compile_fn, ema_update, optimizer_update
 
 
 @jax.tree_util.register_dataclass
@@ -190,8 +190,7 @@ def _g_part(nets: _Nets, g_tx, ema_decay, state: GANState, batch):
     g_params, g_opt = optimizer_update(g_tx, grads, state.g_opt, state.g_params)
     ema = state.g_ema
     if ema_decay is not None and ema is not None:
-        t = state.step.astype(jnp.float32)
-        ema = optax.incremental_update(g_params, ema, 1.0 - jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t)))
+        ema = ema_update(g_params, ema, ema_decay, state.step)
     new = state.replace(g_params=g_params, g_state=g_state, g_opt=g_opt, g_ema=ema)
     return new, {"g_loss": gl}, optax.tree.norm(grads)
 

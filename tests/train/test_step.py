@@ -122,8 +122,13 @@ def test_ema_follows_its_formula_and_eval_can_use_it():
     s0 = fresh(tx, ema=True)
     p0 = s0.params
     step = train_step(LOSS, tx, ema_decay=0.9, donate=False)
-    s1, _ = step(s0, BATCH)
-    assert_tree_close(s1.ema, jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, p0, s1.params), 1e-6)
+    s1, _ = step(s0, BATCH)   # the warm-up: decay min(0.9, (1 + 0) / (10 + 0)) = 0.1 at the first update
+    assert_tree_close(s1.ema, jax.tree.map(lambda a, b: 0.1 * a + 0.9 * b, p0, s1.params), 1e-6)
+    s = s1
+    for _ in range(11):       # to step 12, where the decay is min(0.9, 13 / 22)
+        s, _ = step(s, BATCH)
+    s13, _ = step(s, BATCH)
+    assert_tree_close(s13.ema, jax.tree.map(lambda e, p: (13 / 22) * e + (9 / 22) * p, s.ema, s13.params), 1e-6)
     ev = eval_step(LOSS, use_ema=True)(s1, BATCH)
     assert abs(float(ev["loss"]) - float(eval_loss(s1.ema, BATCH))) < 1e-6
     with pytest.raises(ValueError, match="ema=True"):

@@ -10,6 +10,8 @@ Judge any of them with ``deepcore.metrics.roc_auc(scores, ~normal)``.
 """
 import jax.numpy as jnp
 
+from deepcore.core import left_expand
+
 
 def reconstruction_error(x, x_hat):
     """Mean squared error over every axis but the first: ``(B, ...)`` twice -> ``(B,)`` float32."""
@@ -29,7 +31,8 @@ def transformation_score(log_probs):
 
 def center_distance(features, center):
     """``||features - center||^2`` per row: ``(B, D)``, ``(D,)`` -> ``(B,)``."""
-    return jnp.sum(jnp.square(jnp.asarray(features) - jnp.asarray(center)), axis=-1)
+    features = jnp.asarray(features)
+    return jnp.sum(jnp.square(features - left_expand(jnp.asarray(center), features.ndim)), axis=-1)
 
 
 __all__ = ["reconstruction_error", "transformation_score", "center_distance"]

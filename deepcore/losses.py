@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from deepcore.core import left_expand
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -117,6 +119,7 @@ def pinball(predictions, targets, quantiles, *, weights=None, mask=None, reducti
     if _concrete(q) and not bool(jnp.all((q > 0) & (q < 1))):
         raise ValueError(f"pinball: expected quantiles in (0, 1), got {np.asarray(q).tolist()}")
     err = targets[..., None] - _zero_masked(predictions, mask)
+    q = left_expand(q, err.ndim)
     loss = jnp.mean(jnp.maximum(q * err, (q - 1) * err), axis=-1)
     return reduce_loss(loss, weights, mask, reduction, name="pinball")
 

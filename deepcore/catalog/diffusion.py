@@ -25,7 +25,7 @@ def _with_embedding(block):
     def apply(params, state, x, *, key=None, train=False):
         return block.apply(params, state, pair(x), key=key, train=train)
 
-    return layer("with_embedding", init, apply)
+    return layer("with_embedding", init, apply, axes=block.axes)
 
 
 def _at_timestep(net, t: int):
@@ -39,7 +39,7 @@ def _at_timestep(net, t: int):
     def apply(params, state, x, *, key=None, train=False):
         return net.apply(params, state, pair(x), key=key, train=train)
 
-    return layer("at_timestep", init, apply)
+    return layer("at_timestep", init, apply, axes=net.axes)
 
 
 LAYER_CASES = [

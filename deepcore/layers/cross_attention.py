@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from deepcore import initializers
-from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, output_spec, param_dtype_for
+from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, left_expand, output_spec, param_dtype_for
 from deepcore.layers.attention import IMPLEMENTATIONS, attention
 
 AXES = {"q": {"w": ("embed", "heads"), "b": ("heads",)}, "kv": {"w": ("embed", "kv"), "b": ("kv",)},
@@ -56,7 +56,7 @@ def cross_sizes(params, num_heads):
 
 def _project(p, x):
     y = x @ p["w"]
-    return y + p["b"] if "b" in p else y
+    return y + left_expand(p["b"], y.ndim) if "b" in p else y
 
 
 def memory_kv(params, memory, *, num_heads, dtype=None):

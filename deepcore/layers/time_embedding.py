@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from deepcore.core import Layer, ShapeError, layer, output_spec, param_dtype_for
-from deepcore.layers.dense import Dense, dense
+from deepcore.layers.dense import AXES as DENSE_AXES, Dense, dense
 from deepcore.layers.position import sinusoidal
 
 
@@ -51,7 +51,10 @@ def TimeEmbedding(features: int, *, dim: int = None, base: float = 10000.0, para
     def apply(params, state, t, *, key=None, train=False):
         return time_embedding(params, t, dim=dim, base=base, dtype=params["fc_in"]["w"].dtype), state
 
-    return layer("time_embedding", init, apply)
+    return layer("time_embedding", init, apply, axes=AXES)
+
+
+AXES = {"fc_in": DENSE_AXES, "fc_out": DENSE_AXES}   # logical axis names (deepcore.layers.logical)
 
 
 __all__ = ["timestep_embedding", "time_embedding", "init_time_embedding", "TimeEmbedding"]

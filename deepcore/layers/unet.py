@@ -17,8 +17,8 @@ from deepcore.core import Layer, ShapeError, as_spec, compute_dtype_for, output_
 from deepcore.layers.basic import Lambda
 from deepcore.layers.combinators import serial
 from deepcore.layers.conv import Conv2D, conv
-from deepcore.layers.dense import Dense, dense
-from deepcore.layers.norm import group_norm, init_norm
+from deepcore.layers.dense import AXES as DENSE_AXES, Dense, dense
+from deepcore.layers.norm import AXES as NORM_AXES, group_norm, init_norm
 
 
 def _params(lay, key, shape, dtype):
@@ -55,6 +55,11 @@ def res_block(params, x, emb, *, groups: int, dtype=None):
     return (conv(params["skip"], x, dtype=cdt) if "skip" in params else x) + h
 
 
+CONV_AXES = {"w": ("kernel", "kernel", "conv_in", "conv_out"), "b": ("conv_out",)}
+AXES = {"norm_in": NORM_AXES, "conv_in": CONV_AXES, "emb": DENSE_AXES, "norm_out": NORM_AXES, "conv_out": CONV_AXES,
+        "skip": CONV_AXES}   # logical axis names of res_block's parameters (deepcore.layers.logical)
+
+
 def ResBlock(features: int, *, groups: int = 8, zero_init: bool = True) -> Layer:
     """The layer of :func:`res_block` on the pair ``(x (..., H, W, C), emb (..., E))`` -> ``(..., H, W, features)``.
 
@@ -75,7 +80,7 @@ def ResBlock(features: int, *, groups: int = 8, zero_init: bool = True) -> Layer
     def apply(params, state, xe, *, key=None, train=False):
         return res_block(params, xe[0], xe[1], groups=groups), state
 
-    return Layer(init, apply, "res_block")
+    return Layer(init, apply, "res_block", axes=AXES)
 
 
 def upsample_nearest(x, factor: int = 2):

@@ -21,15 +21,28 @@ import jax.numpy as jnp
 
 from deepcore.core import ShapeError, layer, output_spec
 from deepcore import initializers as I
-from deepcore.layers.attention import init_attention, self_attention
+from deepcore.layers.attention import AXES as ATTENTION_AXES, init_attention, self_attention
 from deepcore.layers.conv import Conv2D, conv
-from deepcore.layers.norm import group_norm, init_norm
-from deepcore.layers.time_embedding import init_time_embedding, time_embedding
-from deepcore.layers.unet import init_res_block, res_block, upsample_nearest
+from deepcore.layers.norm import AXES as NORM_AXES, group_norm, init_norm
+from deepcore.layers.time_embedding import AXES as TIME_AXES, init_time_embedding, time_embedding
+from deepcore.layers.unet import AXES as RES_AXES, CONV_AXES, init_res_block, res_block, upsample_nearest
 
 
 def _conv_params(key, c_in, c_out, dtype, w_init=I.glorot_uniform(), k=3, strides=1):
     return Conv2D(c_out, k, strides=strides, w_init=w_init).init(key, jax.ShapeDtypeStruct((1, 4, 4, c_in), dtype))[1]
+
+
+def unet_axes(params) -> dict:
+    """Logical axis names of :func:`unet`'s parameters, by their keys (deepcore.layers.logical)."""
+    def of(k):
+        if k == "time":
+            return TIME_AXES
+        if k.startswith("attn"):
+            return {"norm": NORM_AXES, **ATTENTION_AXES}
+        if k in ("conv_in", "conv_out") or k.endswith("_conv"):
+            return CONV_AXES
+        return NORM_AXES if k == "norm_out" else RES_AXES
+    return {k: of(k) for k in params}
 
 
 def unet(channels: Sequence[int] = (32, 64, 64), *, blocks: int = 1, attention_at: Sequence[int] = (2,),
@@ -101,7 +114,7 @@ def unet(channels: Sequence[int] = (32, 64, 64), *, blocks: int = 1, attention_a
         h = jax.nn.silu(group_norm(params["norm_out"], h, num_groups=groups))
         return conv(params["conv_out"], h).astype(x.dtype), state
 
-    return layer("unet", init, apply, pair_x_rank=3)
+    return layer("unet", init, apply, pair_x_rank=3, axes=unet_axes)
 
 
 __all__ = ["unet"]

@@ -33,8 +33,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from deepcore.layers.logical import WILDCARD, activation_rules, is_names, logical_axes, spec_for
 
 RULES = [("batch", ("data", "fsdp")), ("layers", None), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
-         ("qkv", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("length", None), ("max_len", None),
-         ("norm", None), ("kernel", None), ("conv_in", None), ("conv_out", ("tensor", "fsdp")),
+         ("qkv", "tensor"), ("kv", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("length", None),
+         ("max_len", None), ("norm", None), ("kernel", None), ("conv_in", None), ("conv_out", ("tensor", "fsdp")),
          ("dense_in", "fsdp"), ("dense_out", "tensor"), ("patch", None), ("cls", None), ("classes", None),
          ("rnn_in", "fsdp"), ("hidden", "fsdp"), ("gates", None)]
 RULE_SETS = {"default": RULES, "replicated": [("batch", "data"), (WILDCARD, None)],

@@ -74,7 +74,7 @@ def test_linear_kind_is_the_highway_alone():
     params = {"highway": {"w": w, "b": jnp.array([0.5, -1.0])}}
     u = x - x[:, -1:]
     y, _ = model.apply(params, state, x)
-    np.testing.assert_allclose(y[..., 0], x[:, -1:] + u @ w + jnp.array([0.5, -1.0]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[..., 0], x[:, -1:] + u @ w + jnp.array([[0.5, -1.0]]), rtol=1e-5, atol=1e-5)
 
 
 def test_causal_conv_block_does_not_look_ahead():

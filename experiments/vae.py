@@ -4,14 +4,10 @@
     python experiments/vae.py --smoke --out /tmp/v
 
 Model: encoder [conv k4 s2 - SiLU] x (32, 64) - dense 256 - SiLU - dense 2L (posterior mean | log-variance),
-decoder dense 256 - SiLU - dense 7*7*64 - SiLU - [transposed conv k4 s2] (64 -> 32 -> 2) giving each pixel a
-logistic (loc, log-scale) discretised over the 256 pixel levels (deepcore.vae: the probabilities of the 256
-levels sum to one, so -ELBO / (784 ln 2) bounds the 8-bit data's bits per dimension honestly). Loss: the
-one-sample negative ELBO in bits/dim, Adam with cosine decay. Reports on the test split the ELBO (one posterior
-sample per image) and its reconstruction and KL parts, and with --iw-samples K the K-sample importance-weighted
-bound on the first --iw-examples test images. Writes results.json, metrics.jsonl, checkpoints, curves.png,
-reconstructions.png (rows of test images, each followed by its reconstruction at the posterior mean) and
-samples.png (decoded draws z ~ N(0, I), each pixel its logistic's loc, clipped to [0, 1]).
+decoder its mirror giving each pixel a logistic (loc, log-scale) discretised over the 256 levels (deepcore.vae),
+so -ELBO / (784 ln 2) honestly bounds the bits/dim. Loss: the one-sample negative ELBO in bits/dim, Adam with
+cosine decay. Reports the test ELBO and its rec/KL parts, with --iw-samples K the K-sample importance-weighted
+bound on the first --iw-examples test images; also curves.png, reconstructions.png and samples.png (see pictures).
 """
 import functools
 import json
@@ -46,36 +42,24 @@ def main(args):
     t_start = time.perf_counter()
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
 
     from deepcore import tree, vae
-    from deepcore.data import load, make_batches
+    from deepcore.data import make_batches
     from deepcore.models.vae import VAE, conv_decoder, conv_encoder
     from deepcore.train import evaluate_split, fit, init_state, parallel, train_step
     from deepcore.train.budget import last_checkpointed
 
-    # data: uint8 images (with --smoke the first examples of each split); "index" keys each row's posterior draw
-    splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
-    info = splits[0].info
-    train, val, test = ({"image": ds.arrays["image"][:flagcheck.IMAGE_SMOKE[s] if args.smoke else None]}
-                        for ds, s in zip(splits, flagcheck.IMAGE_SMOKE))
-    for arrays in (val, test):
-        arrays["index"] = np.arange(len(arrays["image"]), dtype=np.int32)
-    if args.batch_size > len(train["image"]):  # needs the split's size: right after loading, before compiling
-        raise common.UsageError(f"--batch-size: expected at most {len(train['image'])} (the {args.dataset} training "
-                                f"split), got {args.batch_size}")
-    h, w, c = info.shape
-    if h % 4 or w != h:
-        raise common.UsageError(f"--dataset {args.dataset}: this VAE needs square images with a side divisible by 4, "
-                                f"got {info.shape}")
+    # data: uint8 images; then the devices and their mesh
+    train, val, test, info = data(args)
     devs = common.devices(args.devices)
     mesh = parallel.make_mesh(devs)
     cdt = None if args.precision == "float32" else jnp.bfloat16
 
     # model: encoder and decoder from conv, dense and phase transposed-conv layers
     encoder = conv_encoder(args.latent_dim, channels=args.channels, hidden=args.hidden)
-    decoder = conv_decoder(channels=args.channels[::-1], base=h // 4, out_channels=c, hidden=args.hidden)
+    decoder = conv_decoder(channels=args.channels[::-1], base=info.shape[0] // 4, out_channels=info.shape[2],
+                           hidden=args.hidden)
     model = VAE(encoder, decoder)
 
     # optimiser: Adam, cosine decay to lr / 100
@@ -90,25 +74,9 @@ def main(args):
     state = parallel.place_state(state, shardings["state_sharding"])
     step = train_step(vae.elbo_loss(encoder, decoder, x="image"), tx, compute_dtype=cdt, **shardings)
 
-    # evaluation: exact over whole splits, each image's posterior draw keyed by its index (any batching, same value)
+    # evaluation: exact over whole splits
     dims = math.prod(info.shape)
-    enc = lambda s, x: encoder.apply(s.params["encoder"], {}, x)[0]   # noqa: E731
-    dec = lambda s, z: decoder.apply(s.params["decoder"], {}, z)[0]   # noqa: E731
-    row_keys = lambda batch: jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(args.seed + 1), i))(
-        batch["index"])
-
-    def per_example(state, batch):
-        t = jax.vmap(lambda x, k: vae.elbo_terms(functools.partial(enc, state), functools.partial(dec, state),
-                                                 x[None], k))(batch["image"], row_keys(batch))
-        rec, kl = (vae.bits_per_dim(t[n][:, 0], dims) for n in ("rec", "kl"))
-        return {"loss": rec + kl, "rec_bpd": rec, "kl_bpd": kl}
-
-    def iw_bound(state, batch):
-        lower = jax.vmap(lambda x, k: vae.importance_weighted_bound(
-            functools.partial(enc, state), functools.partial(dec, state), x[None], k, args.iw_samples))(
-            batch["image"], row_keys(batch))
-        return {"iw_bpd": vae.bits_per_dim(-lower[:, 0], dims)}
-
+    enc, dec, per_example, iw_bound = evaluators(args, encoder, decoder, dims)
     evaluate = functools.partial(evaluate_split, batch_size=EVAL_BATCH, mesh=mesh)
     offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
     clock = lambda: offset + time.perf_counter() - t_start   # seconds of this run, over resumed segments
@@ -124,15 +92,68 @@ def main(args):
                  put_batch=lambda b: b if b is None else parallel.shard_batch(b, mesh))
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-    state, names = result.state, {"loss": "elbo", "rec_bpd": "rec", "kl_bpd": "kl"}
-    ev = evaluate(per_example, test, args=(state,))
-    metrics = {f"test_{names[k]}_bits_per_dim": v for k, v in ev.items()}
-    if args.iw_samples:   # the bound and the one-sample ELBO on the same first --iw-examples test images
+    metrics = final_metrics(args, evaluate, per_example, iw_bound, result.state, test)
+    pictures(args, jax.jit(enc), jax.jit(dec), result.state, test["image"])
+    return report(args, result, metrics, clock(), n_params, dims)
+
+
+def data(args):
+    """train/validation/test {"image": uint8 (N, H, W, C)} (--smoke: each split's first rows), the latter two
+    with "index" (N,) keying each row's posterior draw, and the dataset info; refuses bad batch sizes/shapes."""
+    import numpy as np
+
+    from deepcore.data import load
+
+    splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
+    info = splits[0].info
+    train, val, test = ({"image": ds.arrays["image"][:flagcheck.IMAGE_SMOKE[s] if args.smoke else None]}
+                        for ds, s in zip(splits, flagcheck.IMAGE_SMOKE))
+    for arrays in (val, test):
+        arrays["index"] = np.arange(len(arrays["image"]), dtype=np.int32)
+    if args.batch_size > len(train["image"]):  # needs the split's size: right after loading, before compiling
+        raise common.UsageError(f"--batch-size: expected at most {len(train['image'])} (the {args.dataset} training "
+                                f"split), got {args.batch_size}")
+    if info.shape[0] % 4 or info.shape[1] != info.shape[0]:
+        raise common.UsageError(f"--dataset {args.dataset}: this VAE needs square images with a side divisible by 4, "
+                                f"got {info.shape}")
+    return train, val, test, info
+
+
+def evaluators(args, encoder, decoder, dims: int):
+    """enc(state, x), dec(state, z) and per-batch per_example (one-sample ELBO, its rec/KL parts) and iw_bound
+    (the --iw-samples bound), in bits/dim; each image's draw is keyed by its "index" (any batching, same value)."""
+    import jax
+
+    from deepcore import vae
+
+    enc = lambda s, x: encoder.apply(s.params["encoder"], {}, x)[0]   # noqa: E731
+    dec = lambda s, z: decoder.apply(s.params["decoder"], {}, z)[0]   # noqa: E731
+    row_keys = lambda b: jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(args.seed + 1), i))(b["index"])
+
+    def per_example(state, batch):
+        t = jax.vmap(lambda x, k: vae.elbo_terms(functools.partial(enc, state), functools.partial(dec, state),
+                                                 x[None], k))(batch["image"], row_keys(batch))
+        rec, kl = (vae.bits_per_dim(t[n][:, 0], dims) for n in ("rec", "kl"))
+        return {"loss": rec + kl, "rec_bpd": rec, "kl_bpd": kl}
+
+    def iw_bound(state, batch):
+        lower = jax.vmap(lambda x, k: vae.importance_weighted_bound(
+            functools.partial(enc, state), functools.partial(dec, state), x[None], k, args.iw_samples))(
+            batch["image"], row_keys(batch))
+        return {"iw_bpd": vae.bits_per_dim(-lower[:, 0], dims)}
+
+    return enc, dec, per_example, iw_bound
+
+
+def final_metrics(args, evaluate, per_example, iw_bound, state, test: dict) -> dict:
+    """Test ELBO and parts in bits/dim; with --iw-samples, the bound and ELBO on the first --iw-examples images."""
+    names = {"loss": "elbo", "rec_bpd": "rec", "kl_bpd": "kl"}
+    metrics = {f"test_{names[k]}_bits_per_dim": v for k, v in evaluate(per_example, test, args=(state,)).items()}
+    if args.iw_samples:
         sub = {k: v[:args.iw_examples] for k, v in test.items()}
         metrics[f"test_iw{args.iw_samples}_bits_per_dim"] = evaluate(iw_bound, sub, args=(state,))["iw_bpd"]
         metrics["test_iw_subset_elbo_bits_per_dim"] = evaluate(per_example, sub, args=(state,))["loss"]
-    pictures(args, jax.jit(enc), jax.jit(dec), state, test["image"])
-    return report(args, result, metrics, clock(), n_params, dims)
+    return metrics
 
 
 def pictures(args, enc, dec, state, images):

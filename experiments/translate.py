@@ -4,17 +4,10 @@
     python experiments/translate.py --pair deu-eng     # any installed dict-freedict-* pair
     python experiments/translate.py --smoke --out /tmp/translate
 
-Data (deepcore.data.load_dictionary): every entry of /usr/share/dictd/freedict-PAIR as (headword, first
-translation), lowercased, at most --max-len - 1 characters, duplicates removed; 10% of the headwords held out
-as the test split, 5% of the rest as validation (by a hash of the headword, so a word never straddles splits).
-Model (deepcore.models.seq2seq): one character vocabulary for both sides, learned positions, --enc-layers
-encoder and --dec-layers decoder pre-LayerNorm blocks (causal self-attention, cross-attention, GELU MLP), the
-output head tied to the character table. Training: teacher-forced cross-entropy over the target characters,
-AdamW with warm-up and cosine decay, --steps updates. Evaluation: validation loss during training; at the end
-the test sources are translated by beam search (--beam, length-normalised; deepcore.models.search) and by
-greedy search, scored with chrF and the character error rate (deepcore.metrics) against the copy baseline
-(output = input, the bar for a task full of cognates). Writes results.json, metrics.jsonl, checkpoints
-(--resume), samples.txt (test translations) and curves.png.
+Data: FreeDict entries (headword, first translation), lowercased, < --max-len characters; 10% of headwords held
+out as test, 5% of the rest as validation. Model: deepcore.models.seq2seq on characters (teacher-forced, AdamW,
+warm-up + cosine). Test sources are translated by beam (--beam) and greedy search and scored by chrF and CER
+against copying the input. Writes results.json, metrics.jsonl, checkpoints (--resume), samples.txt, curves.png.
 """
 import json
 import time
@@ -27,8 +20,7 @@ DECODE_BATCH = 256
 
 
 def parser():
-    p = common.parser("translate", __doc__.splitlines()[0], dataset="freedict", batch_size=64, lr=2e-3,
-                      steps=2000)
+    p = common.parser("translate", __doc__.splitlines()[0], dataset="freedict", batch_size=64, lr=2e-3, steps=2000)
     p.add_argument("--pair", default="eng-fra", help="FreeDict pair SRC-TGT (Debian dict-freedict-SRC-TGT)")
     p.add_argument("--max-len", type=int, default=32, help="characters per side, end-of-sequence included")
     p.add_argument("--d-model", type=int, default=64, help="residual stream width")
@@ -54,42 +46,63 @@ def parser():
 
 
 def main(args):
+    """Flags -> data -> model -> optimiser and step -> the loop (fit) -> test translations -> report."""
     t_start = time.perf_counter()
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-
     from deepcore import tree
-    from deepcore.data import decode_ids, encode_pairs, load_dictionary, make_batches
-    from deepcore.data.dictionary import BOS, EOS, PAD, SPECIALS, split_by_headword
-    from deepcore.models.search import beam_search, greedy_search, seq2seq_step
-    from deepcore.models.seq2seq import EncoderDecoder, Seq2SeqConfig, seq2seq_apply
-    from deepcore.train import eval_step, fit, init_state, train_step
+    from deepcore.train import fit
 
-    # data: (source, translation) pairs, held out by headword; characters as ids (0 pad, 1 begin, 2 end, 3 unknown)
-    data = load_dictionary(args.pair, args.data_dir, max_chars=args.max_len - 1)
-    train, val = split_by_headword(data.train, 0.05, seed=1)
-    test = data.test
+    vocab, (train, val, test), arrays, pipe, steps = data(args)
+    every = min(args.eval_every, steps)
+    common.devices(args.devices)
+    cfg, model, loss_fn = model_and_loss(args, vocab)
+    state, step, evaluate = optimiser_and_step(args, model, loss_fn, steps)
+
+    # the loop: validation loss (all held-out pairs, one batch) and a checkpoint every --eval-every steps
+    n_params = tree.param_count(state.params)
+    print(f"translate {args.pair}: {len(train):,} train / {len(val):,} validation / {len(test):,} test pairs, "
+          f"{len(vocab)} characters; {args.enc_layers}+{args.dec_layers} blocks x d{args.d_model}, "
+          f"{n_params:,} parameters; {steps} steps of {args.batch_size}", flush=True)
+    result = fit(step, state, pipe.batches, steps=steps, eval_step=evaluate, eval_batches=lambda: [arrays["val"]],
+                 eval_every=every, out_dir=args.out, checkpoint_every=every, resume=args.resume,
+                 log_every=max(1, min(100, every)))
+    if result.stop_reason == "nonfinite":
+        raise common.UsageError(result.message)
+    beam_text, greedy_text = translate(args, cfg, result.state.params, arrays["test"], vocab)
+    sources, refs = [s for s, _ in test], [t for _, t in test]
+    return report(args, result, t_start, n_params, len(train), sources, refs, beam_text, greedy_text)
+
+
+def data(args):
+    """(vocab, (train, val, test) pairs, {split: char ids [N, --max-len], 0 = pad}, training batches, steps)."""
+    from deepcore.data import encode_pairs, load_dictionary, make_batches
+    from deepcore.data.dictionary import split_by_headword
+
+    dic = load_dictionary(args.pair, args.data_dir, max_chars=args.max_len - 1)
+    (train, val), test = split_by_headword(dic.train, 0.05, seed=1), dic.test
     if args.smoke:
         train, val, test = train[:SMOKE["train"]], val[:SMOKE["val"]], test[:SMOKE["test"]]
     if args.batch_size > len(train):
         raise common.UsageError(f"--batch-size: expected at most {len(train)} (the training pairs), "
                                 f"got {args.batch_size}")
-    arrays = {name: encode_pairs(pairs, data.vocab, args.max_len) for name, pairs in
-              (("train", train), ("val", val), ("test", test))}
+    arrays = {k: encode_pairs(v, dic.vocab, args.max_len) for k, v in zip(("train", "val", "test"), (train, val, test))}
     pipe = make_batches(arrays["train"], args.batch_size, seed=args.seed)
     steps = common.num_steps(args, pipe.steps_per_epoch, smoke_steps=SMOKE["steps"])
-    every = min(args.eval_every, steps)
-    common.devices(args.devices)
+    return dic.vocab, (train, val, test), arrays, pipe, steps
 
-    # model: the encoder-decoder on one character vocabulary
+
+def model_and_loss(args, vocab):
+    """The encoder-decoder on one character vocabulary, and its masked teacher-forced cross-entropy."""
+    import jax.numpy as jnp
+    import optax
+
+    from deepcore.data.dictionary import SPECIALS
+    from deepcore.models.seq2seq import EncoderDecoder, Seq2SeqConfig, seq2seq_apply
+
     if args.smoke:
         args.d_model, args.heads, args.enc_layers, args.dec_layers = 32, 2, 1, 1
-    cfg = Seq2SeqConfig(vocab_size=len(SPECIALS) + len(data.vocab), d_model=args.d_model, num_heads=args.heads,
+    cfg = Seq2SeqConfig(vocab_size=len(SPECIALS) + len(vocab), d_model=args.d_model, num_heads=args.heads,
                         encoder_layers=args.enc_layers, decoder_layers=args.dec_layers, dropout=args.dropout,
                         max_source_len=args.max_len, max_target_len=args.max_len)
-    model = EncoderDecoder(cfg)
 
     def loss_fn(params, model_state, batch, key, train):
         logits = seq2seq_apply(cfg, params, batch["source"], batch["target_in"], batch["source_mask"], key=key,
@@ -99,30 +112,36 @@ def main(args):
         loss = jnp.sum(nll * mask) / jnp.sum(mask)
         hits = (jnp.argmax(logits, -1) == batch["target_out"]).astype(jnp.float32)
         return loss, (model_state, {"loss": loss, "char_accuracy": jnp.sum(hits * mask) / jnp.sum(mask)})
+    return cfg, EncoderDecoder(cfg), loss_fn
 
-    # optimiser and step: AdamW on the kernels, warm-up then cosine decay over --steps
+
+def optimiser_and_step(args, model, loss_fn, steps):
+    """The initial state under AdamW (clip 1, warm-up then cosine decay over the steps) and the jitted steps."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from deepcore import tree
+    from deepcore.train import eval_step, init_state, train_step
+
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(args.warmup, steps // 2), max(steps, 2),
                                                   end_value=args.lr * 0.05)
     tx = optax.chain(optax.clip_by_global_norm(1.0),
                      optax.adamw(schedule, weight_decay=args.weight_decay, mask=tree.decay_mask))
     state = init_state(model, jax.ShapeDtypeStruct((args.batch_size, args.max_len), jnp.int32), tx, args.seed)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else None
-    step = train_step(loss_fn, tx, compute_dtype=cdt, grad_norm=False)
-    evaluate = eval_step(loss_fn, compute_dtype=cdt)
+    return state, train_step(loss_fn, tx, compute_dtype=cdt, grad_norm=False), eval_step(loss_fn, compute_dtype=cdt)
 
-    # the loop: validation loss (all held-out pairs, one batch) and a checkpoint every --eval-every steps
-    n_params = tree.param_count(state.params)
-    print(f"translate {args.pair}: {len(train):,} train / {len(val):,} validation / {len(test):,} test pairs, "
-          f"{len(data.vocab)} characters; {args.enc_layers}+{args.dec_layers} blocks x d{args.d_model}, "
-          f"{n_params:,} parameters; {steps} steps of {args.batch_size}", flush=True)
-    result = fit(step, state, pipe.batches, steps=steps, eval_step=evaluate, eval_batches=lambda: [arrays["val"]],
-                 eval_every=every, out_dir=args.out, checkpoint_every=every, resume=args.resume,
-                 log_every=max(1, min(100, every)))
-    if result.stop_reason == "nonfinite":
-        raise common.UsageError(result.message)
-    params = result.state.params
 
-    # translate the test sources: beam search and greedy search, in fixed-size batches (one compilation each)
+def translate(args, cfg, params, test, vocab):
+    """Beam and greedy translations (strings) of test["source"] [N, --max-len], in fixed-size batches."""
+    import jax
+    import numpy as np
+
+    from deepcore.data import decode_ids
+    from deepcore.data.dictionary import BOS, EOS, PAD
+    from deepcore.models.search import beam_search, greedy_search, seq2seq_step
+
     @jax.jit
     def search(params, source, mask):
         beams, scores = beam_search(*seq2seq_step(cfg, params, source, mask, beam_width=args.beam),
@@ -132,16 +151,13 @@ def main(args):
                                   bos_id=BOS, eos_id=EOS, pad_id=PAD)
         return beams[:, 0], greedy
 
-    src, mask = arrays["test"]["source"], arrays["test"]["source_mask"]
-    n = len(src)
-    size = min(DECODE_BATCH, n)
+    src, mask, n = test["source"], test["source_mask"], len(test["source"])
+    size = min(DECODE_BATCH, n)   # one compilation: the last batch is padded with the first sources
     pad = -n % size
     src, mask = np.concatenate([src, src[:pad]]), np.concatenate([mask, mask[:pad]])
     outs = [search(params, src[i:i + size], mask[i:i + size]) for i in range(0, len(src), size)]
-    beam_text = [decode_ids(r, data.vocab) for b, _ in outs for r in np.asarray(b)][:n]
-    greedy_text = [decode_ids(r, data.vocab) for _, g in outs for r in np.asarray(g)][:n]
-    sources, refs = [s for s, _ in test], [t for _, t in test]
-    return report(args, result, t_start, n_params, len(train), sources, refs, beam_text, greedy_text)
+    return ([decode_ids(r, vocab) for b, _ in outs for r in np.asarray(b)][:n],
+            [decode_ids(r, vocab) for _, g in outs for r in np.asarray(g)][:n])
 
 
 def report(args, result, t_start, n_params, n_train, sources, refs, beam, greedy):
@@ -166,8 +182,7 @@ def report(args, result, t_start, n_params, n_train, sources, refs, beam, greedy
               f"{metrics['test_chrf_copy']:.1f}; CER beam {metrics['test_cer_beam']:.3f} / copy "
               f"{metrics['test_cer_copy']:.3f}")
     lines = [header, f"{'source':<24} {'reference':<24} {'beam ' + str(args.beam):<24} greedy"]
-    lines += [f"{s:<24} {r:<24} {b:<24} {g}" for s, r, b, g in
-              list(zip(sources, refs, beam, greedy))[:args.examples]]
+    lines += [f"{s:<24} {r:<24} {b:<24} {g}" for s, r, b, g in list(zip(sources, refs, beam, greedy))[:args.examples]]
     with open(f"{args.out}/samples.txt", "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines[:min(len(lines), 17)]), flush=True)
@@ -175,8 +190,7 @@ def report(args, result, t_start, n_params, n_train, sources, refs, beam, greedy
     wall = time.perf_counter() - t_start
     res = common.write_results(args, dataset=f"freedict-{args.pair}", metrics=metrics, wall_s=wall,
                                steps=result.step, train_examples_per_s=rates[-1] if rates else None,
-                               extra={"parameters": n_params, "train_pairs": n_train,
-                                      "stop_reason": result.stop_reason})
+                               extra=dict(parameters=n_params, train_pairs=n_train, stop_reason=result.stop_reason))
     print(json.dumps({k: round(v, 4) for k, v in metrics.items() if k.startswith("test_chrf")} |
                      {"steps": result.step, "out": args.out}))
     return res

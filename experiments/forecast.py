@@ -5,18 +5,12 @@
     python experiments/forecast.py --quantiles 0.1,0.5,0.9      # pinball loss; the 80% interval's coverage
     python experiments/forecast.py --smoke --out /tmp/forecast
 
-Data: the series split in time order 70/15/15 (train/validation/test); windows of --input-len past values and
-the --horizon values after them, every test window's targets inside the test part (its inputs may reach back).
-Scaling: mean and standard deviation of the training part only. Model (deepcore.models.forecast): a GRU, LSTM,
-causal TCN or small transformer over the window relative to its last value, plus a linear highway from the lags;
-AdamW with a cosine decay; MAE loss (the median forecast) or the pinball loss of --quantiles. Baselines on the
-same windows: naive (last value), seasonal naive (one season back), linear AR (least squares on the same lags)
-and, stronger, the same least squares on the window relative to its last value (the networks' parametrisation).
-Scores over every test window and horizon step (deepcore.metrics): MASE (scaled by the training part's in-sample
-seasonal-naive MAE) and sMAPE (percent). Writes results.json, metrics.jsonl, checkpoints, curves.png, forecast.png.
+Windows of --input-len values -> the next --horizon, split in time 70/15/15, scaled by the training part; the model
+(deepcore.models.forecast) against naive, seasonal-naive and linear AR; MASE and sMAPE; results.json and plots.
 """
 import json
 import time
+from types import SimpleNamespace
 
 import common
 import flagcheck
@@ -62,22 +56,12 @@ def _series_names():
     return sorted(SERIES)
 
 
-def main(args):
-    t_start = time.perf_counter()
-    import jax
-    import jax.numpy as jnp
+def data(args):
+    """The series' windows per split (x: (N, input_len), y: (N, horizon)); scaling from the training part only."""
     import numpy as np
-    import optax
 
-    from deepcore import losses, metrics, tree
-    from deepcore.data import load_series, make_batches, split_windows
-    from deepcore.models import forecast_baselines as base
-    from deepcore.models.forecast import forecaster
-    from deepcore.train import fit, init_state, train_step
-    from deepcore.train.objectives import prediction_loss
+    from deepcore.data import load_series, split_windows
 
-    common.devices(args.devices)
-    # data: windows of the raw series per split; scaling from the training part only
     series = load_series(args.dataset)
     m = series.period
     horizon = args.horizon or (min(m, 12) if m > 1 else 4)
@@ -87,77 +71,108 @@ def main(args):
     except ValueError as e:
         raise common.UsageError(f"--input-len {input_len} --horizon {horizon}: too long for {args.dataset} "
                                 f"({len(series.values)} steps): {e}")
-    n_train = len(train["x"]) + input_len + horizon - 1
-    insample = series.values[:n_train]
+    insample = series.values[:len(train["x"]) + input_len + horizon - 1]
     mu, sd = insample.mean(), insample.std()
     scaled = lambda w: {"x": ((w["x"] - mu) / sd).astype(np.float32), "y": ((w["y"] - mu) / sd).astype(np.float32)}
     if args.batch_size > len(train["x"]):
         raise common.UsageError(f"--batch-size: expected at most {len(train['x'])} (the training windows), "
                                 f"got {args.batch_size}")
+    return SimpleNamespace(series=series, m=m, horizon=horizon, input_len=input_len, train=train, val=val,
+                           test=test, insample=insample, mu=mu, sd=sd, scaled=scaled)
 
-    # model: --model over the window; Q outputs per step (1: the median by MAE; else the pinball loss's levels)
+
+def model_and_objective(args, horizon):
+    """--model over the window; Q outputs per step (1: the median by MAE; else the pinball loss's levels)."""
+    from deepcore import losses
+    from deepcore.models.forecast import forecaster
+
     qs = args.quantiles
     model = forecaster(args.model, horizon, num_quantiles=max(1, len(qs)), hidden=args.hidden, depth=args.depth,
                        patch=args.patch, dropout=args.dropout, highway=args.highway == "on")
-    point = qs.index(0.5) if qs else 0
 
     def objective(pred, batch):
         return losses.pinball(pred, batch["y"], qs) if qs else losses.mae(pred[..., 0], batch["y"])
 
-    steps = common.num_steps(args, max(1, len(train["x"]) // args.batch_size), smoke_steps=SMOKE_STEPS)
+    return model, objective, qs.index(0.5) if qs else 0
+
+
+def scorers(model, d):
+    """predict(state, windows) -> (N, H, Q) in the series' units, quantiles sorted; scores(pred, y) -> MASE, sMAPE."""
+    import jax
+    import numpy as np
+
+    from deepcore import metrics
+
+    apply = jax.jit(lambda s, x: model.apply(s.params, s.model_state, x)[0])
+
+    def predict(state, w):
+        return np.sort(np.asarray(apply(state, d.scaled(w)["x"]), np.float64) * d.sd + d.mu, axis=-1)
+
+    def scores(pred, y):
+        return {"mase": float(metrics.mase(pred, y, d.insample, d.m)), "smape": float(metrics.smape(pred, y))}
+
+    return predict, scores
+
+
+def main(args):
+    t_start = time.perf_counter()
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from deepcore import tree
+    from deepcore.data import make_batches
+    from deepcore.train import fit, init_state, train_step
+    from deepcore.train.objectives import prediction_loss
+
+    common.devices(args.devices)
+    d = data(args)
+    model, objective, point = model_and_objective(args, d.horizon)
+    steps = common.num_steps(args, max(1, len(d.train["x"]) // args.batch_size), smoke_steps=SMOKE_STEPS)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), max(steps, 2), args.lr * 1e-2)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=args.weight_decay,
                                                                  mask=tree.decay_mask))
-    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size, input_len), jnp.float32), tx, args.seed)
+    state = init_state(model, jax.ShapeDtypeStruct((args.batch_size, d.input_len), jnp.float32), tx, args.seed)
     step = train_step(prediction_loss(model, objective), tx)
-    apply = jax.jit(lambda s, x: model.apply(s.params, s.model_state, x)[0])
+    predict, scores = scorers(model, d)
 
-    def predict(state, w):   # (N, H, Q) in the series' units, quantiles sorted (no crossing)
-        return np.sort(np.asarray(apply(state, scaled(w)["x"]), np.float64) * sd + mu, axis=-1)
-
-    def scores(pred, y):
-        return {"mase": float(metrics.mase(pred, y, insample, m)), "smape": float(metrics.smape(pred, y))}
-
-    # the loop: fit, scoring the whole validation split every --eval-every steps
-    pipe = make_batches(scaled(train), args.batch_size, seed=args.seed)
+    pipe = make_batches(d.scaled(d.train), args.batch_size, seed=args.seed)   # the loop: validating every --eval-every
     every = min(args.eval_every, steps)
     print(f"forecast: {args.model}, {tree.param_count(state.params):,} parameters; {args.dataset} "
-          f"({series.frequency}, {len(series.values)} steps, season {m}): {len(train['x'])} train / "
-          f"{len(val['x'])} validation / {len(test['x'])} test windows of {input_len} -> {horizon}", flush=True)
+          f"({d.series.frequency}, {len(d.series.values)} steps, season {d.m}): {len(d.train['x'])} train / "
+          f"{len(d.val['x'])} validation / {len(d.test['x'])} test windows of {d.input_len} -> {d.horizon}",
+          flush=True)
     result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,
-                 eval_step=lambda s, _: scores(predict(s, val)[..., point], val["y"]), out_dir=args.out,
+                 eval_step=lambda s, _: scores(predict(s, d.val)[..., point], d.val["y"]), out_dir=args.out,
                  checkpoint_every=every, resume=args.resume, log_every=min(100, every))
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-    return report(args, series, result, train, test, predict(result.state, test), point, qs, insample,
-                  horizon, input_len, scores, base, time.perf_counter() - t_start)
+    return report(args, d, result, predict(result.state, d.test), point, scores, time.perf_counter() - t_start)
 
 
-def report(args, series, result, train, test, pred, point, qs, insample, horizon, input_len, scores, base, wall):
+def report(args, d, result, pred, point, scores, wall):
     """The test table (the network and every baseline), results.json, curves.png and forecast.png."""
     import numpy as np
 
     from deepcore import metrics
     from deepcore.interpret import training_curves
     from deepcore.interpret.forecast_plot import save_forecast
+    from deepcore.models import forecast_baselines as base
 
-    m, x, y = series.period, test["x"], test["y"]
-    coef = base.fit_linear_ar(train["x"], train["y"])
-    rel = base.fit_linear_ar(train["x"], train["y"], relative=True)   # the networks' parametrisation, linear
+    horizon, input_len, qs, m, x, y = d.horizon, d.input_len, args.quantiles, d.m, d.test["x"], d.test["y"]
+    coef = base.fit_linear_ar(d.train["x"], d.train["y"])
+    rel = base.fit_linear_ar(d.train["x"], d.train["y"], relative=True)   # the networks' parametrisation, linear
     table = {args.model: pred[..., point], "naive": base.naive(x, horizon),
              "seasonal_naive": base.seasonal_naive(x, horizon, m) if m <= input_len else None,
              "linear_ar": base.linear_ar(coef, x), "linear_ar_relative": base.linear_ar(rel, x, relative=True)}
     table = {k: v for k, v in table.items() if v is not None}
     rows = {k: scores(v, y) for k, v in table.items()}
-    baselines = [k for k in rows if k != args.model]
-    beats = all(rows[args.model][s] < rows[k][s] for k in baselines for s in ("mase", "smape"))
+    beats = all(rows[args.model][s] < rows[k][s] for k in rows if k != args.model for s in ("mase", "smape"))
     out = {f"test_{s}_{k}": r[s] for k, r in rows.items() for s in ("mase", "smape")}
     out.update(test_mase=rows[args.model]["mase"], test_smape=rows[args.model]["smape"], beats_all_baselines=beats,
                test_windows=len(y), horizon=horizon, input_len=input_len)
-    band = None
     if qs:
-        lo, hi = pred[..., 0], pred[..., -1]
-        out.update(test_interval_coverage=float(metrics.interval_coverage(lo, hi, y)),
+        out.update(test_interval_coverage=float(metrics.interval_coverage(pred[..., 0], pred[..., -1], y)),
                    interval_nominal=qs[-1] - qs[0])
     print(f"{'test, ' + str(len(y)) + ' windows':<24}{'MASE':>8}{'sMAPE %':>10}")
     for k, r in rows.items():
@@ -168,18 +183,16 @@ def report(args, series, result, train, test, pred, point, qs, insample, horizon
     # forecast.png: forecasts from origins one horizon apart, pieced together over the test part
     origins = np.arange(0, len(y), horizon)
     piece = lambda f: np.concatenate([f[o] for o in origins])   # noqa: E731
-    if qs:
-        band = (piece(pred[..., 0]), piece(pred[..., -1]))
+    band = (piece(pred[..., 0]), piece(pred[..., -1])) if qs else None
     save_forecast(f"{args.out}/forecast.png", x[0], piece(y), {k: piece(v) for k, v in table.items()},
                   band=band, band_label=f"{args.model} {qs[0]}-{qs[-1]} quantiles" if qs else "",
-                  title=f"{series.name}: {horizon}-step forecasts from origins {horizon} steps apart (test part)",
+                  title=f"{d.series.name}: {horizon}-step forecasts from origins {horizon} steps apart (test part)",
                   origins=origins)
     training_curves(args.out, keys=("loss", "mase", "smape"))
     res = common.write_results(args, dataset=args.dataset, metrics=out, wall_s=wall, steps=result.step,
                                train_examples_per_s=None, extra={"stop_reason": result.stop_reason,
-                                                                 "series": series.description})
-    print(json.dumps({"test_mase": out["test_mase"], "test_smape": out["test_smape"], "beats_all_baselines": beats,
-                      "out": args.out}))
+                                                                 "series": d.series.description})
+    print(json.dumps({k: out[k] for k in ("test_mase", "test_smape", "beats_all_baselines")} | {"out": args.out}))
     return res
 
 

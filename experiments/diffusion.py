@@ -4,15 +4,13 @@
     python experiments/diffusion.py --minutes 60 --eval-at-minutes 15   # one run, the distance at 15 and 60 min
     python experiments/diffusion.py --smoke --out /tmp/d
 
-Recipe: images in [-1, 1]; a cosine noise schedule over 1000 steps; the U-Net of deepcore.models.unet
-(channels 16-32-64 at 28, 14 and 7 pixels, one residual block per level with the time embedding, self-attention
-at 7x7) trained on DDPM's simple loss (the noise's mean squared error) with Adam (1e-3 after a 200-step warm-up,
-gradients clipped at norm 1), an EMA (0.999) of the weights for sampling; deterministic DDIM (eta 0, 20 steps,
-x0 clipped to [-1, 1]) from fixed noise.
-
-Sample quality exactly as experiments/gan.py measures it (deepcore.gan.fid): the same cached classifier, the
-same ``--fid-samples`` (5,000) training images as the reference, the same floor (test vs train), of the EMA
-weights' samples at each ``--eval-at-minutes`` mark and at the end. Evaluations do not count as training time.
+Recipe: images in [-1, 1]; a cosine noise schedule over 1000 steps; deepcore.models.unet (channels 16-32-64 at
+28, 14 and 7 pixels, a residual block with the time embedding per level, self-attention at 7x7) trained on DDPM's
+simple loss (the noise's mean squared error) by Adam (1e-3 after a 200-step warm-up, gradients clipped at norm 1);
+an EMA (0.999) of the weights samples by deterministic DDIM (eta 0, 20 steps, x0 clipped to [-1, 1]) from fixed
+noise. Sample quality as experiments/gan.py measures it (deepcore.gan.fid: its cached classifier, ``--fid-samples``
+(5,000) training images as the reference, its floor test vs train), at each ``--eval-at-minutes`` mark and at the
+end. Evaluations do not count as training time.
 """
 import os
 import time
@@ -60,24 +58,10 @@ def add_flags(p):
     return p
 
 
-def main(args):
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
+def data(args):
+    """``(train, test, n_fid)``: the images (--smoke: slices, U-Net 8-16-16, <= 4 DDIM steps), n_fid per side."""
+    from deepcore.data import load
 
-    from deepcore.data import load, make_batches
-    from deepcore.diffusion import ddim_sample, denoising_loss, schedule
-    from deepcore.gan import fid
-    from deepcore.gan.grid import save_grid
-    from deepcore.interpret import training_curves
-    from deepcore.models.unet import unet
-    from deepcore.train import (MetricsLog, TimeBudget, eval_step, fit, init_state, read_metrics, spent_before,
-                                train_step)
-
-    common.devices(args.devices)
-    t_start = time.perf_counter()
-    # data, and the GAN's fixed feature space: the same classifier, reference images and floor as gan.py
     train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
     if train.info.shape != (28, 28, 1):
         raise common.UsageError(f"--dataset {args.dataset}: this U-Net makes 28x28x1 images, got {train.info.shape}")
@@ -89,18 +73,41 @@ def main(args):
         train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
         test_arrays = {k: v[:512] for k, v in test_arrays.items()}
         n_fid, args.channels, args.ddim_steps = min(n_fid, 256), [8, 16, 16], min(args.ddim_steps, 4)
-    n_fid = min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+    return train_arrays, test_arrays, min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+
+
+def feature_space(args, train, test, n_fid):
+    """``(score, floor, classifier path)``: gan.py's fixed feature space (cached classifier), its floor."""
+    import numpy as np
+
+    from deepcore.gan import fid
+
     cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
     clf_epochs = 0.1 if args.smoke else 2.0
     clf_path = os.path.join(cache_dir, fid.cache_name(args.dataset, clf_epochs))
-    clf_params, trained_now = fid.load_classifier(clf_path, train_arrays, epochs=clf_epochs, seed=0)
-    train_idx = np.random.default_rng(0).choice(len(train_arrays["label"]), n_fid, replace=False)
-    score = fid.FrechetScore(clf_params, fid.unit(train_arrays["image"][train_idx]))
-    fid_floor = score(fid.unit(test_arrays["image"][:n_fid]))
+    clf_params, trained_now = fid.load_classifier(clf_path, train, epochs=clf_epochs, seed=0)
+    train_idx = np.random.default_rng(0).choice(len(train["label"]), n_fid, replace=False)
+    score = fid.FrechetScore(clf_params, fid.unit(train["image"][train_idx]))
+    fid_floor = score(fid.unit(test["image"][:n_fid]))
     print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}; Fréchet distance "
           f"floor (test vs train, {n_fid} each) {fid_floor:.3f}", flush=True)
+    return score, fid_floor, clf_path
 
-    # model, optimiser, step: DDPM's loss on the U-Net, Adam with warm-up and clipping, the EMA in the state
+
+def model_and_step(args, score, n_fid):
+    """``(state, step, val_loss, quality)``: DDPM's loss on the U-Net, Adam with warm-up and clipping, the EMA in
+    the state; quality(state): the EMA's DDIM samples' Fréchet distance (fixed noise; 100 to samples.png)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from deepcore.diffusion import ddim_sample, denoising_loss, schedule
+    from deepcore.gan import fid
+    from deepcore.gan.grid import save_grid
+    from deepcore.models.unet import unet
+    from deepcore.train import eval_step, init_state, train_step
+
     net = unet(args.channels, attention_at=args.attention)
     sched = schedule(args.schedule, args.timesteps)
     b = args.batch_size
@@ -109,11 +116,7 @@ def main(args):
                      optax.adam(optax.linear_schedule(args.lr / max(args.warmup, 1), args.lr, args.warmup)))
     state = init_state(net, spec, tx, args.seed, ema=True)
     loss = denoising_loss(net, sched, x="image")
-    step = train_step(loss, tx, ema_decay=args.ema_decay)
-    val_loss = eval_step(loss, use_ema=True)   # the EMA's loss on fixed test images, timesteps and noise
-    val_batch = {"image": test_arrays["image"][:1000]}
-
-    # sampling: DDIM from fixed noise with the EMA weights, in the classifier's batches
+    step, val_loss = train_step(loss, tx, ema_decay=args.ema_decay), eval_step(loss, use_ema=True)
     gen = jax.jit(lambda p, z: ddim_sample(lambda x, t: net.apply(p, {}, (x, t))[0], sched, z, args.ddim_steps,
                                            clip=1.0))
     fid_z = jax.random.normal(jax.random.PRNGKey(4321), (n_fid, 28, 28, 1))
@@ -126,9 +129,23 @@ def main(args):
         save_grid(generate(state.ema, grid_z), os.path.join(args.out, "samples.png"), 10)
         return score(generate(state.ema, fid_z))
 
+    return state, step, val_loss, quality
+
+
+def main(args):
+    from deepcore.data import make_batches
+    from deepcore.train import MetricsLog, TimeBudget, fit, read_metrics, spent_before
+
+    common.devices(args.devices)
+    t_start = time.perf_counter()
+    train, test, n_fid = data(args)
+    score, fid_floor, clf_path = feature_space(args, train, test, n_fid)
+    state, step, val_loss, quality = model_and_step(args, score, n_fid)
+    val_batch = {"image": test["image"][:1000]}   # the EMA's loss on fixed test images
+
     # the loop: one fit per segment up to each --eval-at-minutes mark and --minutes (or --steps / --epochs);
     # after each, the Fréchet distance (once: a resumed run reads the marks it passed from metrics.jsonl)
-    pipe = make_batches({"image": train_arrays["image"]}, b, seed=args.seed)
+    pipe = make_batches({"image": train["image"]}, args.batch_size, seed=args.seed)
     timed = args.steps is None and args.epochs is None
     total = None if timed else common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
     if args.smoke:
@@ -138,9 +155,8 @@ def main(args):
     label = lambda m: "end" if m == marks[-1] else m   # the "mark" of each Fréchet distance's record
     eval_every, result = min(args.eval_every, total or args.eval_every), None
     for i, mark in enumerate(marks):
-        if args.resume or i:
-            if label(mark) in {r["mark"] for r in read_metrics(args.out) if "mark" in r}:
-                continue
+        if (args.resume or i) and label(mark) in {r["mark"] for r in read_metrics(args.out) if "mark" in r}:
+            continue
         budget = TimeBudget(mark, total, spent_before(args.out) if args.resume or i else 0.0)
         result = fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps,
                      eval_step=budget.excluded(val_loss), eval_batches=lambda: [val_batch], eval_every=eval_every,
@@ -158,10 +174,15 @@ def main(args):
         print(f"after {result.step} steps ({train_s / 60:.1f} min of training): Fréchet distance (EMA) "
               f"{record['val_fid']:.3f} (floor {fid_floor:.3f}; {record['eval_s']:.0f} s to sample and score)",
               flush=True)
+    return report(args, marks, fid_floor, n_fid, clf_path, result, t_start)
 
-    # report
-    records = read_metrics(args.out)
-    at_marks = {r["mark"]: r for r in records if "mark" in r}
+
+def report(args, marks, fid_floor, n_fid, clf_path, result, t_start):
+    """results.json from the marks' records in metrics.jsonl, and curves.png."""
+    from deepcore.interpret import training_curves
+    from deepcore.train import read_metrics
+
+    at_marks = {r["mark"]: r for r in read_metrics(args.out) if "mark" in r}
     final = at_marks["end"]
     training_curves(args.out, keys=("loss", "fid"))
     metrics = {"ema_fid_final": final["val_fid"], "fid_floor_test_vs_train": fid_floor, "fid_samples": n_fid,
@@ -169,7 +190,7 @@ def main(args):
                "ddim_steps": args.ddim_steps, "eval_seconds_final": final["eval_s"],
                **{f"ema_fid_at_{m:g}_min": at_marks[m]["val_fid"] for m in marks[:-1] if m in at_marks}}
     steps_done, train_s = final["step"], final["val_train_s"]
-    rate = steps_done * b / train_s if train_s > 0 else None
+    rate = steps_done * args.batch_size / train_s if train_s > 0 else None
     return common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=time.perf_counter() - t_start,
                                 steps=steps_done, train_examples_per_s=rate,
                                 extra={"stop_reason": result and result.stop_reason, "classifier": clf_path})

@@ -82,9 +82,9 @@ def eqx_model(bias_bug=False):
 
     @jax.custom_vjp
     def add_bias(y, b):
-        return y + b
+        return y + b[None, :]
 
-    add_bias.defvjp(lambda y, b: (y + b, None), lambda _, g: (g, (2.0 if bias_bug else 1.0) * g.sum(0)))
+    add_bias.defvjp(lambda y, b: (y + b[None, :], None), lambda _, g: (g, (2.0 if bias_bug else 1.0) * g.sum(0)))
 
     class Net(eqx.Module):
         lin: eqx.nn.Linear

@@ -35,8 +35,8 @@ def per_example_error(pool, dtype):
     a 2x2 max-pool; max |jit(vmap(grad)) - loop of jit(grad)| over the weights' gradients, relative."""
 
     def loss(w, b, x):  # x: (6, 6, 1), one example
-        y = lax.conv_general_dilated(x[None], w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))[0] + b
-        return pool(y - y.mean((0, 1))).sum()
+        y = lax.conv_general_dilated(x[None], w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))[0] + b[None, None, :]
+        return pool(y - y.mean((0, 1), keepdims=True)).sum()
 
     with jax.enable_x64(dtype == jnp.float64):
         k1, k2 = jax.random.split(jax.random.PRNGKey(0))

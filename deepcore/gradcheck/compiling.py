@@ -15,11 +15,15 @@ small is compiled the fast way whatever its trip count. Measured (BUILD_NOTES, i
 from __future__ import annotations
 
 import collections
+import os
 from typing import Callable
 
 import jax
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
+# Off by default: two test-suite processes that had run checks this way later crashed (segmentation fault) inside
+# an ordinary XLA:CPU compile; until that is understood the rule is opt-in (BUILD_NOTES, issue 20).
+ENABLED = os.environ.get("DEEPCORE_GRADCHECK_FAST_COMPILE", "0") == "1"
 SMALL_FLOPS = 1e9          # below this (XLA's estimate for one call), compile without LLVM optimisation
 SMALL_N = 10 ** 6          # ... when the check has fewer numbers than this
 COUNTS: collections.Counter = collections.Counter()   # "fast" / "default": programs compiled each way
@@ -34,7 +38,7 @@ def _signature(args):
 def options_for(lowered, n: int = 0) -> dict:
     """The compile options of one lowered program of a check of ``n`` numbers: :data:`FAST_COMPILE` when both
     are small, else none."""
-    if jax.default_backend() != "cpu" or n >= SMALL_N:
+    if not ENABLED or jax.default_backend() != "cpu" or n >= SMALL_N:
         return {}
     try:
         flops = float((lowered.cost_analysis() or {}).get("flops", float("inf")))

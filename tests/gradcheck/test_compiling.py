@@ -7,7 +7,8 @@ from deepcore.gradcheck import compiling
 from deepcore.gradcheck.problem import Problem
 
 
-def test_small_programs_compile_fast_large_ones_with_defaults_same_values():
+def test_small_programs_compile_fast_large_ones_with_defaults_same_values(monkeypatch):
+    monkeypatch.setattr(compiling, "ENABLED", True)   # the rule is opt-in (DEEPCORE_GRADCHECK_FAST_COMPILE=1)
     with jax.enable_x64(True):
         x = np.random.default_rng(0).standard_normal((6, 5))
         small = lambda a: jnp.tanh(a @ a.T).sum(axis=0)  # noqa: E731
@@ -24,6 +25,10 @@ def test_small_programs_compile_fast_large_ones_with_defaults_same_values():
         f = compiling.jit(small)
         f(x), f(x + 1)   # one signature, one compile
         assert compiling.COUNTS["fast"] == before.get("fast", 0) + 1
+    monkeypatch.setattr(compiling, "ENABLED", False)   # the default: XLA's own options
+    before = dict(compiling.COUNTS)
+    compiling.jit(lambda a: jnp.cos(a).sum())(x)
+    assert compiling.COUNTS["default"] == before.get("default", 0) + 1
 
 
 def test_a_call_with_fewer_rows_than_compiled_gives_the_same_rows_without_a_compile():

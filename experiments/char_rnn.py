@@ -20,6 +20,7 @@ import time
 import charlm
 import common
 import flagcheck
+import meshes
 
 
 def parser():
@@ -61,7 +62,7 @@ def main(args):
     # optimiser: clipping, then AdamW decaying kernels only; the learning rate is set before each step
     tx = charlm.optimizer(args)
     spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)   # --mesh, --rules: by the rules
-    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
+    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx,
                                                               init_state(model, spec, tx, args.seed))
 
     # step: cross-entropy on next characters, warm-up x cosine over max(step / total, time / budget)

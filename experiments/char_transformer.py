@@ -24,6 +24,7 @@ import time
 import charlm
 import common
 import flagcheck
+import meshes
 
 
 def lm_config(vocab_size, args):
@@ -81,7 +82,7 @@ def main(args):
     tx = charlm.optimizer(args)
     spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)
     # --mesh, --rules: shardings of the state and batches by the rules; without --mesh data-parallel
-    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
+    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx,
                                                               init_state(model, spec, tx, args.seed))
 
     # step: cross-entropy on next characters, warm-up x cosine over max(step / total, time / budget)

@@ -8,6 +8,7 @@ import time
 
 import common
 import flagcheck
+import meshes
 
 EVAL_BATCH = 500
 
@@ -62,7 +63,7 @@ def classifier_step(args, model, info, tx, devs, cdt):
     from deepcore.train.compile_options import YNN_FUSION
 
     spec = jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8)
-    state, mesh, shardings, wrap_loss, put = common.mesh_plan(args, devs, model, spec, tx,
+    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx,
                                                               init_state(model, spec, tx, args.seed))
     options = YNN_FUSION if args.ynn_fusion == "on" and jax.default_backend() == "cpu" else None
     step = train_step(wrap_loss(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing)),

@@ -1,5 +1,5 @@
 """--mesh/--rules in the recipes on the generic train step (cnn.py, mlp.py, vit.py, char_rnn.py:
-deepcore.train.sharding.plan through common.mesh_plan): a smoke run on a data x tensor mesh of simulated devices, one-line refusals of rule sets
+deepcore.train.sharding.plan through meshes.mesh_plan): a smoke run on a data x tensor mesh of simulated devices, one-line refusals of rule sets
 that do not fit the model (char_transformer.py: test_transformer_scripts.py), and deepcore.train.fit_report of
 the run's config and of the same recipe flags."""
 import json

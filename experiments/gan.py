@@ -72,17 +72,12 @@ def data(args):
 def feature_space(args, train, test, n_fid):
     """``(score, known, classifier path)``: the fixed feature space (a classifier trained
     once, cached) and the Fréchet floor, held-out test vs train."""
-    import numpy as np
-
     from deepcore.gan import fid
 
     cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
-    clf_epochs = 0.1 if args.smoke else 2.0
-    clf_path = os.path.join(cache_dir, fid.cache_name(args.dataset, clf_epochs))
-    clf_params, trained_now = fid.load_classifier(clf_path, train, epochs=clf_epochs, seed=0)
-    train_idx = np.random.default_rng(0).choice(len(train["label"]), n_fid, replace=False)
-    score = fid.FrechetScore(clf_params, fid.unit(train["image"][train_idx]))
-    fid_floor = score(fid.unit(test["image"][:n_fid]))
+    score, fid_floor, clf_path, trained_now = fid.reference_space(train, test, n_fid, cache_dir=cache_dir,
+                                                                  dataset=args.dataset,
+                                                                  epochs=0.1 if args.smoke else 2.0)
     clf_acc = score.class_match(fid.unit(test["image"]), test["label"])
     print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}: "
           f"test accuracy {clf_acc:.4f}; Fréchet distance floor (test vs train, {n_fid} each) {fid_floor:.3f}",

@@ -12,8 +12,11 @@ not Inception's FID.
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
+
 import numpy as np
 
 from deepcore.gan.frechet import feature_stats, frechet_distance
@@ -130,4 +133,17 @@ def cache_name(dataset: str, epochs: float, seed: int = 0) -> str:
     return f"{dataset}_fid_classifier_e{epochs:g}_s{seed}"
 
 
-__all__ = ["classifier", "unit", "train_classifier", "load_classifier", "FrechetScore", "cache_name", "BATCH"]
+def reference_space(train, test, n: int, *, cache_dir: str, dataset: str, epochs: float = 2.0):
+    """The fixed feature space every generator recipe is scored in: the classifier cached in ``cache_dir`` (trained
+    once, seed 0), ``n`` training images chosen by ``default_rng(0)`` as the reference, and the floor (the first
+    ``n`` test images against them). ``train``/``test``: ``{"image", "label"}`` arrays. Returns
+    ``(score, floor, classifier path, trained_now)``."""
+    path = os.path.join(cache_dir, cache_name(dataset, epochs))
+    params, trained_now = load_classifier(path, train, epochs=epochs, seed=0)
+    idx = np.random.default_rng(0).choice(len(train["label"]), n, replace=False)
+    score = FrechetScore(params, unit(train["image"][idx]))
+    return score, score(unit(test["image"][:n])), path, trained_now
+
+
+__all__ = ["classifier", "unit", "train_classifier", "load_classifier", "FrechetScore", "cache_name", "BATCH",
+           "reference_space"]

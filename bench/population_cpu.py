@@ -2,8 +2,10 @@
 
 For N members (learning rates of one sweep) of a small CNN and of an MLP, prints the median time of:
 one model's compiled step; N of them in sequence (N separate runs, as a user would without populations);
-the population step with the members vmapped (``members="vmap"``) and run one after another inside the one
-program (``members="map"``, the CPU default). Run it alone on an idle machine:
+the population step in each form, side by side in one process on the same batch: ``members="sequential"``
+(N dispatches of one compiled single-member program; the CPU default for models with convolutions),
+``"unroll"`` (N copies in one program; the CPU default for others), ``"vmap"`` and ``"map"``; and which form
+``"auto"`` picks. Run it alone on an idle machine:
 
     python bench/population_cpu.py                  # N=4, batch 64, 28x28x1 CNN and a 784-256-256-10 MLP
     python bench/population_cpu.py --members 8 --reps 30
@@ -26,6 +28,9 @@ import optax
 from deepcore import layers as L
 from deepcore.train import classifier_loss, init_state, train_step
 from deepcore.train.population import init_population, population_step
+
+
+FORMS = ("sequential", "unroll", "vmap", "map")
 
 
 def models(tiny):
@@ -100,12 +105,16 @@ def main():
         singles = [init_state(model, spec, tx, seed=i) for i in range(n)]
         row = {"one model": timed(step, [init_state(model, spec, tx, seed=n)], b, reps),
                f"{n} in sequence": timed(step, singles, b, reps)}
-        for form in ("vmap", "map", "unroll"):
+        auto = population_step(loss, tx)
+        for form in FORMS:
             pop = init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
             row[f"population {form}"] = timed(population_step(loss, tx, members=form), [pop], b, reps)
+        pop = init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
+        auto(pop, b)
+        picked = [p[0] for p in auto._plans.values()] if hasattr(auto, "_plans") else ["vmap"]
         print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in row.items())
               + "; " + ", ".join(f"{form} / sequence {row[f'population {form}'] / row[f'{n} in sequence']:.2f}"
-                                 for form in ("vmap", "map", "unroll")))
+                                 for form in FORMS) + f"; auto picks {picked[0]}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Population training: one compiled step trains N models at once (``jax.vmap`` over the state).
+"""Population training: one step trains N models (a stacked state with a leading member axis).
 
 Members differ in seed and in hyperparameters. Hyperparameters live in the optimiser state when the
 optimiser is wrapped with ``optax.inject_hyperparams``, so a per-member learning rate is just a
@@ -18,13 +18,19 @@ dot; fusions differ), a few ulps per step that training carries forward. Measure
 ``members="unroll"`` or ``"map"`` for an MLP with SGD; about 1e-7 for a small CNN with Adam. Over long runs
 chaotic training can grow such differences, as changing the thread count does; use float64 for bitwise studies.
 
-How the members run (``members=``): ``"vmap"`` batches them into wide operations (fast on GPU/TPU);
-``"unroll"`` puts one copy of the single-model program per member into the one compiled program (on a CPU,
-where vmapped convolutions become grouped convolutions that XLA:CPU runs slowly); ``"map"`` runs them in a
-``lax.map`` loop (slow on XLA:CPU: measured 23x the members' sequential cost for a small CNN); ``"auto"``
-(default): ``"unroll"`` on a CPU for populations of up to 8 members, else ``"vmap"``. Measured costs against
-the members' steps run one after another: BUILD_NOTES.md, issue 19 (``python bench/population_cpu.py``). Hyperparameters given to :func:`init_population` or :func:`set_hyperparams` are copied, so
-the donating step never deletes the caller's arrays.
+How the members run (``members=``): ``"sequential"`` runs them one after another as N dispatches of one
+compiled single-member program (member ``i`` read and written back in place by a traced index), so a step
+costs what the members' separate steps cost, by construction (plus one dispatch per member), and each member
+matched its separate run bit for bit in the tests (a CNN with Adam, an MLP with SGD); it must be called from Python: inside an enclosing ``jax.jit``/``vmap`` it is traced
+as ``"unroll"``. ``"vmap"`` batches them into wide operations (fast on GPU/TPU); ``"unroll"`` puts one copy
+of the single-model program per member into one compiled program; ``"map"`` runs them in a ``lax.map``
+loop (slow on XLA:CPU). ``"auto"`` (default): on a CPU ``"sequential"`` for models with convolutions (where
+vmapped convolutions become slow grouped ones and unrolled copies measured 1.1-1.9x the sequential cost),
+``"unroll"`` for others (up to 8 members; measured below the sequential cost) and when traced; ``"vmap"``
+on GPU/TPU. Costs: BUILD_NOTES.md, issue 19 (``python bench/population_cpu.py``).
+
+Hyperparameters given to :func:`init_population` or :func:`set_hyperparams` are copied, so the donating step
+never deletes the caller's arrays.
 """
 from __future__ import annotations
 
@@ -87,37 +93,41 @@ def member(states: TrainState, i: int) -> TrainState:
     return jax.tree.map(lambda a: a[i], states)
 
 
-MEMBERS = ("auto", "vmap", "map", "unroll")
+MEMBERS = ("auto", "sequential", "vmap", "map", "unroll")
 
 
 UNROLL_MAX = 8   # "auto" unrolls at most this many members on a CPU (compile time grows with the copies)
 
 
-def members_form(members: str = "auto", backend: Optional[str] = None, n: Optional[int] = None) -> str:
-    """``"vmap"``, ``"unroll"`` or ``"map"``: how a population's ``n`` members run in its compiled step.
+def members_form(members: str = "auto", backend: Optional[str] = None, n: Optional[int] = None, *,
+                 traced: bool = False, convolutions: Optional[bool] = None) -> str:
+    """``"sequential"``, ``"vmap"``, ``"unroll"`` or ``"map"``: how a population's ``n`` members run.
 
-    ``"vmap"`` batches the members into wide operations (batched matmuls; a convolution whose input and kernel
-    both carry the member axis becomes one grouped convolution): the fast form on GPU and TPU. ``"unroll"``
-    compiles one copy of the single-model step per member into the program (XLA:CPU runs grouped convolutions
-    and their gradients far slower than plain ones). ``"map"``: a ``lax.map`` loop over the members. ``"auto"``:
-    ``"unroll"`` on ``cpu`` when ``n <= UNROLL_MAX`` (or ``n`` unknown), else ``"vmap"`` (BUILD_NOTES, issue 19).
+    ``"sequential"``: the members one after another, N dispatches of one compiled single-member program
+    (never slower than N separate runs, by construction). ``"vmap"`` batches the members into wide operations
+    (batched matmuls; a convolution whose input and kernel both carry the member axis becomes one grouped
+    convolution): the fast form on GPU and TPU. ``"unroll"`` compiles one copy of the single-model step per
+    member into one program. ``"map"``: a ``lax.map`` loop over the members. ``"auto"`` on ``cpu``:
+    ``"sequential"`` when the call is not ``traced`` (inside an enclosing jit) and the member program has
+    ``convolutions`` (``None``: unknown, taken as yes), else ``"unroll"`` when ``n <= UNROLL_MAX`` (or ``n``
+    unknown), else ``"vmap"``; ``"vmap"`` elsewhere (BUILD_NOTES, issue 19).
     """
     if members not in MEMBERS:
         raise ValueError(f"population: members: expected one of {MEMBERS}, got {members!r}")
     if members != "auto":
         return members
-    cpu = (backend or jax.default_backend()) == "cpu"
-    return "unroll" if cpu and (n is None or n <= UNROLL_MAX) else "vmap"
+    if (backend or jax.default_backend()) != "cpu":
+        return "vmap"
+    if not traced and convolutions is not False:
+        return "sequential"
+    return "unroll" if n is None or n <= UNROLL_MAX else "vmap"
 
 
-def _over_members(fn: Callable, shared_batch: bool, members: str) -> Callable:
-    """``fn(state, batch)`` over a stacked population: vmapped, ``lax.map``-ped, or unrolled (one copy of the
-    single-model program per member, results stacked)."""
-    members_form(members)   # an unknown form fails when the step is built
-
+def _over_members(fn: Callable, shared_batch: bool, form: str) -> Callable:
+    """``fn(state, batch)`` over a stacked population in one program: vmapped, ``lax.map``-ped, or unrolled (one
+    copy of the single-model program per member, results stacked)."""
     def over(states, batch):
         n = jax.tree.leaves(states)[0].shape[0]
-        form = members_form(members, n=n)
         if form == "vmap":
             return jax.vmap(fn, in_axes=(0, None if shared_batch else 0))(states, batch)
         if form == "map":
@@ -131,21 +141,109 @@ def _over_members(fn: Callable, shared_batch: bool, members: str) -> Callable:
     return over
 
 
+def _primitives(jaxpr):
+    """Names of every primitive in ``jaxpr`` and the jaxprs nested in its equations (pjit, scan, cond, ...)."""
+    for eqn in jaxpr.eqns:
+        yield eqn.primitive.name
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    yield from _primitives(sub)
+
+
+class _Members:
+    """A population ``step(states, batch)`` whose form is chosen per call (``members="auto"`` or
+    ``"sequential"``). The sequential form runs ``one(states, out, batch, i)``, one compiled single-member
+    program: member ``i`` (a traced index) is read with dynamic indexing, stepped, and written back in place
+    into the donated stacked state and into the donated stacked outputs, so N members cost N dispatches of
+    one program and one small program that allocates the stacked metrics; nothing is compiled per member."""
+
+    def __init__(self, fn, *, update, shared_batch, donate, compiler_options, members):
+        self.fn, self.update, self.shared, self.donate, self.members = fn, update, shared_batch, donate, members
+        self.options, self._stacked, self._plans, self._index = compiler_options, {}, {}, {}
+        self.one = compile_fn(self._one, donate_argnums=(0, 1) if update else (1,), compiler_options=compiler_options)
+
+    def _one(self, states, out, batch, i):
+        pick = lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False)   # noqa: E731
+        put = lambda a, x: jax.lax.dynamic_update_index_in_dim(a, x, i, 0)     # noqa: E731
+        result = self.fn(jax.tree.map(pick, states), batch if self.shared else jax.tree.map(pick, batch))
+        if not self.update:
+            return jax.tree.map(put, out, result)
+        return jax.tree.map(put, states, result[0]), jax.tree.map(put, out, result[1])
+
+    def _plan(self, states, batch, n):
+        """``(form, zeros)`` for this signature: the chosen form and a compiled allocator of the stacked outputs."""
+        leaves = jax.tree.leaves((states, batch))
+        key = (jax.tree.structure((states, batch)), tuple((a.shape, str(a.dtype)) for a in leaves))
+        if key not in self._plans:
+            one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)   # noqa: E731
+            closed, shapes = jax.make_jaxpr(self.fn, return_shape=True)(
+                jax.tree.map(one, states), batch if self.shared else jax.tree.map(one, batch))
+            conv = "conv_general_dilated" in set(_primitives(closed.jaxpr))
+            out = shapes[1] if self.update else shapes
+            zeros = jax.jit(lambda: jax.tree.map(lambda s: jnp.zeros((n,) + s.shape, s.dtype), out))
+            self._plans[key] = (members_form(self.members, n=n, convolutions=conv), zeros)
+        return self._plans[key]
+
+    def _in_one_program(self, form):
+        if form not in self._stacked:
+            self._stacked[form] = compile_fn(_over_members(self.fn, self.shared, form),
+                                             donate_argnums=(0,) if self.update and self.donate else (),
+                                             compiler_options=self.options)
+        return self._stacked[form]
+
+    def __call__(self, states, batch):
+        n = jax.tree.leaves(states)[0].shape[0]
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((states, batch))):
+            form = "unroll" if self.members == "sequential" else members_form(self.members, n=n, traced=True)
+            return self._in_one_program(form)(states, batch)
+        form, zeros = self._plan(states, batch, n)
+        if form != "sequential":
+            return self._in_one_program(form)(states, batch)
+        if self.update and not self.donate:
+            states = jax.tree.map(lambda a: a.copy(), states)   # the caller's arrays stay intact
+        out = zeros()
+        for i in range(n):
+            if i not in self._index:
+                self._index[i] = jnp.int32(i)
+            if self.update:
+                states, out = self.one(states, out, batch, self._index[i])
+            else:
+                out = self.one(states, out, batch, self._index[i])
+        return (states, out) if self.update else out
+
+
+def _build(fn, *, update, shared_batch, donate, compiler_options, members):
+    """The step for ``members``: a fixed one-program form is compiled directly; ``"sequential"``, and ``"auto"``
+    on a CPU (which depends on the model and on being traced), choose per call (:class:`_Members`)."""
+    form = members_form(members, n=0, traced=True)   # validates; "auto" off a CPU is "vmap"
+    if members == "sequential" or (members == "auto" and form != "vmap"):
+        return _Members(fn, update=update, shared_batch=shared_batch, donate=donate,
+                        compiler_options=compiler_options, members=members)
+    return compile_fn(_over_members(fn, shared_batch, form), donate_argnums=(0,) if update and donate else (),
+                      compiler_options=compiler_options)
+
+
 def population_step(loss_fn: Callable, tx: optax.GradientTransformation, *, shared_batch: bool = True,
                     donate: bool = True, compiler_options: Optional[dict] = None, members: str = "auto",
                     **update_kwargs) -> Callable:
     """A compiled ``step(states, batch) -> (states, metrics)`` for a stacked population.
 
     ``shared_batch``: every member sees the same batch (else the batch has a leading member axis).
-    ``members``: ``"vmap"``, ``"map"`` or ``"auto"`` (:func:`members_form`). ``update_kwargs`` as for
+    ``members``: ``"auto"``, ``"sequential"``, ``"unroll"``, ``"vmap"`` or ``"map"`` (:func:`members_form`);
+    ``"sequential"`` (the CPU default for models with convolutions) is a Python function that dispatches one
+    compiled single-member program per member: call it from Python, not inside your own ``jax.jit`` (there
+    it is traced as ``"unroll"``). ``metrics`` carry a leading member axis in every form. ``update_kwargs`` as for
     ``make_update``. The caller's arrays are never donated: :func:`init_population` and
     :func:`set_hyperparams` copy the hyperparameters they are given.
     """
-    update = _over_members(make_update(loss_fn, tx, **update_kwargs), shared_batch, members)
-    return compile_fn(update, donate_argnums=(0,) if donate else (), compiler_options=compiler_options)
+    return _build(make_update(loss_fn, tx, **update_kwargs), update=True, shared_batch=shared_batch, donate=donate,
+                  compiler_options=compiler_options, members=members)
 
 
 def population_eval(loss_fn: Callable, *, shared_batch: bool = True, members: str = "auto",
                     **eval_kwargs) -> Callable:
     """A compiled ``evaluate(states, batch) -> metrics`` with a leading member axis on every metric."""
-    return compile_fn(_over_members(make_eval(loss_fn, **eval_kwargs), shared_batch, members))
+    return _build(make_eval(loss_fn, **eval_kwargs), update=False, shared_batch=shared_batch, donate=False,
+                  compiler_options=None, members=members)

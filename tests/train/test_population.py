@@ -6,7 +6,8 @@ import optax
 import pytest
 
 import _common as C
-from deepcore.train import classifier_loss, init_state, make_update
+from deepcore import layers as L
+from deepcore.train import classifier_loss, eval_step, init_state, make_update
 from deepcore.train import train_step
 from deepcore.train.population import (init_population, member, members_form, population_eval, population_step,
                                        set_hyperparams)
@@ -82,7 +83,7 @@ def test_a_device_array_of_hyperparameters_survives_the_donating_step():
     np.testing.assert_allclose(lrs, [0.1, 0.2])
 
 
-@pytest.mark.parametrize("members", ["vmap", "unroll", "map"])
+@pytest.mark.parametrize("members", ["vmap", "unroll", "map", "sequential"])
 def test_member_equals_a_separate_run_to_float32_rounding_after_30_steps(members):
     """The figure the population docs state: after 30 SGD steps of the test MLP, every member's parameters are
     within 1e-6 of the largest parameter of its separate run (measured: at most 2.2e-7 vmapped, 0 with "map"),
@@ -105,15 +106,69 @@ def test_members_forms_agree_with_per_member_batches_and_refuse_unknown_forms():
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
     both = jax.tree.map(lambda a, b: np.stack([a, b]), C.batch_at(0), C.batch_at(1))
     out = {}
-    for form in ("vmap", "unroll", "map"):
+    for form in ("vmap", "unroll", "map", "sequential"):
         pop = init_population(init_fn, tx, seeds=[3, 4], learning_rate=[1e-2, 3e-2])
         pop, m = population_step(LOSS, tx, shared_batch=False, members=form)(pop, both)
         out[form] = (C.flat(pop.params), m["loss"], population_eval(LOSS, members=form)(pop, C.batch_at(2))["loss"])
-    for form in ("unroll", "map"):
+    for form in ("unroll", "map", "sequential"):
         for a, b in zip(out["vmap"], out[form]):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert members_form("auto", "cpu") == "unroll" and members_form("auto", "gpu") == "vmap"
-    assert members_form("auto", "cpu", n=9) == "vmap"
-    with pytest.raises(ValueError, match=r"^population: members: expected one of \('auto', 'vmap', 'map', 'unroll'\), "
-                                         r"got 'loop'$"):
+    for a, b in zip(out["unroll"], out["sequential"]):   # the same single-member arithmetic
+        np.testing.assert_array_equal(a, b)
+    assert members_form("auto", "cpu") == "sequential" and members_form("auto", "gpu") == "vmap"
+    assert members_form("auto", "cpu", n=4, convolutions=False) == "unroll"
+    assert members_form("auto", "cpu", n=9, convolutions=False) == "vmap"
+    assert members_form("auto", "cpu", n=4, traced=True) == "unroll"
+    with pytest.raises(ValueError, match=r"^population: members: expected one of \('auto', 'sequential', 'vmap', 'map', "
+                                         r"'unroll'\), got 'loop'$"):
         population_step(LOSS, tx, members="loop")
+
+
+CNN = L.serial(L.Conv2D(4, 3), L.Relu, L.MaxPool((2, 2)), L.Conv2D(8, 3), L.Relu, L.GlobalAvgPool(), L.Dense(10))
+CNN_SPEC = jax.ShapeDtypeStruct((8, 8, 8, 1), jnp.float32)
+
+
+def cnn_batch(t):
+    rng = np.random.default_rng(50 + t)
+    return {"x": rng.normal(size=(8, 8, 8, 1)).astype(np.float32), "y": rng.integers(0, 10, 8).astype(np.int32)}
+
+
+@pytest.mark.parametrize("shared_batch", [True, False])
+def test_sequential_members_are_bit_identical_to_separate_runs_of_a_cnn(shared_batch):
+    """``members="sequential"`` (the CPU "auto" choice for a model with convolutions): N dispatches of one
+    compiled single-member program; each member equals its own separately compiled run bit for bit, the state is
+    updated in place (donated) with one compilation for all members, and the metrics carry the member axis."""
+    loss, lrs = classifier_loss(CNN), [1e-3, 1e-2, 3e-2]
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+    pop = init_population(lambda k: CNN.init(k, CNN_SPEC)[1:], tx, seeds=range(3), learning_rate=lrs)
+    step, evaluate = population_step(loss, tx, shared_batch=shared_batch), population_eval(loss, shared_batch=shared_batch)
+    batches = [cnn_batch(t) if shared_batch else jax.tree.map(lambda *m: np.stack(m), *[cnn_batch(3 * t + i) for i in range(3)])
+               for t in range(3)]
+    for b in batches:
+        old, (pop, metrics) = pop, step(pop, b)
+        assert jax.tree.leaves(old.params)[0].is_deleted()           # donated: written in place
+    ev = evaluate(pop, batches[0])
+    assert [p[0] for p in step._plans.values()] == ["sequential"] and len(step.one._cache) == 1
+    assert metrics["loss"].shape == ev["loss"].shape == (3,)
+    run, run_eval = train_step(loss, tx), eval_step(loss)   # one compilation serves the separate runs
+    for i, lr in enumerate(lrs):
+        s = set_hyperparams(init_state(CNN, CNN_SPEC, tx, seed=i), learning_rate=lr)
+        pick = (lambda b: b) if shared_batch else (lambda b: jax.tree.map(lambda a: a[i], b))
+        for b in batches:
+            s, m = run(s, pick(b))
+        np.testing.assert_array_equal(C.flat(member(pop, i).params), C.flat(s.params))
+        np.testing.assert_array_equal(C.flat(member(pop, i).opt_state), C.flat(s.opt_state))
+        assert float(metrics["loss"][i]) == float(m["loss"])
+        assert float(ev["loss"][i]) == float(run_eval(s, pick(batches[0]))["loss"])
+
+
+def test_sequential_keeps_the_callers_state_without_donation_and_traces_inside_a_jit():
+    loss = classifier_loss(CNN)
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    pop = init_population(lambda k: CNN.init(k, CNN_SPEC)[1:], tx, seeds=range(2), learning_rate=[0.1, 0.2])
+    step = population_step(loss, tx, members="sequential", donate=False)
+    new, m = step(pop, cnn_batch(0))
+    assert not jax.tree.leaves(pop.params)[0].is_deleted()
+    inside, m_jit = jax.jit(step)(pop, cnn_batch(0))   # traced: one program, the "unroll" form
+    np.testing.assert_array_equal(C.flat(inside.params), C.flat(new.params))
+    np.testing.assert_array_equal(m_jit["loss"], m["loss"])

@@ -175,7 +175,7 @@ class _Members:
     def _plan(self, states, batch, n):
         """``(form, zeros)`` for this signature: the chosen form and a compiled allocator of the stacked outputs."""
         leaves = jax.tree.leaves((states, batch))
-        key = (jax.tree.structure((states, batch)), tuple((a.shape, str(a.dtype)) for a in leaves))
+        key = (jax.tree.structure((states, batch)), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
         if key not in self._plans:
             one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)   # noqa: E731
             closed, shapes = jax.make_jaxpr(self.fn, return_shape=True)(
@@ -203,7 +203,7 @@ class _Members:
             return self._in_one_program(form)(states, batch)
         if self.update and not self.donate:
             states = jax.tree.map(lambda a: a.copy(), states)   # the caller's arrays stay intact
-        out = zeros()
+        out, batch = zeros(), jax.device_put(batch)   # a host batch crosses to the device once, not N times
         for i in range(n):
             if i not in self._index:
                 self._index[i] = jnp.int32(i)

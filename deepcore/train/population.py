@@ -193,11 +193,17 @@ class _Members:
                                              compiler_options=self.options)
         return self._stacked[form]
 
+    def _traced_form(self, n):
+        return "unroll" if self.members == "sequential" else members_form(self.members, n=n, traced=True)
+
+    def lower(self, states, batch):
+        """The population as one program (the form a traced call uses): same FLOPs, for ``mfu.step_flops``."""
+        return self._in_one_program(self._traced_form(jax.tree.leaves(states)[0].shape[0])).lower(states, batch)
+
     def __call__(self, states, batch):
         n = jax.tree.leaves(states)[0].shape[0]
         if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((states, batch))):
-            form = "unroll" if self.members == "sequential" else members_form(self.members, n=n, traced=True)
-            return self._in_one_program(form)(states, batch)
+            return self._in_one_program(self._traced_form(n))(states, batch)
         form, zeros = self._plan(states, batch, n)
         if form != "sequential":
             return self._in_one_program(form)(states, batch)

@@ -9,6 +9,7 @@ import _common as C
 from deepcore import layers as L
 from deepcore.train import classifier_loss, eval_step, init_state, make_update
 from deepcore.train import train_step
+from deepcore.train.mfu import step_flops
 from deepcore.train.population import (init_population, member, members_form, population_eval, population_step,
                                        set_hyperparams)
 
@@ -170,5 +171,7 @@ def test_sequential_keeps_the_callers_state_without_donation_and_traces_inside_a
     new, m = step(pop, cnn_batch(0))
     assert not jax.tree.leaves(pop.params)[0].is_deleted()
     inside, m_jit = jax.jit(step)(pop, cnn_batch(0))   # traced: one program, the "unroll" form
+    assert step_flops(step, pop, cnn_batch(0)) == step_flops(population_step(loss, tx, members="unroll"), pop,
+                                                             cnn_batch(0)) > 0
     np.testing.assert_array_equal(C.flat(inside.params), C.flat(new.params))
     np.testing.assert_array_equal(m_jit["loss"], m["loss"])

@@ -86,13 +86,7 @@ def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_ran
     from deepcore import paramcheck  # (it imports this module)
 
     guard, nested = paramcheck.ParamGuard(), paramcheck.nested
-    if pair_x_rank is None:
-        to_spec, call = as_spec, apply
-    else:
-        to_spec = _pair_spec
-
-        def call(params, state, xy, *, key=None, train=False):
-            return apply(params, state, *_labelled_pair(xy, pair_x_rank), key=key, train=train)
+    to_spec, call = (as_spec, apply) if pair_x_rank is None else (_pair_spec, _pair_apply(apply, pair_x_rank))
 
     def wrapped_init(key, spec):
         outermost = not paramcheck.depth()
@@ -128,6 +122,14 @@ def layer(name: str, init: Callable, apply: Callable, children=(), *, pair_x_ran
     wrapped_init.__name__, wrapped_apply.__name__ = f"{name}_init", f"{name}_apply"
     return Layer(wrapped_init, wrapped_apply, name, tuple(children), _frozen(axes))
 
+
+def _pair_apply(apply: Callable, x_rank: int) -> Callable:
+    """``apply(params, state, x, labels, *, key, train)`` of a pair-input layer as a one-input apply of ``(x,
+    labels)`` (checked by :func:`_labelled_pair`)."""
+    def call(params, state, xy, *, key=None, train=False):
+        return apply(params, state, *_labelled_pair(xy, x_rank), key=key, train=train)
+
+    return call
 
 class _FrozenDict(dict):
     """A dict that hashes by its items: a layer's ``axes`` keep :class:`Layer` hashable, so a layer can be a

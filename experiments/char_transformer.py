@@ -45,10 +45,8 @@ def parser():
                    help="position information")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings and residual branches")
     p.add_argument("--top-k", type=int, default=0, help="samples.txt: draw from the k likeliest characters (0: all)")
-    flagcheck.at_least(p, 1, "--d-model", "--layers", "--heads", "--mlp-ratio")
+    flagcheck.transformer_rules(p)
     flagcheck.at_least(p, 0, "--top-k")
-    flagcheck.rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)
-    flagcheck.rate(p, "--dropout")
     flagcheck.mesh_flags(p)
     return p
 
@@ -63,11 +61,7 @@ def main(args):
     from deepcore.models.transformer import TransformerLM
     from deepcore.train import classifier_loss, fit, init_state, train_step, warmup_cosine
 
-    if args.smoke:
-        args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
-    if args.d_model % args.heads:
-        raise common.UsageError(f"--heads: with --smoke, expected a divisor of the smoke width {args.d_model}, "
-                                f"got {args.heads}")
+    flagcheck.smoke_size(args)   # --smoke: width <= 32, <= 2 layers, <= 2 heads
     # data: the corpus and its bigram baseline, random training windows, the exact validation windows
     corpus, baseline, pipe, val = charlm.corpus_data(args)
     devs = common.devices(args.devices)

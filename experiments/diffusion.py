@@ -17,9 +17,8 @@ import time
 
 import common
 import flagcheck
-
-SMOKE_TRAIN = 2048  # training images of a --smoke run
-MINUTES = 15.0      # the time budget when neither --steps nor --epochs is given
+import generators
+from generators import MINUTES
 
 
 def add_flags(p):
@@ -37,10 +36,9 @@ def add_flags(p):
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--eval-every", type=int, default=500, help="steps between validation losses and checkpoints")
     p.add_argument("--fid-samples", type=int, default=5000, help="images per side of each Fréchet distance")
-    flagcheck.rule(p, "--devices", "1 (the diffusion script runs on one device)", lambda v, a: v == 1)
+    generators.rules(p, "diffusion")
     flagcheck.rule(p, "--precision", "float32 (the diffusion script computes in float32)",
                    lambda v, a: v == "float32")
-    flagcheck.above(p, 0, "--minutes")
     flagcheck.rule(p, "--eval-at-minutes", lambda a: f"values > 0 below --minutes {a.minutes or MINUTES:g}",
                    lambda v, a: all(0 < m < (a.minutes or MINUTES) for m in v))
     flagcheck.rule(p, "--channels", "1 to 4 positive multiples of 8",
@@ -52,38 +50,20 @@ def add_flags(p):
     flagcheck.at_least(p, 0, "--warmup")
     flagcheck.rule(p, "--ddim-steps", "at most --timesteps {timesteps}", lambda v, a: v <= a.timesteps)
     flagcheck.rate(p, "--ema-decay")
-    flagcheck.rule(p, "--batch-size", f"at most {SMOKE_TRAIN} with --smoke (its training slice)",
-                   lambda v, a: not a.smoke or v <= SMOKE_TRAIN)
-    flagcheck.image_dataset(p)
     return p
 
 
 def data(args):
     """``(train, test, n_fid)``: the images (--smoke: slices, U-Net 8-16-16, <= 4 DDIM steps), n_fid per side."""
-    from deepcore.data import load
-
-    train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
-    if train.info.shape != (28, 28, 1):
-        raise common.UsageError(f"--dataset {args.dataset}: this U-Net makes 28x28x1 images, got {train.info.shape}")
-    if args.batch_size > len(train.arrays["label"]):
-        raise common.UsageError(f"--batch-size: expected at most {len(train.arrays['label'])} (the {args.dataset} "
-                                f"training split), got {args.batch_size}")
-    train_arrays, test_arrays, n_fid = train.arrays, test.arrays, args.fid_samples
+    _, train, test, n_fid = generators.data(args, "U-Net")
     if args.smoke:
-        train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
-        test_arrays = {k: v[:512] for k, v in test_arrays.items()}
-        n_fid, args.channels, args.ddim_steps = min(n_fid, 256), [8, 16, 16], min(args.ddim_steps, 4)
-    return train_arrays, test_arrays, min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+        args.channels, args.ddim_steps = [8, 16, 16], min(args.ddim_steps, 4)
+    return train, test, n_fid
 
 
 def feature_space(args, train, test, n_fid):
     """``(score, floor, classifier path)``: gan.py's fixed feature space (cached classifier), its floor."""
-    from deepcore.gan import fid
-
-    cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
-    score, fid_floor, clf_path, trained_now = fid.reference_space(train, test, n_fid, cache_dir=cache_dir,
-                                                                  dataset=args.dataset,
-                                                                  epochs=0.1 if args.smoke else 2.0)
+    score, fid_floor, clf_path, trained_now = generators.reference_space(args, train, test, n_fid)
     print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}; Fréchet distance "
           f"floor (test vs train, {n_fid} each) {fid_floor:.3f}", flush=True)
     return score, fid_floor, clf_path
@@ -141,11 +121,7 @@ def main(args):
     # the loop: one fit per segment up to each --eval-at-minutes mark and --minutes (or --steps / --epochs);
     # after each, the Fréchet distance (once: a resumed run reads the marks it passed from metrics.jsonl)
     pipe = make_batches({"image": train["image"]}, args.batch_size, seed=args.seed)
-    timed = args.steps is None and args.epochs is None
-    total = None if timed else common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
-    if args.smoke:
-        total = min(total or 4, 4)
-    minutes = MINUTES if timed and args.minutes is None else args.minutes
+    total, minutes = generators.length(args, pipe.steps_per_epoch)
     marks = sorted(m for m in args.eval_at_minutes if minutes and m < minutes) + [minutes]
     label = lambda m: "end" if m == marks[-1] else m   # the "mark" of each Fréchet distance's record
     eval_every, result = min(args.eval_every, total or args.eval_every), None

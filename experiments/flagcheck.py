@@ -152,6 +152,26 @@ def mesh_flags(p) -> None:
                    lambda v, a: _rule_set_ok(v), last=True)
 
 
+SMOKE_SIZE = {"d_model": 32, "layers": 2, "heads": 2}   # a transformer recipe's caps under --smoke
+
+
+def transformer_rules(p) -> None:
+    """--d-model, --layers, --heads, --mlp-ratio >= 1, --dropout a rate, --heads divides --d-model (capped too)."""
+    at_least(p, 1, "--d-model", "--layers", "--heads", "--mlp-ratio")
+    rate(p, "--dropout")
+    rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)
+    width, heads = SMOKE_SIZE["d_model"], SMOKE_SIZE["heads"]
+    rule(p, "--heads", lambda a: f"a number that, capped at {heads} by --smoke, divides its width "
+                                 f"{min(a.d_model, width)}",
+         lambda v, a: not a.smoke or min(a.d_model, width) % min(v, heads) == 0)
+
+
+def smoke_size(args) -> None:
+    """With --smoke: --d-model, --layers and --heads capped at ``SMOKE_SIZE`` (in place)."""
+    if args.smoke:
+        args.d_model, args.layers, args.heads = (min(getattr(args, k), cap) for k, cap in SMOKE_SIZE.items())
+
+
 def _mesh_size(text: str):
     from deepcore.train.sharding import parse_mesh   # imported only when checked (it loads JAX)
     try:

@@ -19,9 +19,7 @@ import time
 
 import common
 import flagcheck
-
-SMOKE_TRAIN = 2048  # training images of a --smoke run
-MINUTES = 15.0      # the time budget when neither --steps nor --epochs is given
+import generators
 
 
 def add_flags(p):
@@ -39,34 +37,12 @@ def add_flags(p):
     p.add_argument("--upsample", choices=("phase", "transpose"), default="phase",
                    help="transposed convs as per-phase convolutions (fast on CPU) or lax.conv_transpose")
     p.add_argument("--ynn", action="store_true", help="compile the step with XLA:CPU's YNN fusions (dot, eltwise, ...)")
-    flagcheck.rule(p, "--devices", "1 (the GAN script runs on one device)", lambda v, a: v == 1)
-    flagcheck.above(p, 0, "--minutes")
+    generators.rules(p, "GAN")
     flagcheck.at_least(p, 0, "--penalty-weight")
     flagcheck.at_least(p, 1, "--z-dim", "--eval-every")
     flagcheck.at_least(p, 2, "--fid-samples")
     flagcheck.rate(p, "--ema-decay")
-    flagcheck.rule(p, "--batch-size", f"at most {SMOKE_TRAIN} with --smoke (its training slice)",
-                   lambda v, a: not a.smoke or v <= SMOKE_TRAIN)
-    flagcheck.image_dataset(p)
     return p
-
-
-def data(args):
-    """``(num_classes, train, test, n_fid)``: the image arrays (--smoke: slices) and the samples per Fréchet score."""
-    from deepcore.data import load
-
-    train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
-    if train.info.shape != (28, 28, 1):
-        raise common.UsageError(f"--dataset {args.dataset}: this DCGAN makes 28x28x1 images, got {train.info.shape}")
-    if args.batch_size > len(train.arrays["label"]):  # needs the split's size: right after loading
-        raise common.UsageError(f"--batch-size: expected at most {len(train.arrays['label'])} (the {args.dataset} "
-                                f"training split), got {args.batch_size}")
-    num_classes, train_arrays, test_arrays, n_fid = train.info.num_classes, train.arrays, test.arrays, args.fid_samples
-    if args.smoke:
-        train_arrays = {k: v[:SMOKE_TRAIN] for k, v in train_arrays.items()}
-        test_arrays = {k: v[:512] for k, v in test_arrays.items()}
-        n_fid = min(n_fid, 256)
-    return num_classes, train_arrays, test_arrays, min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
 
 
 def feature_space(args, train, test, n_fid):
@@ -74,10 +50,7 @@ def feature_space(args, train, test, n_fid):
     once, cached) and the Fréchet floor, held-out test vs train."""
     from deepcore.gan import fid
 
-    cache_dir = args.out if args.smoke or not args.data_dir else args.data_dir
-    score, fid_floor, clf_path, trained_now = fid.reference_space(train, test, n_fid, cache_dir=cache_dir,
-                                                                  dataset=args.dataset,
-                                                                  epochs=0.1 if args.smoke else 2.0)
+    score, fid_floor, clf_path, trained_now = generators.reference_space(args, train, test, n_fid)
     clf_acc = score.class_match(fid.unit(test["image"]), test["label"])
     print(f"classifier {'trained and saved to' if trained_now else 'loaded from'} {clf_path}: "
           f"test accuracy {clf_acc:.4f}; Fréchet distance floor (test vs train, {n_fid} each) {fid_floor:.3f}",
@@ -122,7 +95,8 @@ def main(args):
     common.devices(args.devices)
     t_start = time.perf_counter()
     # data, and the fixed feature space of the Fréchet distance
-    num_classes, train_arrays, test_arrays, n_fid = data(args)
+    info, train_arrays, test_arrays, n_fid = generators.data(args, "DCGAN")
+    num_classes = info.num_classes
     score, known, clf_path = feature_space(args, train_arrays, test_arrays, n_fid)
 
     # model
@@ -151,10 +125,7 @@ def main(args):
 
     # the loop: --steps / --epochs and/or --minutes of training time (evaluations excluded, continued by --resume)
     pipe = make_batches({"image": train_arrays["image"], "label": train_arrays["label"]}, b, seed=args.seed)
-    timed = args.steps is None and args.epochs is None
-    total = None if timed else common.num_steps(args, pipe.steps_per_epoch, smoke_steps=4)
-    total = min(total or 4, 4) if args.smoke else total
-    minutes = MINUTES if timed and args.minutes is None else args.minutes
+    total, minutes = generators.length(args, pipe.steps_per_epoch)
     budget = TimeBudget(minutes, total, spent_before(args.out) if args.resume else 0.0)
     eval_every = min(args.eval_every, total or args.eval_every)
     result = fit(step, state, budget.batches(pipe.batches), steps=budget.fit_steps,

@@ -5,6 +5,7 @@ functions: a refused flag never imports it."""
 import functools
 import json
 import time
+from typing import Any, Callable, NamedTuple
 
 import common
 import flagcheck
@@ -72,10 +73,22 @@ def classifier_step(args, model, info, tx, devs, cdt):
     return state, step, options, mesh, put
 
 
-def evaluation(args, model, mesh, cdt, options, t_start: float):
-    """``(logits, evaluate, clock)``: eval-mode logits ``(state, x) -> (B, C)``, ``evaluate(arrays,
-    args=(state,), prefix=)``, exact over a whole split, in the compute dtype (mirror-averaged with --tta flip),
-    and ``clock()``, the seconds of this run since ``t_start`` (summed over resumed segments)."""
+class Evaluation(NamedTuple):
+    """What :func:`evaluation` builds: eval-mode ``logits(state, x) -> (B, C)``; ``evaluate(arrays,
+    args=(state,), prefix=)``, exact over a whole split; ``clock()``, the seconds of this run; the ``mesh``."""
+    logits: Callable
+    evaluate: Callable
+    clock: Callable
+    mesh: Any
+
+    def eval_step(self, split):
+        """``fit``'s ``eval_step``: ``split``'s metrics under the state, with ``wall_s`` (read first)."""
+        return lambda state, _: {"wall_s": self.clock(), **self.evaluate(split, args=(state,))}
+
+
+def evaluation(args, model, mesh, cdt, options, t_start: float) -> Evaluation:
+    """The :class:`Evaluation` of these flags: in the compute dtype, mirror-averaged with --tta flip, in batches of
+    ``EVAL_BATCH`` over ``mesh``; the clock counts from ``t_start``, summed over resumed segments."""
     import jax.numpy as jnp
 
     from deepcore.train import classifier_eval, evaluate_split
@@ -84,8 +97,9 @@ def evaluation(args, model, mesh, cdt, options, t_start: float):
     logits, per_example = classifier_eval(model, compute_dtype=None if cdt == jnp.float32 else cdt,
                                           tta=args.tta == "flip")
     offset = last_checkpointed(args.out, "val_wall_s") if args.resume else 0.0
-    return logits, functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
-                                     compiler_options=options), lambda: offset + time.perf_counter() - t_start
+    evaluate = functools.partial(evaluate_split, per_example, batch_size=EVAL_BATCH, mesh=mesh,
+                                 compiler_options=options)
+    return Evaluation(logits, evaluate, lambda: offset + time.perf_counter() - t_start, mesh)
 
 
 def announce(args, state, num_train: int, val, test, steps: int, devs) -> int:
@@ -99,7 +113,7 @@ def announce(args, state, num_train: int, val, test, steps: int, devs) -> int:
     return n_params
 
 
-def report(args, result, model, info, test, *, logits, evaluate, mesh, clock, n_params: int, saliency: bool):
+def report(args, result, model, info, test, ev: Evaluation, *, n_params: int, saliency: bool):
     """After ``fit``: the test split's metrics and class probabilities, then results.json, curves.png,
     calibration.json, reliability.png (and with ``saliency`` saliency.png: |d logit(true class) / d pixel| of 8
     test images). A non-finite stop is one line (exit 2)."""
@@ -111,9 +125,9 @@ def report(args, result, model, info, test, *, logits, evaluate, mesh, clock, n_
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
     state = result.state
-    run = dict(evaluate(test, args=(state,), prefix="test_"), wall_s=clock())
-    probs = predict(lambda s, x: jax.nn.softmax(logits(s, x), -1), test["image"], EVAL_BATCH, args=(state,),
-                    mesh=mesh)
+    run = dict(ev.evaluate(test, args=(state,), prefix="test_"), wall_s=ev.clock())
+    probs = predict(lambda s, x: jax.nn.softmax(ev.logits(s, x), -1), test["image"], EVAL_BATCH, args=(state,),
+                    mesh=ev.mesh)
     summary = eval_summary(read_metrics(args.out))
     rate = summary.pop("train_examples_per_s")
     metrics = {"test_accuracy": run["test_accuracy"], "test_loss_nats": run["test_loss"], **summary}

@@ -50,16 +50,14 @@ def main(args):
 
     # step: label-smoothed cross-entropy, data-parallel (or --mesh by --rules); evaluation: exact over whole splits
     state, step, options, mesh, put = images.classifier_step(args, model, info, tx, devs, cdt)
-    logits, evaluate, clock = images.evaluation(args, model, mesh, cdt, options, t_start)
+    ev = images.evaluation(args, model, mesh, cdt, options, t_start)
 
     # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
     n_params = images.announce(args, state, len(train["label"]), val, test, steps, devs)
-    result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,
-                 eval_step=lambda state, _: {"wall_s": clock(), **evaluate(val, args=(state,))},
-                 out_dir=args.out, checkpoint_every=every, resume=args.resume, log_every=max(1, min(100, every)),
-                 put_batch=put)
-    return images.report(args, result, model, info, test, logits=logits, evaluate=evaluate, mesh=mesh, clock=clock,
-                         n_params=n_params, saliency=False)
+    result = fit(step, state, pipe.batches, steps=steps, eval_step=ev.eval_step(val), eval_batches=lambda: [None],
+                 eval_every=every, out_dir=args.out, checkpoint_every=every, resume=args.resume,
+                 log_every=max(1, min(100, every)), put_batch=put)
+    return images.report(args, result, model, info, test, ev, n_params=n_params, saliency=False)
 
 
 if __name__ == "__main__":

@@ -29,20 +29,15 @@ def parser():
     p.add_argument("--mlp-ratio", type=int, default=2, help="MLP hidden width as a multiple of d-model")
     p.add_argument("--pool", choices=("cls", "mean"), default="cls", help="class token or mean of the tokens")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings and residual branches")
-    flagcheck.at_least(p, 1, "--patch-size", "--d-model", "--layers", "--heads", "--mlp-ratio")
-    flagcheck.rule(p, "--heads", "a divisor of --d-model {d_model}", lambda v, a: a.d_model % v == 0)
-    flagcheck.rate(p, "--dropout")
+    flagcheck.at_least(p, 1, "--patch-size")
+    flagcheck.transformer_rules(p)
     flagcheck.mesh_flags(p)
     return p
 
 
 def main(args):
     t_start = time.perf_counter()
-    if args.smoke:
-        args.d_model, args.layers, args.heads = min(args.d_model, 32), min(args.layers, 2), min(args.heads, 2)
-    if args.d_model % args.heads:
-        raise common.UsageError(f"--heads: with --smoke, expected a divisor of the smoke width {args.d_model}, "
-                                f"got {args.heads}")
+    flagcheck.smoke_size(args)   # --smoke: width <= 32, <= 2 layers, <= 2 heads
     from deepcore.data import channel_stats, make_batches
     from deepcore.data.preprocess import Preprocess, augmentation
     from deepcore.layers import serial
@@ -69,16 +64,14 @@ def main(args):
 
     # step: label-smoothed cross-entropy, data-parallel (or --mesh by --rules); evaluation: exact over whole splits
     state, step, options, mesh, put = images.classifier_step(args, model, info, tx, devs, cdt)
-    logits, evaluate, clock = images.evaluation(args, model, mesh, cdt, options, t_start)
+    ev = images.evaluation(args, model, mesh, cdt, options, t_start)
 
     # the loop: fit, evaluating the whole validation split (and timing it) every --eval-every epochs; then the report
     n_params = images.announce(args, state, len(train["label"]), val, test, steps, devs)
-    result = fit(step, state, pipe.batches, steps=steps, eval_batches=lambda: [None], eval_every=every,
-                 eval_step=lambda state, _: {"wall_s": clock(), **evaluate(val, args=(state,))},
-                 out_dir=args.out, checkpoint_every=every, resume=args.resume, log_every=max(1, min(100, every)),
-                 put_batch=put)
-    return images.report(args, result, model, info, test, logits=logits, evaluate=evaluate, mesh=mesh, clock=clock,
-                         n_params=n_params, saliency=True)
+    result = fit(step, state, pipe.batches, steps=steps, eval_step=ev.eval_step(val), eval_batches=lambda: [None],
+                 eval_every=every, out_dir=args.out, checkpoint_every=every, resume=args.resume,
+                 log_every=max(1, min(100, every)), put_batch=put)
+    return images.report(args, result, model, info, test, ev, n_params=n_params, saliency=True)
 
 
 if __name__ == "__main__":

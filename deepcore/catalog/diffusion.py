@@ -14,24 +14,8 @@ from deepcore.layers.unet import Downsample, ResBlock, Upsample
 from deepcore.models.unet import unet
 
 
-def _with_embedding(block):
-    """``x (..., H, W, C) -> block((x, tanh(mean_HW(x))))``."""
-    pair = lambda x: (x, jnp.tanh(x.mean(axis=(-3, -2))))
-
-    def init(key, spec):
-        _, params, state = block.init(key, jax.eval_shape(pair, spec))
-        return output_spec(apply, params, state, spec), params, state
-
-    def apply(params, state, x, *, key=None, train=False):
-        return block.apply(params, state, pair(x), key=key, train=train)
-
-    return layer("with_embedding", init, apply, axes=block.axes)
-
-
-def _at_timestep(net, t: int):
-    """``x (..., H, W, C) -> net((x, t))`` at a fixed integer timestep ``t``."""
-    pair = lambda x: (x, jnp.full(x.shape[:-3], t, jnp.int32))
-
+def _fed_pairs(name: str, net, pair):
+    """``x -> net(pair(x))``: a one-input layer around the pair-input ``net``."""
     def init(key, spec):
         _, params, state = net.init(key, jax.eval_shape(pair, spec))
         return output_spec(apply, params, state, spec), params, state
@@ -39,8 +23,17 @@ def _at_timestep(net, t: int):
     def apply(params, state, x, *, key=None, train=False):
         return net.apply(params, state, pair(x), key=key, train=train)
 
-    return layer("at_timestep", init, apply, axes=net.axes)
+    return layer(name, init, apply, axes=net.axes)
 
+
+def _with_embedding(block):
+    """``x (..., H, W, C) -> block((x, tanh(mean_HW(x))))``."""
+    return _fed_pairs("with_embedding", block, lambda x: (x, jnp.tanh(x.mean(axis=(-3, -2)))))
+
+
+def _at_timestep(net, t: int):
+    """``x (..., H, W, C) -> net((x, t))`` at a fixed integer timestep ``t``."""
+    return _fed_pairs("at_timestep", net, lambda x: (x, jnp.full(x.shape[:-3], t, jnp.int32)))
 
 LAYER_CASES = [
     Case("time_embedding", lambda: TimeEmbedding(6, dim=4), (3,), int_max=1000),

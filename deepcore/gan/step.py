@@ -27,12 +27,13 @@ import optax
 from deepcore.core import accum_dtype, cast
 from deepcore.gan.losses import GANLoss, get_loss
 from deepcore.gan.penalties import get_penalty
+from deepcore.train.state import StateMethods
 from deepcore.train.step import compile_fn, ema_update, optimizer_update
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class GANState:
+class GANState(StateMethods):
     step: jax.Array
     g_params: Any
     g_state: Any
@@ -42,12 +43,6 @@ class GANState:
     d_opt: Any
     key: jax.Array
     g_ema: Any = None
-
-    def replace(self, **changes) -> "GANState":
-        return dataclasses.replace(self, **changes)
-
-    def step_key(self) -> jax.Array:
-        return jax.random.fold_in(self.key, self.step)
 
 
 def init_gan_state(generator, discriminator, g_spec, d_spec, g_tx: optax.GradientTransformation,

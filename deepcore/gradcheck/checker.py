@@ -59,6 +59,19 @@ def _argnums(argnums, n_args: int) -> tuple:
     return tuple(dict.fromkeys(int(i) % n_args for i in argnums))
 
 
+def _check_options(dtype, modes) -> str:
+    """The name of ``dtype`` after refusing unknown ``modes``; a warning (at the caller of ``check_grads``) when the
+    dtype is not float64."""
+    dt = _dtype_name(dtype)
+    if dt != "float64":
+        warnings.warn(f"gradcheck in {dt}: finite differences are imprecise in this dtype; tolerances widened "
+                      f"to rtol={RTOL1[dt]:g} (first order), {RTOL2[dt]:g} (second order). "
+                      f"Check in float64 (the default) for a tight verdict.", stacklevel=3)
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise ValueError(f"gradcheck: unknown modes {sorted(unknown)}; choose from {MODES}")
+    return dt
+
 def check_grads(f: Callable, args: Union[tuple, list, object], argnums: Union[int, Sequence[int]] = 0, *,
                 argnames: Optional[Sequence[str]] = None, modes: Sequence[str] = MODES, k: int = 4,
                 hvp_k: int = 2, full_max: int = 256, samples: int = 32, dtype=jnp.float64, seed: int = 0,
@@ -76,14 +89,7 @@ def check_grads(f: Callable, args: Union[tuple, list, object], argnums: Union[in
     Returns a :class:`~deepcore.gradcheck.report.Report` (``print(report)``: failures and one line
     per mode; ``report.table()``: every leaf); see :func:`assert_grads_ok` for tests.
     """
-    dt = _dtype_name(dtype)
-    if dt != "float64":
-        warnings.warn(f"gradcheck in {dt}: finite differences are imprecise in this dtype; tolerances widened "
-                      f"to rtol={RTOL1[dt]:g} (first order), {RTOL2[dt]:g} (second order). "
-                      f"Check in float64 (the default) for a tight verdict.", stacklevel=2)
-    unknown = set(modes) - set(MODES)
-    if unknown:
-        raise ValueError(f"gradcheck: unknown modes {sorted(unknown)}; choose from {MODES}")
+    dt = _check_options(dtype, modes)
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
     argnums = _argnums(argnums, len(args))
     argnames = tuple(argnames) if argnames else tuple(f"arg{i}" for i in range(len(args)))

@@ -230,17 +230,23 @@ def self_attention(params, x, *, num_heads, num_kv_heads=None, causal=False, key
 AXES = {"qkv": {"w": ("embed", "qkv"), "b": ("qkv",)}, "out": {"w": ("heads", "embed"), "b": ("embed",)}}
 
 
-def init_attention(key, d_model, num_heads, *, head_dim=None, num_kv_heads=None, out_features=None,
-                   use_bias=True, w_init=initializers.glorot_uniform(), b_init=initializers.zeros,
-                   dtype=jnp.float32):
-    """Parameters for :func:`self_attention` on inputs with ``d_model`` features."""
+def init_head_sizes(name: str, d_model: int, num_heads: int, num_kv_heads=None, head_dim=None):
+    """``(num_kv_heads, head_dim)`` for initialising ``name``: ``num_kv_heads`` (default ``num_heads``) must divide
+    ``num_heads``; ``head_dim`` defaults to ``d_model // num_heads`` (then ``d_model`` must be divisible)."""
     kh = num_kv_heads or num_heads
     if num_heads % kh:
-        raise ValueError(f"attention: num_heads ({num_heads}) must be a multiple of num_kv_heads ({kh})")
+        raise ValueError(f"{name}: num_heads ({num_heads}) must be a multiple of num_kv_heads ({kh})")
     if head_dim is None:
         if d_model % num_heads:
             raise ShapeError(f"expected features divisible by {num_heads} heads (..., T, D), got D = {d_model}")
         head_dim = d_model // num_heads
+    return kh, head_dim
+
+def init_attention(key, d_model, num_heads, *, head_dim=None, num_kv_heads=None, out_features=None,
+                   use_bias=True, w_init=initializers.glorot_uniform(), b_init=initializers.zeros,
+                   dtype=jnp.float32):
+    """Parameters for :func:`self_attention` on inputs with ``d_model`` features."""
+    kh, head_dim = init_head_sizes("attention", d_model, num_heads, num_kv_heads, head_dim)
     k1, k2, k3, k4 = jax.random.split(key, 4)
     width = (num_heads + 2 * kh) * head_dim
     params = {"qkv": {"w": w_init(k1, (d_model, width), dtype)},

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from deepcore import initializers
 from deepcore.core import Layer, ShapeError, cast, compute_dtype_for, layer, left_expand, output_spec, param_dtype_for
-from deepcore.layers.attention import IMPLEMENTATIONS, attention
+from deepcore.layers.attention import IMPLEMENTATIONS, attention, init_head_sizes
 
 AXES = {"q": {"w": ("embed", "heads"), "b": ("heads",)}, "kv": {"w": ("embed", "kv"), "b": ("kv",)},
         "out": {"w": ("heads", "embed"), "b": ("embed",)}}
@@ -30,13 +30,7 @@ def init_cross_attention(key, d_model, num_heads, *, d_memory=None, head_dim=Non
                          b_init=initializers.zeros, dtype=jnp.float32):
     """Parameters for :func:`cross_attention`: queries from ``d_model`` features, keys/values from ``d_memory``
     (default ``d_model``); ``head_dim`` defaults to ``d_model // num_heads``."""
-    kh = num_kv_heads or num_heads
-    if num_heads % kh:
-        raise ValueError(f"cross_attention: num_heads ({num_heads}) must be a multiple of num_kv_heads ({kh})")
-    if head_dim is None:
-        if d_model % num_heads:
-            raise ShapeError(f"expected features divisible by {num_heads} heads (..., T, D), got D = {d_model}")
-        head_dim = d_model // num_heads
+    kh, head_dim = init_head_sizes("cross_attention", d_model, num_heads, num_kv_heads, head_dim)
     d_memory = d_memory or d_model
     keys = jax.random.split(key, 6)
     shapes = {"q": (d_model, num_heads * head_dim), "kv": (d_memory, 2 * kh * head_dim),

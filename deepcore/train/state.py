@@ -20,22 +20,27 @@ import jax.numpy as jnp
 import optax
 
 
+class StateMethods:
+    """``replace`` and ``step_key`` of a frozen-dataclass state with ``step`` and ``key`` fields (:class:`TrainState`,
+    ``deepcore.gan.GANState``)."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def step_key(self) -> jax.Array:
+        """The PRNG key of the update about to be applied (a function of seed and step only)."""
+        return jax.random.fold_in(self.key, self.step)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class TrainState:
+class TrainState(StateMethods):
     step: jax.Array
     params: Any
     model_state: Any
     opt_state: Any
     key: jax.Array
     ema: Any = None
-
-    def replace(self, **changes) -> "TrainState":
-        return dataclasses.replace(self, **changes)
-
-    def step_key(self) -> jax.Array:
-        """The PRNG key of the update about to be applied (a function of seed and step only)."""
-        return jax.random.fold_in(self.key, self.step)
 
 
 def create_state(params, model_state, tx: optax.GradientTransformation, key, *, ema: bool = False) -> TrainState:

@@ -48,6 +48,8 @@ CASES = [
     ("gan", ["--z-dim", "x"], "argument --z-dim: invalid int value: 'x'"),      # argparse's own: one line too
     ("vit", ["--d-model", "30", "--heads", "4"], "--heads: expected a divisor of --d-model 30, got 4"),
     ("char_transformer", ["--heads", "3"], "--heads: expected a divisor of --d-model 128, got 3"),
+    ("vit", ["--smoke", "--d-model", "15", "--heads", "3"],
+     "--heads: expected a number that, capped at 2 by --smoke, divides its width 15, got 3"),
     ("mlp", ["--smoke", "--batch-size", "1024"],
      "--batch-size: expected at most 512 with --smoke (its training slice), got 1024"),
     ("overfitting", ["--batch-size", "2000"],

@@ -1,7 +1,6 @@
 """Fine-tuning a character transformer on a new corpus: fully, and with low-rank adapters (LoRA).
 
     python experiments/finetune.py                     # pretrain on fortunes, fine-tune on the licence texts
-    python experiments/finetune.py --target path/to/any.txt --rank 8 --lora-on attention
     python experiments/finetune.py --smoke --out /tmp/finetune
 
 1. Pretrain a char-level TransformerLM on --dataset (fortunes) for --pretrain-steps (checkpointed in
@@ -10,8 +9,8 @@
    MPL, ...: legal prose, a corpus unlike fortunes; concatenated into OUT/target.txt, split 90/5/5), with the
    pretraining vocabulary (unseen characters map to id 0):
    * full: every parameter trains (AdamW);
-   * lora: deepcore.finetune.lora adapters of --rank on the blocks' projections (--lora-on all|attention),
-     only they train (the base weights hold no optimiser state).
+   * lora: deepcore.finetune.lora adapters of --rank on the projections --lora-on names (qkv, attention, all,
+     or weight-path globs "*attn/out/w,embed/w"); only they train (the base weights hold no optimiser state).
    Both run --steps updates with the same batches, learning-rate schedule and seed.
 Reports bits/char on the target's validation (and test) split before and after each, trainable parameters, step
 time (median ms over the logged steps), optimiser-state bytes (results.json); logs and checkpoints per phase in
@@ -58,10 +57,9 @@ def parser():
     p.add_argument("--lora-scale", type=float, default=2.0, help="LoRA scale (alpha / rank)")
     p.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA adapter dropout")
     p.add_argument("--lora-lr", type=float, default=3e-3, help="LoRA peak learning rate (adapters start at zero)")
-    p.add_argument("--lora-on", choices=tuple(LORA_ON), default="attention",
-                   help="adapt every block projection, attention's qkv and out, or qkv only")
-    p.add_argument("--pretrained", default=None, help="a previous run's OUT/pretrain: copied to OUT/pretrain "
-                   "(when that is absent), so its --pretrain-steps are not run again")
+    p.add_argument("--lora-on", default="attention", help=f"adapted weights: one of {sorted(LORA_ON)} (qkv only; "
+                   "qkv and out; every block projection) or comma-separated weight-path globs")
+    p.add_argument("--pretrained", default=None, help="a previous run's OUT/pretrain, copied in: skips pretraining")
     p.add_argument("--hf-dir", default=None, help="fine-tune a local GPT-2-style directory: finetune_gpt2.py")
     p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations and checkpoints")
     flagcheck.at_least(p, 1, "--pretrain-steps", "--d-model", "--layers", "--heads", "--rank", "--eval-every")
@@ -71,9 +69,16 @@ def parser():
     return p
 
 
+def lora_config(args):
+    """The LoRAConfig of --rank, --lora-scale, --lora-dropout on the weights --lora-on names."""
+    from deepcore.finetune import lora
+
+    pats = getattr(lora, LORA_ON[args.lora_on]) if args.lora_on in LORA_ON else tuple(args.lora_on.split(","))
+    return lora.LoRAConfig(pats, rank=args.rank, scale=args.lora_scale, dropout=args.lora_dropout)
+
+
 def corpora(args):
-    """``(source, target path, target)``: the pretraining corpus and the fine-tuning text's train, validation and
-    test ids in the source vocabulary (--smoke: the first ``SMOKE_CHARS`` of each)."""
+    """``(source corpus, target path, {split: target ids in its vocabulary})`` (--smoke: ``SMOKE_CHARS`` of each)."""
     from deepcore.data import encode, load_corpus, load_text
 
     source = load_corpus(args.dataset, args.data_dir, max_chars=SMOKE_CHARS if args.smoke else None)
@@ -159,27 +164,22 @@ def main(args):
     vb = lambda ids: eval_windows(ids, args.seq_len, EVAL_WINDOWS)  # noqa: E731
     src_val, tgt_val, tgt_test = vb(source.validation), vb(tgt["validation"]), vb(tgt["test"])
     params0 = base.init(jax.random.PRNGKey(args.seed), spec)[1]
-    print(f"finetune: transformer {args.layers} x d{args.d_model}, {param_count(params0):,} parameters; "
-          f"pretrain on {args.dataset} ({len(source.train):,} chars), fine-tune on {tpath} "
-          f"({len(tgt['train']):,} chars)", flush=True)
+    print(f"finetune: transformer {args.layers} x d{args.d_model}, {param_count(params0):,} parameters; pretrain on "
+          f"{args.dataset} ({len(source.train):,} chars), tune on {tpath} ({len(tgt['train']):,} chars)", flush=True)
     pre, pre_src_bpc, _, _ = phase(args, "pretrain", base, params0, optimizer(args.pretrain_lr, args.pretrain_steps),
                                    source.train, src_val, args.pretrain_steps, cdt)
     before = evaluate(eval_step(base), pre, tgt_val)["val_bits_per_char"]
-
     full, full_bpc, full_ms, full_opt = phase(args, "full", base, pre.params, optimizer(args.lr, args.steps),
                                               tgt["train"], tgt_val, args.steps, cdt)
-    lcfg = lora.LoRAConfig(getattr(lora, LORA_ON[args.lora_on]), rank=args.rank,
-                           scale=args.lora_scale, dropout=args.lora_dropout)
-    wrapped = lora.LoRA(base, lcfg)
+    lcfg = lora_config(args)
     tree = lora.attach(pre.params, jax.random.PRNGKey(args.seed + 2), lcfg)
-    ad, lora_bpc, lora_ms, lora_opt = phase(args, "lora", wrapped, tree,
+    ad, lora_bpc, lora_ms, lora_opt = phase(args, "lora", lora.LoRA(base, lcfg), tree,
                                             lora.optimizer(optimizer(args.lora_lr, args.steps)), tgt["train"],
                                             tgt_val, args.steps, cdt)
     merged = pre.replace(params=lora.merge(ad.params, lcfg))
     merged_bpc = evaluate(eval_step(base), merged, tgt_val)["val_bits_per_char"]
     test = {k: evaluate(eval_step(base), s, tgt_test)["val_bits_per_char"] for k, s in
             (("before", pre), ("full", full), ("lora", merged))}   # reported; defaults were chosen on validation
-
     n_base, n_lora = param_count(pre.params), param_count(ad.params["lora"])
     metrics = {"pretrain_val_bits_per_char": pre_src_bpc, "target_val_bits_per_char_before": before,
                "full_val_bits_per_char": full_bpc, "lora_val_bits_per_char": lora_bpc,

@@ -52,7 +52,7 @@ def main(args):
     from deepcore.finetune import hf, lora
     from deepcore.train import create_state, evaluate
     from deepcore.tree import param_count
-    from finetune import LORA_ON, eval_step, optimizer, phase
+    from finetune import eval_step, lora_config, optimizer, phase
 
     t0 = time.perf_counter()
     if args.smoke:
@@ -80,8 +80,7 @@ def main(args):
     pre = create_state(params, {}, optax.identity(), jax.random.PRNGKey(args.seed))
     full = phase(args, "full", model, params, optimizer(args.lr, args.steps), data["train"][0],
                  windows["validation"], args.steps, cdt)
-    lcfg = lora.LoRAConfig(getattr(lora, LORA_ON[args.lora_on]), rank=args.rank, scale=args.lora_scale,
-                           dropout=args.lora_dropout)
+    lcfg = lora_config(args)
     tree = lora.attach(params, jax.random.PRNGKey(args.seed + 2), lcfg)
     ad = phase(args, "lora", lora.LoRA(model, lcfg), tree, lora.optimizer(optimizer(args.lora_lr, args.steps)),
                data["train"][0], windows["validation"], args.steps, cdt)

@@ -56,9 +56,9 @@ def parser():
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--lora-scale", type=float, default=2.0, help="LoRA scale (alpha / rank)")
     p.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA adapter dropout")
-    p.add_argument("--lora-lr", type=float, default=3e-3, help="LoRA peak learning rate (adapters start at zero)")
-    p.add_argument("--lora-on", default="attention", help=f"adapted weights: one of {sorted(LORA_ON)} (qkv only; "
-                   "qkv and out; every block projection) or comma-separated weight-path globs")
+    p.add_argument("--lora-lr", type=float, default=2e-2, help="LoRA peak learning rate (adapters start at zero)")
+    p.add_argument("--lora-on", default="qkv", help="adapted weights: qkv, attention (qkv and out), all (every "
+                   "block projection) or comma-separated weight-path globs")
     p.add_argument("--pretrained", default=None, help="a previous run's OUT/pretrain, copied in: skips pretraining")
     p.add_argument("--hf-dir", default=None, help="fine-tune a local GPT-2-style directory: finetune_gpt2.py")
     p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations and checkpoints")

@@ -25,7 +25,7 @@ A directory holds ``config.json`` and ``model.safetensors`` (read lazily) or a P
 With ``scan=True`` (the default) the per-layer tensors are stacked on a leading layer axis. ``shardings`` (one
 ``Sharding`` or a tree matching the params, e.g. ``deepcore.train.parallel.state_sharding``) places each leaf on
 its devices as soon as it is read, one leaf in host memory at a time. Unknown architectures and missing, extra or
-misshapen tensors are one line naming the tensor.
+misshapen tensors are one line naming the tensor. :func:`tokenizer` reads the directory's ``tokenizer.json``.
 """
 import json
 import os
@@ -235,4 +235,18 @@ def load(directory: str, *, scan: bool = True, dtype=jnp.float32, shardings=None
     return model, _assemble(ck, plan, like, shardings, prefix)
 
 
-__all__ = ["Checkpoint", "load", "ARCHITECTURES", "IGNORED"]
+def tokenizer(directory: str):
+    """The directory's ``tokenizer.json`` as a ``tokenizers.Tokenizer`` (the ``tokenizers`` package, imported
+    here: the ``finetune`` extra). A missing package or file is one line (``ImportError`` / ``FileNotFoundError``)."""
+    path = os.path.join(directory, "tokenizer.json")
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise ImportError(f"hf.tokenizer: reading {path} needs the tokenizers package "
+                          f"(pip install 'deepcore[finetune]')") from None
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"hf.tokenizer: expected {path} (a Hugging Face fast tokenizer), found none")
+    return Tokenizer.from_file(path)
+
+
+__all__ = ["Checkpoint", "load", "tokenizer", "ARCHITECTURES", "IGNORED"]

@@ -29,6 +29,7 @@ from deepcore.tree import _matcher, flatten_dict, freeze, get_path, leaf_paths, 
 
 TRANSFORMER = ("*attn/qkv/w", "*attn/out/w", "*mlp/fc/w", "*mlp/proj/w")   # every projection of a block
 ATTENTION = ("*attn/qkv/w", "*attn/out/w")
+QKV = ("*attn/qkv/w",)   # the fused query/key/value projection only
 
 
 @dataclass(frozen=True)
@@ -146,5 +147,5 @@ def trainable_fraction(tree) -> float:
     return param_count(tree["lora"]) / param_count(tree["base"])
 
 
-__all__ = ["LoRAConfig", "TRANSFORMER", "ATTENTION", "targets", "init_adapters", "delta", "merge", "unmerge",
+__all__ = ["LoRAConfig", "TRANSFORMER", "ATTENTION", "QKV", "targets", "init_adapters", "delta", "merge", "unmerge",
            "attach", "LoRA", "optimizer", "trainable_fraction"]

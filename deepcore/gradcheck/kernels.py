@@ -20,27 +20,60 @@ MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated 
 GROUP = 4             # rows vmapped together per loop step (a leaf's rows in fast mode, a bisection step)
 
 
+def _draw(seed, lo, hi, start, size, dtype):
+    """The flat entries ``[start, start + size)`` of the unnormalised direction: a murmur3-finalised counter hash
+    of ``seed``, uniform in [-1, 1), zero outside ``[lo, hi)``; shape (size,)."""
+    i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
+    x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        x = (x ^ (x >> shift)) * jnp.uint32(mul)
+    x = x ^ (x >> 16)
+    v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+    return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
+
+
 def direction(seed, lo, hi, layout, dtype):
     """A unit vector supported on the flat indices ``[lo, hi)``, as one array per leaf of ``layout``
-    (``(start, shape)`` pairs): a murmur3-finalised counter hash of ``seed``, uniform in [-1, 1)."""
+    (``(start, shape)`` pairs), drawn by :func:`_draw`."""
     vs = []
     for start, shape in layout:
         size = int(np.prod(shape, dtype=np.int64))
-
-        def draw(start=start, size=size):
-            i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
-            x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
-            for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-                x = (x ^ (x >> shift)) * jnp.uint32(mul)
-            x = x ^ (x >> 16)
-            v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
-            return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
-
+        draw = lambda start=start, size=size: _draw(seed, lo, hi, start, size, dtype)  # noqa: E731
         # only the leaves the range touches are hashed (a real branch where rows are not vmapped)
         touched = (lo < start + size) & (hi > start)
         vs.append(jax.lax.cond(touched, draw, lambda: jnp.zeros(size, dtype)).reshape(shape))
     norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
     return [v / norm for v in vs]
+
+
+def _inner(size, dtype):
+    """How a row's 8 stencil points of ``size`` changed numbers are evaluated: vmapped, or one after another
+    above :data:`MAP_BYTES`."""
+    return jax.vmap if 8 * size * jnp.dtype(dtype).itemsize <= MAP_BYTES else (
+        lambda fn: lambda xs: jax.lax.map(fn, xs))
+
+
+def _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp):
+    """One unvmapped row as a ``lax.switch`` over leaves: the branch of the leaf holding ``[lo, hi)`` draws,
+    forms points and takes the JVP on that leaf only (the others enter ``f`` unchanged, their tangents are
+    symbolic zeros), so a row costs O(its leaf's size) besides its evaluations. A row's range lies in one leaf."""
+    starts = jnp.asarray([a for a, _ in layout[1:]], jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+
+    def branch(j):
+        start, shape = layout[j]
+        size = int(np.prod(shape, dtype=np.int64))
+
+        def go(seed, a, b, h):
+            v = _draw(seed, a, b, start, size, dtype)
+            v = (v / jnp.sqrt(jnp.sum(v * v))).reshape(shape)
+            fj = lambda s: f(t[:j] + [s] + t[j + 1:], c, u)  # noqa: E731
+            F = _inner(size, dtype)(lambda cc: fj(t[j] + (cc * h) * v))(coeffs)
+            jv = jax.jvp(fj, (t[j],), (v,))[1] if jvp else zero
+            return F, jnp.vdot(g[j], v), jv
+        return go
+
+    branches = [branch(j) for j in range(len(layout))]
+    return lambda seed, a, b, h: jax.lax.switch(jnp.sum(a >= starts.astype(a.dtype)), branches, seed, a, b, h)
 
 
 class Kernels:
@@ -72,25 +105,30 @@ class Kernels:
         """Rows evaluated together (vmapped) per loop step: :data:`GROUP`, or 1 where they do not fit memory."""
         return GROUP if batched and GROUP * 11 * self.n * jnp.dtype(self.dtype).itemsize <= ROW_BYTES else 1
 
+    def leafwise(self, batched: bool) -> bool:
+        """Whether rows run one at a time through :func:`_leafwise` (each row's range must lie in one leaf)."""
+        return self.group(batched) == 1 and len(self.layout) > 1
+
     def _directional(self, grad: bool, jvp: bool, batched: bool):
         """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf).
 
         Rows go through a loop of :meth:`group`-row steps up to ``used`` (a run-time value): a call with
         fewer rows than the compiled count (kink moves, bisection) costs its own rows, not the padding."""
         f, layout, dtype, G = self.f_tree, self.layout, self.dtype, self.group(batched)
-        inner = jax.vmap if 8 * self.n * jnp.dtype(dtype).itemsize <= MAP_BYTES else (
-            lambda fn: lambda xs: jax.lax.map(fn, xs))
         coeffs = jnp.asarray(STENCIL, dtype)
         zero = jnp.zeros((), dtype)
 
         def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs, used):
             g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
 
-            def row(seed, a, b, h):
+            def row(seed, a, b, h):   # vmapped rows: every leaf's direction and point (a switch would run all)
                 v = direction(seed, a, b, layout, dtype)
-                F = inner(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
+                F = _inner(self.n, dtype)(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
                 jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
                 return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
+
+            if self.leafwise(batched):
+                row = _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp)
 
             def step(i, acc):
                 part = [jax.lax.dynamic_slice_in_dim(a, i * G, G) for a in (seeds, lo, hi, hs)]

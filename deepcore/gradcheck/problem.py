@@ -210,6 +210,12 @@ class Problem:
              for a, s in self.layout]
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
+        if self.k.leafwise(self._flags()[2]):
+            starts = [a for a, _ in self.layout]
+            across = np.searchsorted(starts, rows[1], "right") != np.searchsorted(starts, rows[2] - 1, "right")
+            if across.any():
+                raise ValueError(f"gradcheck: row range [{rows[1][across][0]}, {rows[2][across][0]}) spans leaves; "
+                                 f"expected one leaf's range in a check of {self.n} numbers")
         out, i = [], 0
         for used, size in self._chunks(len(rows[0]), MAX_ROWS, self.sizes, GROUP):
             if self.progress and label:

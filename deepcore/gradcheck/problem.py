@@ -212,7 +212,8 @@ class Problem:
                 np.asarray(hs, np.float64))
         if self.k.leafwise(self._flags()[2]):
             starts = [a for a, _ in self.layout]
-            across = np.searchsorted(starts, rows[1], "right") != np.searchsorted(starts, rows[2] - 1, "right")
+            across = (rows[2] > rows[1]) & (np.searchsorted(starts, rows[1], "right")
+                                             != np.searchsorted(starts, rows[2] - 1, "right"))
             if across.any():
                 raise ValueError(f"gradcheck: row range [{rows[1][across][0]}, {rows[2][across][0]}) spans leaves; "
                                  f"expected one leaf's range in a check of {self.n} numbers")

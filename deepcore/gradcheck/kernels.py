@@ -18,6 +18,8 @@ from deepcore.gradcheck.finite import STENCIL
 ROW_BYTES = 2 ** 28   # memory for one chunk of rows (directions, stencil points, tangents)
 MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated one after another
 GROUP = 4             # rows vmapped together per loop step (a leaf's rows in fast mode, a bisection step)
+HOST_N = 2 ** 16      # vmapped rows of a check of at most this many numbers take directions drawn on the host
+HOST_BYTES = 2 ** 26  # ... in chunks of at most this many bytes of directions
 
 
 def _draw(seed, lo, hi, start, size, dtype):
@@ -30,6 +32,19 @@ def _draw(seed, lo, hi, start, size, dtype):
     x = x ^ (x >> 16)
     v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
     return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
+
+
+def host_directions(seeds, lo, hi, n: int, dtype) -> np.ndarray:
+    """:func:`_draw`'s directions computed by numpy, normalised in float64: (m, n) in ``dtype``. Passed to the
+    kernel of a small check, they keep the hash out of its program (a third of its compile, 60% of its HLO)."""
+    i = np.arange(n, dtype=np.uint32)[None, :]
+    x = i + np.asarray(seeds, np.uint32)[:, None] * np.uint32(0x9E3779B9)
+    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        x = (x ^ (x >> np.uint32(shift))) * np.uint32(mul)
+    x = x ^ (x >> np.uint32(16))
+    v = ((x >> np.uint32(8)).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+    v = np.where((i >= np.asarray(lo)[:, None]) & (i < np.asarray(hi)[:, None]), v.astype(np.float64), 0.0)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(dtype)
 
 
 def direction(seed, lo, hi, layout, dtype):
@@ -105,6 +120,10 @@ class Kernels:
         """Rows evaluated together (vmapped) per loop step: :data:`GROUP`, or 1 where they do not fit memory."""
         return GROUP if batched and GROUP * 11 * self.n * jnp.dtype(self.dtype).itemsize <= ROW_BYTES else 1
 
+    def host(self, batched: bool) -> bool:
+        """Whether the kernel takes its rows' directions from :func:`host_directions` (vmapped rows, small n)."""
+        return self.group(batched) > 1 and self.n <= HOST_N
+
     def leafwise(self, batched: bool) -> bool:
         """Whether rows run one at a time through :func:`_leafwise` (each row's range must lie in one leaf)."""
         return self.group(batched) == 1 and len(self.layout) > 1
@@ -118,11 +137,11 @@ class Kernels:
         coeffs = jnp.asarray(STENCIL, dtype)
         zero = jnp.zeros((), dtype)
 
-        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs, used):
+        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs, used, dirs=None):
             g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
 
-            def row(seed, a, b, h):   # vmapped rows: every leaf's direction and point (a switch would run all)
-                v = direction(seed, a, b, layout, dtype)
+            def row(seed, a, b, h, d=None):   # vmapped rows: every leaf's direction and point (a switch runs all)
+                v = direction(seed, a, b, layout, dtype) if d is None else self.split(d)
                 F = _inner(self.n, dtype)(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
                 jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
                 return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
@@ -131,7 +150,7 @@ class Kernels:
                 row = _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp)
 
             def step(i, acc):
-                part = [jax.lax.dynamic_slice_in_dim(a, i * G, G) for a in (seeds, lo, hi, hs)]
+                part = [jax.lax.dynamic_slice_in_dim(a, i * G, G) for a in (seeds, lo, hi, hs, dirs) if a is not None]
                 outs = jax.vmap(row)(*part) if G > 1 else [o[None] for o in row(*[a[0] for a in part])]
                 return [jax.lax.dynamic_update_slice_in_dim(A, o.astype(A.dtype), i * G, 0) for A, o in zip(acc, outs)]
 

@@ -1,10 +1,13 @@
 """The compiled kernels of one checked function: the directional kernel and the host-row kernels.
 
 The directional kernel evaluates rows ``(seed, lo, hi, h)`` at a point given as its list of leaves: a unit
-direction ``v`` drawn in the kernel by :func:`direction`, supported on the flat indices ``[lo, hi)``; per row the
-eight stencil values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``, plus ``f(t)`` and the gradient ``g``
-(computed by the first chunk of a call only); rows run in a loop of :data:`GROUP` vmapped rows up to the count a
-call uses. Host-row kernels (second order) take rows of flat points.
+direction ``v`` (a counter hash of ``seed``) supported on the flat indices ``[lo, hi)``; per row the eight stencil
+values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``, plus ``f(t)`` and the gradient ``g`` (computed by
+the first chunk of a call only); rows run in a loop of :data:`GROUP` vmapped rows up to the count a call uses.
+Three forms, same numbers: a small check (n <= :data:`HOST_N`) passes the directions in, drawn by numpy
+(:func:`host_directions`: no hash to compile); a larger one draws them in the kernel (:func:`direction`); one
+whose rows run singly (too large to vmap 4) switches on the row's leaf (:func:`_leafwise`: O(leaf) per row).
+Host-row kernels (second order) take rows of flat points.
 """
 from __future__ import annotations
 

@@ -5,9 +5,10 @@ The differentiated floating leaves of ``args[i]`` (``i`` in ``argnums``) are con
 ``u`` unless it is a scalar. Constants and ``u`` are *arguments* of the compiled kernels, not captured
 values, so kernels are cached per (function, structure, shapes) and reused across leaves, modes and
 seeds; a check compiles its directional kernel (:mod:`deepcore.gradcheck.kernels`) once: later calls are cut
-into or padded to the first call's row count, and the kernel's loop stops after the rows a call uses. The host
-never builds an n-sized array per row, so fast mode costs its function evaluations, whatever n is. Programs are
-compiled by :mod:`deepcore.gradcheck.compiling`'s rule; host arrays reach the device by ``device_put``.
+into or padded to the first call's row count, and the kernel's loop stops after the rows a call uses. Above
+``kernels.HOST_N`` numbers the host builds nothing n-sized per row, so fast mode costs its evaluations, whatever
+n. Programs are compiled by :mod:`deepcore.gradcheck.compiling`'s rule; host arrays reach the device by
+``device_put``.
 """
 from __future__ import annotations
 

@@ -2,12 +2,14 @@
 
     python bench/gradcheck_speed.py                 # all four, on an otherwise idle machine
     python bench/gradcheck_speed.py --only cnn,mlp  # a subset: cnn, mlp, layers, catalog
+    python bench/gradcheck_speed.py --only catalog --cache /tmp/gc-cache   # run twice: the second loads compiles
+    python bench/gradcheck_speed.py --only layers,catalog,rule --filter '^relu$'   # a smoke run
 
 1. cnn: whole-model fast check (float64, parameters) of a 2,098-parameter VGG on 4 28x28 images, over one
    compile-and-gradient of the same loss in float32 (target <= 3).
 2. mlp: fast check of 3-layer MLPs of ~10k and ~10M parameters; the larger's cost beyond its own evaluations
-   (the check's function/JVP/gradient counts times their measured compiled cost) over the smaller's
-   (target <= 2); the raw time ratio is printed too.
+   (the check's function/JVP/gradient counts times their measured compiled cost, at points moved in one leaf as
+   fast mode moves them) over the smaller's (target <= 2); the raw time ratio is printed too.
 3. layers: check_layer (every mode, train and eval, the catalog's tags) on each catalog layer: median seconds
    (target < 2).
 4. catalog: ``python -m deepcore.gradcheck`` (fast + fwd-rev, one worker per core) wall seconds and failures
@@ -76,21 +78,31 @@ def _mlp(n_in, hidden, out=10, batch=4):
 
 
 def _eval_cost(loss, params, evals):
-    """Seconds of the check's own evaluations: its counts of function values, JVPs and gradients times the
-    cost of one compiled float64 run of each at a new point ``p + c p``, measured as 8 points in one compiled
-    ``lax.map`` / 8 (forming the point included: a finite difference cannot evaluate anywhere else)."""
+    """Seconds of the check's own evaluations, made as fast mode makes them: its counts of function values and
+    JVPs times the cost of one compiled float64 run at a point that differs from ``params`` in one leaf
+    (``a + c a``; each fast-mode row moves only its own leaf, and every leaf has the same number of rows, so
+    the cost is averaged over leaves), plus its gradients at ``params``; each measured as 8 runs in one
+    compiled ``lax.map`` / 8 (forming the point included: a finite difference cannot evaluate anywhere else)."""
     with jax.enable_x64(True):
-        p = jax.tree.map(jnp.asarray, params)
-        at = lambda p, c: jax.tree.map(lambda a: a + c * a, p)  # noqa: E731
-        one = {"f": lambda p, c: loss(at(p, c)), "grad": lambda p, c: jax.grad(loss)(at(p, c)),
-               "jvp": lambda p, c: jax.jvp(loss, (at(p, c),), (p,))}
+        leaves, treedef = jax.tree.flatten(jax.tree.map(jnp.asarray, params))
+
+        def on(p, j, s):   # loss with leaf j of the leaf list p replaced (every leaf an argument: no constants)
+            return loss(jax.tree.unflatten(treedef, p[:j] + [s] + p[j + 1:]))
+
         cs = jnp.arange(1.0, 9.0) * 1e-3
+        runs = {"grad": [lambda p, c: jax.grad(loss)(jax.tree.map(lambda a: a + 0 * c, p))]}
+        runs["f"] = [lambda p, c, j=j: on(p, j, p[j] + c * p[j]) for j in range(len(leaves))]
+        runs["jvp"] = [lambda p, c, j=j: jax.jvp(lambda s: on(p, j, s), (p[j] + c * p[j],), (p[j],))
+                       for j in range(len(leaves))]
         cost = 0.0
-        for name, fn in one.items():
-            eight = jax.jit(lambda p, cs, fn=fn: jax.lax.map(lambda c: fn(p, c), cs))
-            jax.block_until_ready(eight(p, cs))
-            t, _ = _seconds(lambda: eight(p, cs * 2))
-            cost += evals.get(name, 0) * t / 8
+        for name, fns in runs.items():
+            arg = jax.tree.unflatten(treedef, leaves) if name == "grad" else leaves
+            each = []
+            for fn in fns:
+                eight = jax.jit(lambda p, cs, fn=fn: jax.lax.map(lambda c: fn(p, c), cs))
+                jax.block_until_ready(eight(arg, cs))
+                each.append(_seconds(lambda: eight(arg, cs * 2))[0] / 8)
+            cost += evals.get(name, 0) * sum(each) / len(each)
     return cost
 
 
@@ -109,9 +121,9 @@ def mlp():
           f"raw {t1 / t0:.2f}x", flush=True)
 
 
-def layers():
+def layers(pattern=None):
     times = []
-    for case in catalog.LAYER_CASES:
+    for case in [c for c in catalog.LAYER_CASES if pattern is None or re.search(pattern, c.name)]:
         t, r = _seconds(lambda: check_case(case, seed=0, progress=False))
         times.append(t)
         print(f"  {case.name:28s} {t:6.2f}s {'ok' if r.ok else 'FAILED'}", flush=True)
@@ -146,24 +158,29 @@ def rule(pattern=None):
           f"XLA compile off {total['off', 'compile']:.1f}s / on {total['on', 'compile']:.1f}s", flush=True)
 
 
-def cli():
+def cli(pattern=None, cache=None):
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "deepcore.gradcheck", "--json"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    extra = (["--filter", pattern] if pattern else []) + (["--cache", cache] if cache else [])
+    out = subprocess.run([sys.executable, "-m", "deepcore.gradcheck", "--json", *extra], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     wall = time.perf_counter() - t
     res = json.loads(out.stdout[out.stdout.index("{"):])
-    print(f"catalog: python -m deepcore.gradcheck: {wall:.1f}s wall, {len(res['rows'])} rows, {res['failures']} "
-          f"failures (target <= 60 s, 0 failures)", flush=True)
+    hits = f", compilation cache {res['cache_hits']} hits, {res['cache_misses']} misses" if cache else ""
+    print(f"catalog: python -m deepcore.gradcheck {' '.join(extra)}: {wall:.1f}s wall, {len(res['rows'])} rows, "
+          f"{res['failures']} failures{hits} (target <= 60 s, 0 failures)", flush=True)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="cnn,mlp,layers,catalog",
                     help="comma-separated: cnn, mlp, layers, catalog, rule (the A/B of the compile rule)")
-    ap.add_argument("--filter", default=None, metavar="PATTERN", help="rule: only the catalog layers matching this")
+    ap.add_argument("--filter", default=None, metavar="PATTERN",
+                    help="layers, catalog, rule: only the catalog cases matching this (a smoke run, not the target)")
+    ap.add_argument("--cache", default=None, metavar="DIR", help="catalog: the CLI's --cache DIR (persistent compiles)")
     a = ap.parse_args()
     parts = a.only.split(",")
-    parts_fns = (("cnn", cnn), ("mlp", mlp), ("layers", layers), ("catalog", cli), ("rule", lambda: rule(a.filter)))
+    parts_fns = (("cnn", cnn), ("mlp", mlp), ("layers", lambda: layers(a.filter)),
+                 ("catalog", lambda: cli(a.filter, a.cache)), ("rule", lambda: rule(a.filter)))
     for name, fn in parts_fns:
         if name in parts:
             fn()

@@ -6,6 +6,7 @@ tolerance and the verdict; ``--json`` prints the same rows as JSON. Exit status 
     python -m deepcore.gradcheck                       # fast + fwd-rev, seed 0, every case
     python -m deepcore.gradcheck --modes all --seeds 5 --filter 'conv|lstm'
     python -m deepcore.gradcheck --jobs 1                # in this process only
+    python -m deepcore.gradcheck --cache ~/.cache/deepcore-gradcheck   # compile once, reuse in later runs
 """
 import argparse
 import json
@@ -15,6 +16,7 @@ import re
 import time
 
 from deepcore import catalog
+from deepcore.gradcheck import compiling
 from deepcore.gradcheck.cases import check_case
 from deepcore.gradcheck.checker import MODES
 from deepcore.gradcheck.report import FAIL
@@ -42,7 +44,12 @@ def main(argv=None) -> int:
                     else os.cpu_count() or 1,
                     help="check cases in this many worker processes (default: one per CPU core; compiling "
                          "the checks is single-threaded)")
+    ap.add_argument("--cache", default=None, metavar="DIR",
+                    help="keep compiled programs in JAX's persistent compilation cache in DIR (every program, "
+                         "however small), so re-running the check loads them instead of compiling")
     args = ap.parse_args(argv)
+    if args.cache:
+        compiling.persistent_cache(args.cache)
     modes = MODES if args.modes == "all" else tuple(m.strip() for m in args.modes.split(","))
     tasks = [(kind, case, seed) for kind, case in _cases(args.filter) for seed in range(args.seeds)]
     jobs = max(1, min(args.jobs, len(tasks)))
@@ -50,10 +57,13 @@ def main(argv=None) -> int:
     if jobs == 1:
         results = (_check(kind, case, seed, modes, args.both) for kind, case, seed in tasks)
     else:  # fresh interpreters ('spawn'): JAX's threads do not survive fork; results arrive in catalog order
-        pool = multiprocessing.get_context("spawn").Pool(jobs)
+        pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_worker, initargs=(args.cache,))
         results = pool.imap(_check_by_name, [(kind, case.name, seed, modes, args.both) for kind, case, seed in tasks],
                             chunksize=args.seeds)   # one worker checks every seed of a case: compiled once
+    hits = {"hits": 0, "misses": 0}
     for summary in results:
+        for key in hits:
+            hits[key] += summary[0].pop("cache_" + key)
         for row in summary:
             failed += row["verdict"] in (FAIL, "error")
             rows.append(row)
@@ -63,16 +73,19 @@ def main(argv=None) -> int:
         pool.close()
         pool.join()
     elapsed = time.time() - start
+    cache = f", compilation cache {args.cache}: {hits['hits']} hits, {hits['misses']} misses" if args.cache else ""
     if args.json:
-        print(json.dumps(dict(ok=not failed, failures=failed, seconds=round(elapsed, 1), rows=rows), indent=1))
+        extra = dict(cache_hits=hits["hits"], cache_misses=hits["misses"]) if args.cache else {}
+        print(json.dumps(dict(ok=not failed, failures=failed, seconds=round(elapsed, 1), **extra, rows=rows),
+                         indent=1))
     else:
-        print(f"\n{len(rows)} rows, {failed} failed, {elapsed:.1f}s")
+        print(f"\n{len(rows)} rows, {failed} failed, {elapsed:.1f}s{cache}")
     return 1 if failed else 0
 
 
 def _check(kind, case, seed, modes, both) -> list:
     """The summary rows of one case at one seed; a case that cannot even be checked is an error row."""
-    t0 = time.time()
+    t0, before = time.time(), dict(compiling.CACHE)
     kw = {}
     if kind != "function" and not (both or case.stochastic or case.stateful):
         kw["train"] = (False,)
@@ -83,7 +96,15 @@ def _check(kind, case, seed, modes, both) -> list:
                         verdict="error", kinks=0, note=f"{type(e).__name__}: {e}"[:200])]
     for row in summary:
         row.update(kind=kind, seed=seed, seconds=round(time.time() - t0, 2))
+    for key in ("hits", "misses"):   # this case's persistent-cache counts, taken off by main()
+        summary[0]["cache_" + key] = compiling.CACHE[key] - before.get(key, 0)
     return summary
+
+
+def _worker(cache):
+    """A worker process's start: the same persistent cache as the parent's."""
+    if cache:
+        compiling.persistent_cache(cache)
 
 
 def _check_by_name(task) -> list:

@@ -19,6 +19,7 @@ import os
 from typing import Callable
 
 import jax
+from jax import monitoring
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 # Off by default: two test-suite processes that had run checks this way later crashed (segmentation fault) inside
@@ -77,3 +78,23 @@ def jit(fn: Callable, n: int = 0) -> Callable:
     """``jax.jit(fn)`` for a check of ``n`` numbers, its executables compiled by the rule above (call it with
     concrete arrays only)."""
     return _Jit(fn, n)
+
+
+CACHE: collections.Counter = collections.Counter()   # "hits" / "misses" of the persistent cache in this process
+_EVENTS = {"/jax/compilation_cache/cache_hits": "hits", "/jax/compilation_cache/cache_misses": "misses"}
+_listening = []
+
+
+def persistent_cache(directory: str) -> None:
+    """Keep this process's compiled programs in JAX's persistent compilation cache at ``directory`` (its own
+    ``jax_compilation_cache_dir``), with the min-compile-time and min-size thresholds off so the checker's small
+    programs (0.05-2 s compiles) are kept too; a later process with the same directory loads them instead of
+    compiling. Call before the first compile of the process. :data:`CACHE` counts hits and misses."""
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    if not _listening:
+        monitoring.register_event_listener(lambda event, **kw: CACHE.update([_EVENTS[event]]) if event in _EVENTS
+                                           else None)
+        _listening.append(True)

@@ -1,10 +1,13 @@
 """The compiled kernels of one checked function: the directional kernel and the host-row kernels.
 
 The directional kernel evaluates rows ``(seed, lo, hi, h)`` at a point given as its list of leaves: a unit
-direction ``v`` drawn in the kernel by :func:`direction`, supported on the flat indices ``[lo, hi)``; per row the
-eight stencil values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``, plus ``f(t)`` and the gradient ``g``
-(computed by the first chunk of a call only); rows run in a loop of :data:`GROUP` vmapped rows up to the count a
-call uses. Host-row kernels (second order) take rows of flat points.
+direction ``v`` (a counter hash of ``seed``) supported on the flat indices ``[lo, hi)``; per row the eight stencil
+values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``, plus ``f(t)`` and the gradient ``g`` (computed by
+the first chunk of a call only); rows run in a loop of :data:`GROUP` vmapped rows up to the count a call uses.
+Three forms, same numbers: a small check (n <= :data:`HOST_N`) passes the directions in, drawn by numpy
+(:func:`host_directions`: no hash to compile); a larger one draws them in the kernel (:func:`direction`); one
+whose rows run singly (too large to vmap 4) switches on the row's leaf (:func:`_leafwise`: O(leaf) per row).
+Host-row kernels (second order) take rows of flat points.
 """
 from __future__ import annotations
 
@@ -18,29 +21,77 @@ from deepcore.gradcheck.finite import STENCIL
 ROW_BYTES = 2 ** 28   # memory for one chunk of rows (directions, stencil points, tangents)
 MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated one after another
 GROUP = 4             # rows vmapped together per loop step (a leaf's rows in fast mode, a bisection step)
+HOST_N = 2 ** 16      # vmapped rows of a check of at most this many numbers take directions drawn on the host
+HOST_BYTES = 2 ** 26  # ... in chunks of at most this many bytes of directions
+
+
+def _draw(seed, lo, hi, start, size, dtype):
+    """The flat entries ``[start, start + size)`` of the unnormalised direction: a murmur3-finalised counter hash
+    of ``seed``, uniform in [-1, 1), zero outside ``[lo, hi)``; shape (size,)."""
+    i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
+    x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        x = (x ^ (x >> shift)) * jnp.uint32(mul)
+    x = x ^ (x >> 16)
+    v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+    return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
+
+
+def host_directions(seeds, lo, hi, n: int, dtype) -> np.ndarray:
+    """:func:`_draw`'s directions computed by numpy, normalised in float64: (m, n) in ``dtype``. Passed to the
+    kernel of a small check, they keep the hash out of its program (a third of its compile, 60% of its HLO)."""
+    i = np.arange(n, dtype=np.uint32)[None, :]
+    x = i + np.asarray(seeds, np.uint32)[:, None] * np.uint32(0x9E3779B9)
+    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        x = (x ^ (x >> np.uint32(shift))) * np.uint32(mul)
+    x = x ^ (x >> np.uint32(16))
+    v = ((x >> np.uint32(8)).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+    v = np.where((i >= np.asarray(lo)[:, None]) & (i < np.asarray(hi)[:, None]), v.astype(np.float64), 0.0)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(dtype)
 
 
 def direction(seed, lo, hi, layout, dtype):
     """A unit vector supported on the flat indices ``[lo, hi)``, as one array per leaf of ``layout``
-    (``(start, shape)`` pairs): a murmur3-finalised counter hash of ``seed``, uniform in [-1, 1)."""
+    (``(start, shape)`` pairs), drawn by :func:`_draw`."""
     vs = []
     for start, shape in layout:
         size = int(np.prod(shape, dtype=np.int64))
-
-        def draw(start=start, size=size):
-            i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
-            x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
-            for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-                x = (x ^ (x >> shift)) * jnp.uint32(mul)
-            x = x ^ (x >> 16)
-            v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
-            return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
-
+        draw = lambda start=start, size=size: _draw(seed, lo, hi, start, size, dtype)  # noqa: E731
         # only the leaves the range touches are hashed (a real branch where rows are not vmapped)
         touched = (lo < start + size) & (hi > start)
         vs.append(jax.lax.cond(touched, draw, lambda: jnp.zeros(size, dtype)).reshape(shape))
     norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
     return [v / norm for v in vs]
+
+
+def _inner(size, dtype):
+    """How a row's 8 stencil points of ``size`` changed numbers are evaluated: vmapped, or one after another
+    above :data:`MAP_BYTES`."""
+    return jax.vmap if 8 * size * jnp.dtype(dtype).itemsize <= MAP_BYTES else (
+        lambda fn: lambda xs: jax.lax.map(fn, xs))
+
+
+def _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp):
+    """One unvmapped row as a ``lax.switch`` over leaves: the branch of the leaf holding ``[lo, hi)`` draws,
+    forms points and takes the JVP on that leaf only (the others enter ``f`` unchanged, their tangents are
+    symbolic zeros), so a row costs O(its leaf's size) besides its evaluations. A row's range lies in one leaf."""
+    starts = jnp.asarray([a for a, _ in layout[1:]], jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+
+    def branch(j):
+        start, shape = layout[j]
+        size = int(np.prod(shape, dtype=np.int64))
+
+        def go(seed, a, b, h):
+            v = _draw(seed, a, b, start, size, dtype)
+            v = (v / jnp.sqrt(jnp.sum(v * v))).reshape(shape)
+            fj = lambda s: f(t[:j] + [s] + t[j + 1:], c, u)  # noqa: E731
+            F = _inner(size, dtype)(lambda cc: fj(t[j] + (cc * h) * v))(coeffs)
+            jv = jax.jvp(fj, (t[j],), (v,))[1] if jvp else zero
+            return F, jnp.vdot(g[j], v), jv
+        return go
+
+    branches = [branch(j) for j in range(len(layout))]
+    return lambda seed, a, b, h: jax.lax.switch(jnp.sum(a >= starts.astype(a.dtype)), branches, seed, a, b, h)
 
 
 class Kernels:
@@ -72,28 +123,37 @@ class Kernels:
         """Rows evaluated together (vmapped) per loop step: :data:`GROUP`, or 1 where they do not fit memory."""
         return GROUP if batched and GROUP * 11 * self.n * jnp.dtype(self.dtype).itemsize <= ROW_BYTES else 1
 
+    def host(self, batched: bool) -> bool:
+        """Whether the kernel takes its rows' directions from :func:`host_directions` (vmapped rows, small n)."""
+        return self.group(batched) > 1 and self.n <= HOST_N
+
+    def leafwise(self, batched: bool) -> bool:
+        """Whether rows run one at a time through :func:`_leafwise` (each row's range must lie in one leaf)."""
+        return self.group(batched) == 1 and len(self.layout) > 1
+
     def _directional(self, grad: bool, jvp: bool, batched: bool):
         """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf).
 
         Rows go through a loop of :meth:`group`-row steps up to ``used`` (a run-time value): a call with
         fewer rows than the compiled count (kink moves, bisection) costs its own rows, not the padding."""
         f, layout, dtype, G = self.f_tree, self.layout, self.dtype, self.group(batched)
-        inner = jax.vmap if 8 * self.n * jnp.dtype(dtype).itemsize <= MAP_BYTES else (
-            lambda fn: lambda xs: jax.lax.map(fn, xs))
         coeffs = jnp.asarray(STENCIL, dtype)
         zero = jnp.zeros((), dtype)
 
-        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs, used):
+        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs, used, dirs=None):
             g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
 
-            def row(seed, a, b, h):
-                v = direction(seed, a, b, layout, dtype)
-                F = inner(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
+            def row(seed, a, b, h, d=None):   # vmapped rows: every leaf's direction and point (a switch runs all)
+                v = direction(seed, a, b, layout, dtype) if d is None else self.split(d)
+                F = _inner(self.n, dtype)(lambda cc: f([ti + (cc * h) * vi for ti, vi in zip(t, v)], c, u))(coeffs)
                 jv = jax.jvp(lambda s: f(s, c, u), (t,), (v,))[1] if jvp else zero
                 return F, sum(jnp.vdot(gi, vi) for gi, vi in zip(g, v)), jv
 
+            if self.leafwise(batched):
+                row = _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp)
+
             def step(i, acc):
-                part = [jax.lax.dynamic_slice_in_dim(a, i * G, G) for a in (seeds, lo, hi, hs)]
+                part = [jax.lax.dynamic_slice_in_dim(a, i * G, G) for a in (seeds, lo, hi, hs, dirs) if a is not None]
                 outs = jax.vmap(row)(*part) if G > 1 else [o[None] for o in row(*[a[0] for a in part])]
                 return [jax.lax.dynamic_update_slice_in_dim(A, o.astype(A.dtype), i * G, 0) for A, o in zip(acc, outs)]
 

@@ -5,9 +5,10 @@ The differentiated floating leaves of ``args[i]`` (``i`` in ``argnums``) are con
 ``u`` unless it is a scalar. Constants and ``u`` are *arguments* of the compiled kernels, not captured
 values, so kernels are cached per (function, structure, shapes) and reused across leaves, modes and
 seeds; a check compiles its directional kernel (:mod:`deepcore.gradcheck.kernels`) once: later calls are cut
-into or padded to the first call's row count, and the kernel's loop stops after the rows a call uses. The host
-never builds an n-sized array per row, so fast mode costs its function evaluations, whatever n is. Programs are
-compiled by :mod:`deepcore.gradcheck.compiling`'s rule; host arrays reach the device by ``device_put``.
+into or padded to the first call's row count, and the kernel's loop stops after the rows a call uses. Above
+``kernels.HOST_N`` numbers the host builds nothing n-sized per row, so fast mode costs its evaluations, whatever
+n. Programs are compiled by :mod:`deepcore.gradcheck.compiling`'s rule; host arrays reach the device by
+``device_put``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepcore.gradcheck.kernels import GROUP, ROW_BYTES, Kernels
+from deepcore.gradcheck.kernels import GROUP, HOST_BYTES, ROW_BYTES, Kernels, host_directions
 
 MAX_ROWS = 4096   # rows of one directional call (its loop holds only a group's points at a time)
 
@@ -210,23 +211,33 @@ class Problem:
              for a, s in self.layout]
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
-        out, i = [], 0
-        for used, size in self._chunks(len(rows[0]), MAX_ROWS, self.sizes, GROUP):
+        if self.k.leafwise(self._flags()[2]):
+            starts = [a for a, _ in self.layout]
+            across = (rows[2] > rows[1]) & (np.searchsorted(starts, rows[1], "right")
+                                             != np.searchsorted(starts, rows[2] - 1, "right"))
+            if across.any():
+                raise ValueError(f"gradcheck: row range [{rows[1][across][0]}, {rows[2][across][0]}) spans leaves; "
+                                 f"expected one leaf's range in a check of {self.n} numbers")
+        out, i, host = [], 0, self.k.host(self._flags()[2])
+        cap = min(MAX_ROWS, HOST_BYTES // (self.n * jnp.dtype(self.dtype).itemsize)) if host else MAX_ROWS
+        for used, size in self._chunks(len(rows[0]), max(GROUP, cap), self.sizes, GROUP):
             if self.progress and label:
                 self.progress.rows(label[0], label[1][i], i, len(rows[0]))
             chunk = [np.concatenate([a[i:i + used], np.repeat(a[i:i + 1], size - used)]) for a in rows]
+            dirs = put(host_directions(*chunk[:3], self.n, self.dtype)) if host else None
             chunk = [put(a) for a in chunk[:3]] + [put(chunk[3], self.dtype)]
             known = all(n in self.support for n in ("grad", "jvp", "vmap"))
             g_in = [put(np.zeros(a.shape, a.dtype)) for a in t] if not out else g   # the first chunk computes g
-            call = (t, g_in, put(not out), self.consts, self.u, *chunk, put(np.int32(used)))
+            call = lambda: (t, g_in, put(not out), self.consts, self.u, *chunk, put(np.int32(used)),  # noqa: E731
+                            dirs if self.k.host(self._flags()[2]) else None)
             try:
-                res = self.k.directional(*self._flags())(*call)
+                res = self.k.directional(*self._flags())(*call())
             except Exception:
                 if known:
                     raise
                 for name in ("grad", "jvp", "vmap"):   # find out which transformation failed, then retry
                     self.supports(name)
-                res = self.k.directional(*self._flags())(*call)
+                res = self.k.directional(*self._flags())(*call())
             for name in ("grad", "jvp", "vmap"):
                 self.support.setdefault(name, "")
             out.append([np.asarray(a, np.float64)[:used] for a in res[:3]])

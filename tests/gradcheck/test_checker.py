@@ -1,5 +1,6 @@
 """No false positives on correct code, kinks, dtypes, skipped/refused inputs, cost, and the CLI."""
 import json
+import os
 import warnings
 
 import jax
@@ -127,6 +128,26 @@ def test_cli_worker_processes_give_the_same_rows_in_catalog_order(capsys):
     key = lambda r: (r["name"], r["mode"], r["max_rel_err"], r["verdict"])  # noqa: E731
     assert [key(r) for r in parallel] == [key(r) for r in serial]
     assert [r["name"] for r in parallel][::3] == ["dense", "relu", "embedding"]
+
+
+def test_cli_cache_a_second_process_loads_the_programs_the_first_compiled(tmp_path):
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "deepcore.gradcheck", "--filter", "^relu$", "--jobs", "1", "--json",
+           "--cache", str(tmp_path / "cache")]
+    runs = []
+    for _ in range(2):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": root})
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout))
+    first, second = runs
+    assert first["cache_hits"] == 0 and first["cache_misses"] > 0      # a fresh directory: everything compiled
+    written = len([p for p in (tmp_path / "cache").iterdir() if p.name.endswith("-cache")])
+    assert written >= first["cache_misses"] > 0
+    assert second["cache_hits"] == first["cache_misses"] and second["cache_misses"] == 0   # nothing recompiled
+    key = lambda r: (r["name"], r["mode"], r["max_rel_err"], r["verdict"])  # noqa: E731
+    assert [key(r) for r in second["rows"]] == [key(r) for r in first["rows"]]
 
 
 def test_spectral_norm_hessian_is_a_surrogate_so_its_case_skips_second_order():

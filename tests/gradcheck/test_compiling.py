@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from deepcore.gradcheck import compiling
 from deepcore.gradcheck.problem import Problem
@@ -51,3 +52,79 @@ def test_a_call_with_fewer_rows_than_compiled_gives_the_same_rows_without_a_comp
         w, x = args   # the gradient against numpy's: d/dw = x^T (2 sin cos), d/dx = (2 sin cos) w^T
         s = 2 * np.sin(x @ w) * np.cos(x @ w)
         np.testing.assert_allclose(g, np.concatenate([(x.T @ s).ravel(), (s @ w.T).ravel()]), rtol=1e-12)
+
+
+def test_leafwise_rows_and_host_drawn_rows_give_the_same_numbers(monkeypatch):
+    from deepcore.gradcheck import kernels
+    from deepcore.gradcheck.kernels import host_directions
+    rng = np.random.default_rng(2)
+    args = (rng.standard_normal((4, 3)), rng.standard_normal(3), rng.standard_normal((5, 4)))
+    sizes = [12, 3, 20]
+    starts = np.cumsum([0] + sizes[:-1])
+    # rows: each leaf whole, single elements, half a leaf (fast mode, full mode, bisection)
+    lo = np.array([*starts, 0, 13, 14, 30, 15, 25], np.int64)
+    hi = np.array([*(starts + sizes), 1, 14, 15, 31, 25, 35], np.int64)
+    seeds = np.arange(7, 7 + len(lo), dtype=np.uint32)
+    hs = np.full(len(lo), 1e-3)
+    out = {}
+    with jax.enable_x64(True):
+        for rows_at_once in (True, False):
+            if not rows_at_once:   # as for a 10M-parameter check: rows one at a time, through the leafwise switch
+                monkeypatch.setattr(kernels, "ROW_BYTES", 1)
+            f = lambda w, b, x: jnp.sum(jnp.sin(x @ w + b[None]) ** 2)  # noqa: E731  (new function: new kernels)
+            P = Problem(f, args, (0, 1, 2), ("w", "b", "x"), False, jnp.float64, np.random.default_rng(0))
+            assert P.k.leafwise(True) is not rows_at_once and P.k.host(True) is rows_at_once
+            out[rows_at_once] = P.directional(P.theta0, seeds, lo, hi, hs)
+            kernel = P.k._directional(True, True, True)
+            if rows_at_once:   # a small check: directions come from the host, no hash in the program
+                t = P.k.split(jnp.asarray(P.theta0))
+                dirs = host_directions(seeds, lo, hi, P.n, np.float64)
+                jaxpr = str(jax.make_jaxpr(kernel)(t, t, True, P.consts, P.u, seeds, lo, hi, hs, 3, dirs))
+                assert "shift_right_logical" not in jaxpr
+            else:
+                t = P.k.split(jnp.asarray(P.theta0))
+                jaxpr = jax.make_jaxpr(kernel)(t, t, True, P.consts, P.u, seeds, lo, hi, hs, 3)
+                assert 3 in _branch_counts(jaxpr.jaxpr)   # the row is a switch with one branch per leaf
+                with pytest.raises(ValueError, match="spans leaves"):
+                    P.directional(P.theta0, seeds[:1], lo[:1], hi[2:3], hs[:1])
+    for a, b in zip(out[True], out[False]):
+        if isinstance(a, float):
+            assert a == b
+        else:
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    # against numpy: <g, v> along each leaf's own direction is the leaf's gradient slice's projection
+    F, vg = out[False][0], out[False][1]
+    np.testing.assert_allclose(vg, (F[:, 0] - F[:, 1]) / 2e-3, rtol=1e-5)
+
+
+def _branch_counts(jaxpr):
+    """The branch counts of every cond/switch in ``jaxpr``, nested ones included."""
+    counts = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "cond":
+            counts.append(len(eqn.params["branches"]))
+        for v in eqn.params.values():
+            for j in (v if isinstance(v, (tuple, list)) else (v,)):
+                inner = getattr(j, "jaxpr", None)
+                if inner is not None and hasattr(inner, "eqns"):
+                    counts += _branch_counts(inner)
+                elif hasattr(j, "eqns"):
+                    counts += _branch_counts(j)
+    return counts
+
+
+def test_host_directions_are_the_kernels_directions():
+    from deepcore.gradcheck.kernels import direction, host_directions
+    layout = [(0, (3, 4)), (12, (5,)), (17, (2, 2, 2))]
+    seeds = np.array([0, 1, 2 ** 31 + 5, 2 ** 32 - 1], np.uint32)
+    lo, hi = np.array([0, 12, 3, 0]), np.array([12, 17, 20, 25])
+    for dtype, rtol in ((np.float32, 1e-6), (np.float64, 1e-14)):
+        with jax.enable_x64(dtype == np.float64):
+            host = host_directions(seeds, lo, hi, 25, dtype)
+            assert host.dtype == dtype and host.shape == (4, 25)
+            for r in range(4):
+                v = direction(jnp.uint32(seeds[r]), jnp.asarray(lo[r]), jnp.asarray(hi[r]), layout, dtype)
+                kernel = np.concatenate([np.asarray(a).ravel() for a in v])
+                np.testing.assert_allclose(host[r], kernel, rtol=rtol, atol=rtol * 1e-2)
+                assert np.all(host[r][:lo[r]] == 0) and np.all(host[r][hi[r]:] == 0)
+            np.testing.assert_allclose(np.linalg.norm(host.astype(np.float64), axis=1), 1.0, rtol=rtol * 10)

@@ -111,7 +111,7 @@ def main():
             row[f"population {form}"] = timed(population_step(loss, tx, members=form), [pop], b, reps)
         pop = init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
         auto(pop, b)
-        picked = [p[0] for p in auto._plans.values()] if hasattr(auto, "_plans") else ["vmap"]
+        picked = list(auto._plans.values()) if hasattr(auto, "_plans") else ["vmap"]
         print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in row.items())
               + "; " + ", ".join(f"{form} / sequence {row[f'population {form}'] / row[f'{n} in sequence']:.2f}"
                                  for form in FORMS) + f"; auto picks {picked[0]}")

@@ -149,7 +149,7 @@ def test_sequential_members_are_bit_identical_to_separate_runs_of_a_cnn(shared_b
         old, (pop, metrics) = pop, step(pop, b)
         assert jax.tree.leaves(old.params)[0].is_deleted()           # donated: written in place
     ev = evaluate(pop, batches[0])
-    assert [p[0] for p in step._plans.values()] == ["sequential"] and len(step.one._cache) == 1
+    assert list(step._plans.values()) == ["sequential"] and len(step.one._cache) == 1
     assert metrics["loss"].shape == ev["loss"].shape == (3,)
     run, run_eval = train_step(loss, tx), eval_step(loss)   # one compilation serves the separate runs
     for i, lr in enumerate(lrs):

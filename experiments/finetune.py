@@ -136,7 +136,6 @@ def phase(args, name, model, params, tx, ids, val, steps, cdt):
 def main(args):
     import jax
     import jax.numpy as jnp
-
     from deepcore.data import eval_windows
     from deepcore.finetune import lora
     from deepcore.models.transformer import LMConfig, TransformerLM

@@ -25,15 +25,22 @@ HOST_N = 2 ** 16      # vmapped rows of a check of at most this many numbers tak
 HOST_BYTES = 2 ** 26  # ... in chunks of at most this many bytes of directions
 
 
+def _uniform(xp, i, seed, dtype):
+    """Uniform [-1, 1) numbers from a murmur3-finalised counter hash of the uint32 indices ``i`` and ``seed``,
+    with ``xp`` = ``jax.numpy`` (in a kernel) or ``numpy`` (on the host): the same numbers either way."""
+    u32 = xp.uint32
+    x = i + seed * u32(0x9E3779B9)
+    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        x = (x ^ (x >> u32(shift))) * u32(mul)
+    x = x ^ (x >> u32(16))
+    return ((x >> u32(8)).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+
+
 def _draw(seed, lo, hi, start, size, dtype):
     """The flat entries ``[start, start + size)`` of the unnormalised direction: a murmur3-finalised counter hash
     of ``seed``, uniform in [-1, 1), zero outside ``[lo, hi)``; shape (size,)."""
     i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
-    x = i + seed.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
-    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-        x = (x ^ (x >> shift)) * jnp.uint32(mul)
-    x = x ^ (x >> 16)
-    v = ((x >> 8).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+    v = _uniform(jnp, i, seed.astype(jnp.uint32), dtype)
     return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
 
 
@@ -41,11 +48,7 @@ def host_directions(seeds, lo, hi, n: int, dtype) -> np.ndarray:
     """:func:`_draw`'s directions computed by numpy, normalised in float64: (m, n) in ``dtype``. Passed to the
     kernel of a small check, they keep the hash out of its program (a third of its compile, 60% of its HLO)."""
     i = np.arange(n, dtype=np.uint32)[None, :]
-    x = i + np.asarray(seeds, np.uint32)[:, None] * np.uint32(0x9E3779B9)
-    for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
-        x = (x ^ (x >> np.uint32(shift))) * np.uint32(mul)
-    x = x ^ (x >> np.uint32(16))
-    v = ((x >> np.uint32(8)).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+    v = _uniform(np, i, np.asarray(seeds, np.uint32)[:, None], dtype)
     v = np.where((i >= np.asarray(lo)[:, None]) & (i < np.asarray(hi)[:, None]), v.astype(np.float64), 0.0)
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(dtype)
 

@@ -21,9 +21,9 @@ chaotic training can grow such differences, as changing the thread count does; u
 How the members run (``members=``): ``"sequential"`` runs them one after another as N dispatches of one
 compiled single-member program (the state cut into members and stacked again by two small programs), so a
 step costs what the members' separate steps cost plus the cut and the stack (measured 1.06-1.10x for a small
-CNN on a 2-core CPU), and each member
-matched its separate run bit for bit in the tests (a CNN with Adam, an MLP with SGD); it must be called from Python: inside an enclosing ``jax.jit``/``vmap`` it is traced
-as ``"unroll"``. ``"vmap"`` batches them into wide operations (fast on GPU/TPU); ``"unroll"`` puts one copy
+CNN on a 2-core CPU), and each member matched its separate run bit for bit in the tests (a CNN with Adam,
+an MLP with SGD); it must be called from Python: inside an enclosing ``jax.jit``/``vmap`` it is traced as
+``"unroll"``. ``"vmap"`` batches them into wide operations (fast on GPU/TPU); ``"unroll"`` puts one copy
 of the single-model program per member into one compiled program; ``"map"`` runs them in a ``lax.map``
 loop (slow on XLA:CPU). ``"auto"`` (default): on a CPU ``"sequential"`` for models with convolutions (where
 vmapped convolutions become slow grouped ones and unrolled copies measured 1.1-1.9x the sequential cost),
@@ -105,7 +105,7 @@ def members_form(members: str = "auto", backend: Optional[str] = None, n: Option
     """``"sequential"``, ``"vmap"``, ``"unroll"`` or ``"map"``: how a population's ``n`` members run.
 
     ``"sequential"``: the members one after another, N dispatches of one compiled single-member program
-    (never slower than N separate runs, by construction). ``"vmap"`` batches the members into wide operations
+    (N separate runs' cost plus cutting and stacking the state). ``"vmap"`` batches the members into wide operations
     (batched matmuls; a convolution whose input and kernel both carry the member axis becomes one grouped
     convolution): the fast form on GPU and TPU. ``"unroll"`` compiles one copy of the single-model step per
     member into one program. ``"map"``: a ``lax.map`` loop over the members. ``"auto"`` on ``cpu``:

@@ -1,11 +1,11 @@
 """A population step against its members' single-model steps run one after another (issue 19).
 
-For N members (learning rates of one sweep) of a small CNN and of an MLP, prints the median time of:
-one model's compiled step; N of them in sequence (N separate runs, as a user would without populations);
-the population step in each form, side by side in one process on the same batch: ``members="sequential"``
-(N dispatches of one compiled single-member program; the CPU default for models with convolutions),
-``"unroll"`` (N copies in one program; the CPU default for others), ``"vmap"`` and ``"map"``; and which form
-``"auto"`` picks. Run it alone on an idle machine:
+For N members (learning rates of one sweep) of a small CNN and of an MLP, prints the median time of: one model's
+compiled step; N of them in sequence (N separate runs, as a user would without populations); the population step in
+each form, side by side in one process on the same batch: ``members="sequential"`` (N dispatches of one compiled
+single-member program; the CPU default for models with convolutions), ``"unroll"`` (N copies in one program; the CPU
+default for others), ``"vmap"`` and ``"map"``; the population kept apart as a list of members (``unstack_members``:
+each member's program, no cut and stack); and which form ``"auto"`` picks. Run it alone on an idle machine:
 
     python bench/population_cpu.py                  # N=4, batch 64, 28x28x1 CNN and a 784-256-256-10 MLP
     python bench/population_cpu.py --members 8 --reps 30
@@ -27,7 +27,7 @@ import optax
 
 from deepcore import layers as L
 from deepcore.train import classifier_loss, init_state, train_step
-from deepcore.train.population import init_population, population_step
+from deepcore.train.population import init_population, population_step, unstack_members
 
 
 FORMS = ("sequential", "unroll", "vmap", "map")
@@ -42,18 +42,23 @@ def models(tiny):
     return {"cnn": (cnn, (size, size, 1)), "mlp": (mlp, (size, size, 1))}
 
 
-def timed(fn, states, batch, reps):
-    """Median seconds of one round of ``states[i] = fn(states[i], batch)`` for every state in ``states``, one
-    after another (compiled and warmed first)."""
-    states = list(states)
-    times = []
+def timed(cases, batch, reps):
+    """Seconds per rep of each case: ``cases[name] = (fn, states)``; one round of a case runs
+    ``states[i] = fn(states[i], batch)`` for each of its states (a state may be a population, stacked or a list
+    of members). The cases are interleaved, each rep running every case once in a fresh random order (the first
+    rep compiles and is dropped), so a slow spell of a shared machine hits every case alike, no case always
+    follows the cache-thrashing slow ones, and the per-rep ratios pair like with like."""
+    times, order = {name: [] for name in cases}, np.random.default_rng(0)
     for r in range(reps + 1):
-        t0 = time.perf_counter()
-        for i, s in enumerate(states):
-            states[i], m = fn(s, batch)
-        jax.block_until_ready((states, m))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])
+        for name in order.permutation(list(cases)):
+            fn, states = cases[name]
+            t0 = time.perf_counter()
+            for i, s in enumerate(states):
+                states[i], m = fn(s, batch)
+            jax.block_until_ready((states, m))
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def conv_forms(n, reps):
@@ -102,19 +107,21 @@ def main():
         loss = classifier_loss(model)
         tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
         step = train_step(loss, tx)
-        singles = [init_state(model, spec, tx, seed=i) for i in range(n)]
-        row = {"one model": timed(step, [init_state(model, spec, tx, seed=n)], b, reps),
-               f"{n} in sequence": timed(step, singles, b, reps)}
+        pop = lambda: init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
         auto = population_step(loss, tx)
-        for form in FORMS:
-            pop = init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
-            row[f"population {form}"] = timed(population_step(loss, tx, members=form), [pop], b, reps)
-        pop = init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
-        auto(pop, b)
+        cases = {"one model": (step, [init_state(model, spec, tx, seed=n)]),
+                 f"{n} in sequence": (step, [init_state(model, spec, tx, seed=i) for i in range(n)])}
+        cases.update({f"population {form}": (population_step(loss, tx, members=form), [pop()]) for form in FORMS})
+        cases["population apart"] = (auto, [unstack_members(pop())])
+        times = timed(cases, b, reps)
+        auto(pop(), b)
         picked = list(auto._plans.values()) if hasattr(auto, "_plans") else ["vmap"]
-        print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in row.items())
-              + "; " + ", ".join(f"{form} / sequence {row[f'population {form}'] / row[f'{n} in sequence']:.2f}"
-                                 for form in FORMS) + f"; auto picks {picked[0]}")
+        seq = times[f"{n} in sequence"]
+        ratio = lambda form: statistics.median(a / b for a, b in zip(times[f"population {form}"], seq))  # noqa
+        print(f"{name}: " + ", ".join(f"{k} {statistics.median(v) * 1e3:.2f} ms" for k, v in times.items())
+              + "; median per-rep ratio to the sequence: " + ", ".join(f"{form} {ratio(form):.2f}"
+                                                                       for form in FORMS + ("apart",))
+              + f"; auto picks {picked[0]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ Loop and checkpoints
     the loop's parts, for a loop of your own: MetricsLog, read_metrics, eval_summary (metrics.jsonl), Progress, Window (logged
     means), StepGuard, state_problem (non-finite checks), Every, ProfileWindow, open_run (resume), current_step
 Populations (N models in one compiled step: seeds x hyperparameters)
-    init_population, population_step, population_eval, member, set_hyperparams
+    init_population, population_step, population_eval, member, set_hyperparams, unstack_members, stack_members
 
 Submodules: ``state``, ``step``, ``objectives`` (loss builders), ``parallel`` (mesh, sharding, multi-process),
 ``sharding`` (logical-axis rules -> any mesh: data, fsdp, tensor), ``fit_report`` (will it fit: per-device bytes;
@@ -56,7 +56,8 @@ from deepcore.train.objectives import prediction_loss, reconstruction_loss, regr
 from deepcore.train.step import (DPSGD, classifier_loss, compile_fn, eval_step, make_eval, make_update,
                                  optimizer_update, per_example_grads, train_step)
 from deepcore.train.window import Window
-from deepcore.train.population import init_population, member, population_eval, population_step, set_hyperparams
+from deepcore.train.population import (init_population, member, population_eval, population_step, set_hyperparams,
+                                       stack_members, unstack_members)
 
 __all__ = [
     "TrainState", "init_state", "create_state",
@@ -66,5 +67,5 @@ __all__ = [
     "predict", "evaluate_split", "flip_averaged", "classifier_eval", "TimeBudget", "spent_before", "warmup_cosine",
     "MetricsLog", "read_metrics", "eval_summary", "Progress", "Window", "StepGuard", "state_problem", "Every", "ProfileWindow",
     "open_run", "current_step",
-    "init_population", "population_step", "population_eval", "member", "set_hyperparams",
+    "init_population", "population_step", "population_eval", "member", "set_hyperparams", "unstack_members", "stack_members",
 ]

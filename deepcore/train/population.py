@@ -18,17 +18,27 @@ dot; fusions differ), a few ulps per step that training carries forward. Measure
 ``members="unroll"`` or ``"map"`` for an MLP with SGD; about 1e-7 for a small CNN with Adam. Over long runs
 chaotic training can grow such differences, as changing the thread count does; use float64 for bitwise studies.
 
-How the members run (``members=``): ``"sequential"`` runs them one after another as N dispatches of one
-compiled single-member program (the state cut into members and stacked again by two small programs), so a
-step costs what the members' separate steps cost plus the cut and the stack (measured 1.06-1.10x for a small
-CNN on a 2-core CPU), and each member matched its separate run bit for bit in the tests (a CNN with Adam,
-an MLP with SGD); it must be called from Python: inside an enclosing ``jax.jit``/``vmap`` it is traced as
-``"unroll"``. ``"vmap"`` batches them into wide operations (fast on GPU/TPU); ``"unroll"`` puts one copy
-of the single-model program per member into one compiled program; ``"map"`` runs them in a ``lax.map``
-loop (slow on XLA:CPU). ``"auto"`` (default): on a CPU ``"sequential"`` for models with convolutions (where
-vmapped convolutions become slow grouped ones and unrolled copies measured 1.1-1.9x the sequential cost),
-``"unroll"`` for others (up to 8 members; measured below the sequential cost) and when traced; ``"vmap"``
-on GPU/TPU. Costs: BUILD_NOTES.md, issue 19 (``python bench/population_cpu.py``).
+Two layouts. Stacked (what :func:`init_population` returns; checkpoints, ``fit`` and ``vmap`` read it) or apart,
+a list of N member states (:func:`unstack_members`, back with :func:`stack_members`): given a list, every form
+runs the members one after another with the single-member program and returns a list, so a step costs exactly
+its members' separate steps (no cut and stack; the layout for CPU sweeps in a loop of your own)::
+
+    members = unstack_members(states)
+    for batch in batches:
+        members, metrics = step(members, batch)                # metrics["loss"]: (8,)
+    states = stack_members(members)
+
+How stacked members run (``members=``): ``"sequential"`` runs them one after another as N dispatches of one compiled
+single-member program (the state cut into members and stacked again by two small programs), so a step costs what the
+members' separate steps cost plus the cut and the stack (measured 1.06-1.10x for a small CNN on a 2-core CPU, where
+the list layout costs 1.0x), and each member matched its separate run bit for bit in the tests (a CNN with Adam, an
+MLP with SGD); it must be called from Python: inside an enclosing ``jax.jit``/``vmap`` it is traced as ``"unroll"``.
+``"vmap"`` batches them into wide operations (fast on GPU/TPU); ``"unroll"`` puts one copy of the single-model
+program per member into one compiled program; ``"map"`` runs them in a ``lax.map`` loop (slow on XLA:CPU).
+``"auto"`` (default): on a CPU ``"sequential"`` for models with convolutions (where vmapped convolutions become slow
+grouped ones and unrolled copies measured 1.1-1.9x the sequential cost), ``"unroll"`` for others (up to 8 members;
+measured below the sequential cost) and when traced; ``"vmap"`` on GPU/TPU. Costs: BUILD_NOTES.md, issue 19
+(``python bench/population_cpu.py``).
 
 Hyperparameters given to :func:`init_population` or :func:`set_hyperparams` are copied, so the donating step
 never deletes the caller's arrays.
@@ -89,9 +99,28 @@ def init_population(init_fn: Callable, tx: optax.GradientTransformation, seeds: 
     return set_hyperparams(states, **hyperparams) if hyperparams else states
 
 
-def member(states: TrainState, i: int) -> TrainState:
-    """Member ``i`` of a population as an ordinary :class:`TrainState`."""
-    return jax.tree.map(lambda a: a[i], states)
+def member(states, i: int) -> TrainState:
+    """Member ``i`` of a population (stacked, or a list of members) as an ordinary :class:`TrainState`."""
+    return states[i] if isinstance(states, (list, tuple)) else jax.tree.map(lambda a: a[i], states)
+
+
+_unstack = jax.jit(lambda tree: [jax.tree.map(lambda a: a[i], tree)
+                                 for i in range(jax.tree.leaves(tree)[0].shape[0])])
+_stack = jax.jit(lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees))
+
+
+def unstack_members(states: TrainState) -> list:
+    """A stacked population (leading member axis N) as a list of its N member states (one small program).
+
+    The list is the layout in which a population step costs exactly its members' separate steps on a CPU: the
+    step runs each member with the single-member program and returns a list again (no cut and stack per step).
+    Checkpoints, ``fit`` and the one-program forms want the stacked layout: :func:`stack_members`."""
+    return _unstack(states)
+
+
+def stack_members(members: Sequence) -> TrainState:
+    """The inverse of :func:`unstack_members`: a list of N member states -> one state with a leading member axis."""
+    return _stack(list(members))
 
 
 MEMBERS = ("auto", "sequential", "vmap", "map", "unroll")
@@ -164,14 +193,12 @@ class _Members:
         self.fn, self.update, self.shared, self.donate, self.members = fn, update, shared_batch, donate, members
         self.options, self._stacked, self._plans = compiler_options, {}, {}
         self.one = compile_fn(fn, donate_argnums=(0,) if update else (), compiler_options=compiler_options)
-        n_of = lambda tree: jax.tree.leaves(tree)[0].shape[0]   # noqa: E731
-        self._split = jax.jit(lambda tree: [jax.tree.map(lambda a: a[i], tree) for i in range(n_of(tree))])
-        self._join = jax.jit(lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees))
+        self._split, self._join = _unstack, _stack
 
     def _plan(self, states, batch, n):
         """The form for this signature, from one trace of the single-member step (does it convolve?)."""
         leaves = jax.tree.leaves((states, batch))
-        key = (jax.tree.structure((states, batch)), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
+        key = (jax.tree.structure((states, batch)), tuple((np.shape(a), getattr(a, "dtype", type(a))) for a in leaves))
         if key not in self._plans:
             one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)   # noqa: E731
             closed = jax.make_jaxpr(self.fn)(jax.tree.map(one, states),
@@ -194,11 +221,24 @@ class _Members:
         """The population as one program (the form a traced call uses): same FLOPs, for ``mfu.step_flops``."""
         return self._in_one_program(self._traced_form(jax.tree.leaves(states)[0].shape[0])).lower(states, batch)
 
+    def _apart(self, states, batch):
+        """Members kept apart (a list): each runs the single-member program (its state donated), the states come
+        back as a list and the metrics stacked; traced, the single-member function is applied to each."""
+        traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((states[0], batch)))
+        batches = [batch] * len(states) if self.shared else (batch if isinstance(batch, (list, tuple))
+                                                             else self._split(batch))
+        outs = [(self.fn if traced else self.one)(s, b) for s, b in zip(states, batches)]
+        if not self.update:
+            return self._join(outs)
+        return [o[0] for o in outs], self._join([o[1] for o in outs])
+
     def __call__(self, states, batch):
+        if isinstance(states, (list, tuple)):
+            return self._apart(list(states), batch)
         n = jax.tree.leaves(states)[0].shape[0]
         if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((states, batch))):
             return self._in_one_program(self._traced_form(n))(states, batch)
-        form = self._plan(states, batch, n)
+        form = self._plan(states, batch, n) if self.members in ("auto", "sequential") else self.members
         if form != "sequential":
             return self._in_one_program(form)(states, batch)
         parts = self._split(states)
@@ -211,14 +251,12 @@ class _Members:
 
 
 def _build(fn, *, update, shared_batch, donate, compiler_options, members):
-    """The step for ``members``: a fixed one-program form is compiled directly; ``"sequential"``, and ``"auto"``
-    on a CPU (which depends on the model and on being traced), choose per call (:class:`_Members`)."""
+    """The step for ``members`` (:class:`_Members`): a fixed one-program form always runs as that program;
+    ``"sequential"`` and ``"auto"`` on a CPU (which depends on the model and on being traced) choose per call; a
+    list of members (:func:`unstack_members`) runs member by member in every form."""
     form = members_form(members, n=0, traced=True)   # validates; "auto" off a CPU is "vmap"
-    if members == "sequential" or (members == "auto" and form != "vmap"):
-        return _Members(fn, update=update, shared_batch=shared_batch, donate=donate,
-                        compiler_options=compiler_options, members=members)
-    return compile_fn(_over_members(fn, shared_batch, form), donate_argnums=(0,) if update and donate else (),
-                      compiler_options=compiler_options)
+    return _Members(fn, update=update, shared_batch=shared_batch, donate=donate, compiler_options=compiler_options,
+                    members=form if members == "auto" and form == "vmap" else members)
 
 
 def population_step(loss_fn: Callable, tx: optax.GradientTransformation, *, shared_batch: bool = True,
@@ -226,7 +264,9 @@ def population_step(loss_fn: Callable, tx: optax.GradientTransformation, *, shar
                     **update_kwargs) -> Callable:
     """A compiled ``step(states, batch) -> (states, metrics)`` for a stacked population.
 
-    ``shared_batch``: every member sees the same batch (else the batch has a leading member axis).
+    ``states``: stacked (leading member axis), or a list of member states (:func:`unstack_members`): then the
+    result is a list, each member run by the single-member program. ``shared_batch``: every member sees the same
+    batch (else the batch has a leading member axis, or is a list of per-member batches).
     ``members``: ``"auto"``, ``"sequential"``, ``"unroll"``, ``"vmap"`` or ``"map"`` (:func:`members_form`);
     ``"sequential"`` (the CPU default for models with convolutions) is a Python function that dispatches one
     compiled single-member program per member: call it from Python, not inside your own ``jax.jit`` (there

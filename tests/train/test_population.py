@@ -11,7 +11,7 @@ from deepcore.train import classifier_loss, eval_step, init_state, make_update
 from deepcore.train import train_step
 from deepcore.train.mfu import step_flops
 from deepcore.train.population import (init_population, member, members_form, population_eval, population_step,
-                                       set_hyperparams)
+                                       set_hyperparams, stack_members, unstack_members)
 
 LRS = [0.05, 0.1, 0.2, 0.4]
 STEPS = 4
@@ -175,3 +175,28 @@ def test_sequential_keeps_the_callers_state_without_donation_and_traces_inside_a
                                                              cnn_batch(0)) > 0
     np.testing.assert_array_equal(C.flat(inside.params), C.flat(new.params))
     np.testing.assert_array_equal(m_jit["loss"], m["loss"])
+
+
+@pytest.mark.parametrize("members", ["auto", "vmap", "unroll"])
+def test_members_kept_apart_as_a_list_equal_the_stacked_sequential_run(members):
+    """A list of member states (``unstack_members``) runs member by member in every form, comes back a list, and
+    equals the stacked ``"sequential"`` run bit for bit (per-member batches given stacked or as a list; traced
+    inside a jit too); ``stack_members`` restores the stacked layout."""
+    loss, lrs = classifier_loss(CNN), [1e-3, 3e-2]
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+    make = lambda: init_population(lambda k: CNN.init(k, CNN_SPEC)[1:], tx, seeds=range(2), learning_rate=lrs)  # noqa
+    stacked_batch = jax.tree.map(lambda *m: np.stack(m), cnn_batch(0), cnn_batch(1))
+    ref, ref_m = population_step(loss, tx, shared_batch=False, members="sequential")(make(), stacked_batch)
+    step = population_step(loss, tx, shared_batch=False, members=members)
+    apart, m = step(unstack_members(make()), stacked_batch)
+    assert isinstance(apart, list) and len(apart) == 2 and m["loss"].shape == (2,)
+    again, m2 = step(unstack_members(make()), [cnn_batch(0), cnn_batch(1)])
+    traced, m3 = jax.jit(step)(unstack_members(make()), stacked_batch)
+    for got in (stack_members(apart), stack_members(again), stack_members(traced)):
+        np.testing.assert_array_equal(C.flat(got.params), C.flat(ref.params))
+        np.testing.assert_array_equal(C.flat(got.opt_state), C.flat(ref.opt_state))
+    for metrics in (m, m2, m3):
+        np.testing.assert_array_equal(metrics["loss"], ref_m["loss"])
+    np.testing.assert_array_equal(C.flat(member(apart, 1).params), C.flat(member(ref, 1).params))
+    ev = population_eval(loss, shared_batch=False, members=members)(apart, stacked_batch)
+    np.testing.assert_array_equal(ev["loss"], population_eval(loss, shared_batch=False)(ref, stacked_batch)["loss"])

@@ -5,7 +5,8 @@ compiled step; N of them in sequence (N separate runs, as a user would without p
 each form, side by side in one process on the same batch: ``members="sequential"`` (N dispatches of one compiled
 single-member program; the CPU default for models with convolutions), ``"unroll"`` (N copies in one program; the CPU
 default for others), ``"vmap"`` and ``"map"``; the population kept apart as a list of members (``unstack_members``:
-each member's program, no cut and stack); and which form ``"auto"`` picks. Run it alone on an idle machine:
+each member's program, no cut and stack); and which form ``"auto"`` picks. "population again" is the noise floor:
+the same N separate steps on a second set of states, timed like the others. Run it alone on an idle machine:
 
     python bench/population_cpu.py                  # N=4, batch 64, 28x28x1 CNN and a 784-256-256-10 MLP
     python bench/population_cpu.py --members 8 --reps 30
@@ -110,7 +111,8 @@ def main():
         pop = lambda: init_population(lambda k: model.init(k, spec)[1:], tx, seeds=range(n), learning_rate=lrs)
         auto = population_step(loss, tx)
         cases = {"one model": (step, [init_state(model, spec, tx, seed=n)]),
-                 f"{n} in sequence": (step, [init_state(model, spec, tx, seed=i) for i in range(n)])}
+                 f"{n} in sequence": (step, [init_state(model, spec, tx, seed=i) for i in range(n)]),
+                 "population again": (step, [init_state(model, spec, tx, seed=n + i) for i in range(n)])}
         cases.update({f"population {form}": (population_step(loss, tx, members=form), [pop()]) for form in FORMS})
         cases["population apart"] = (auto, [unstack_members(pop())])
         times = timed(cases, b, reps)
@@ -120,7 +122,7 @@ def main():
         ratio = lambda form: statistics.median(a / b for a, b in zip(times[f"population {form}"], seq))  # noqa
         print(f"{name}: " + ", ".join(f"{k} {statistics.median(v) * 1e3:.2f} ms" for k, v in times.items())
               + "; median per-rep ratio to the sequence: " + ", ".join(f"{form} {ratio(form):.2f}"
-                                                                       for form in FORMS + ("apart",))
+                                                                       for form in FORMS + ("apart", "again"))
               + f"; auto picks {picked[0]}", flush=True)
 
 

@@ -30,8 +30,8 @@ its members' separate steps (no cut and stack; the layout for CPU sweeps in a lo
 
 How stacked members run (``members=``): ``"sequential"`` runs them one after another as N dispatches of one compiled
 single-member program (the state cut into members and stacked again by two small programs), so a step costs what the
-members' separate steps cost plus the cut and the stack (measured 1.06-1.10x for a small CNN on a 2-core CPU, where
-the list layout costs 1.0x), and each member matched its separate run bit for bit in the tests (a CNN with Adam, an
+members' separate steps cost plus the cut and the stack (measured 1.04-1.10x for a small CNN on a 2-core CPU, the
+list layout 0.98-1.01x), and each member matched its separate run bit for bit in the tests (a CNN with Adam, an
 MLP with SGD); it must be called from Python: inside an enclosing ``jax.jit``/``vmap`` it is traced as ``"unroll"``.
 ``"vmap"`` batches them into wide operations (fast on GPU/TPU); ``"unroll"`` puts one copy of the single-model
 program per member into one compiled program; ``"map"`` runs them in a ``lax.map`` loop (slow on XLA:CPU).

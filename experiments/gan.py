@@ -36,7 +36,8 @@ def add_flags(p):
     p.add_argument("--fid-samples", type=int, default=5000, help="images per side of each Fréchet distance")
     p.add_argument("--upsample", choices=("phase", "transpose"), default="phase",
                    help="transposed convs as per-phase convolutions (fast on CPU) or lax.conv_transpose")
-    p.add_argument("--ynn", action="store_true", help="force XLA:CPU's YNN fusions on the step (default: chosen per program, compile_options)")
+    p.add_argument("--ynn", action="store_true",
+                   help="force XLA:CPU's YNN fusions on the step (default: chosen per program, compile_options)")
     generators.rules(p, "GAN")
     flagcheck.at_least(p, 0, "--penalty-weight")
     flagcheck.at_least(p, 1, "--z-dim", "--eval-every")

@@ -15,8 +15,7 @@ from types import SimpleNamespace
 import common
 import flagcheck
 
-SPLIT = (0.7, 0.15, 0.15)
-SMOKE_STEPS = 20
+SPLIT, SMOKE_STEPS = (0.7, 0.15, 0.15), 20   # train/validation/test fractions in time order; steps of --smoke
 
 
 def quantile_list(text):
@@ -25,8 +24,8 @@ def quantile_list(text):
 
 def parser():
     p = common.parser("forecast", __doc__.splitlines()[0], dataset="sunspots", steps=500, batch_size=32, lr=3e-3)
-    p.add_argument("--model", choices=("gru", "lstm", "tcn", "transformer", "linear"), default="gru",
-                   help="the network ('linear': its linear highway alone, trained the same way: an ablation)")
+    p.add_argument("--model", choices=("gru", "lstm", "tcn", "transformer", "linear"), default="gru", help="the "
+                   "network ('linear': its linear highway alone, trained the same way: an ablation)")
     p.add_argument("--horizon", type=int, default=None, help="steps forecast from each origin (default: the "
                    "series' season length, at most 12)")
     p.add_argument("--input-len", type=int, default=None, help="past values the forecasters read (default: "
@@ -147,44 +146,45 @@ def main(args):
                  checkpoint_every=every, resume=args.resume, log_every=min(100, every))
     if result.stop_reason == "nonfinite":
         raise common.UsageError(result.message)
-    return report(args, d, result, predict(result.state, d.test), point, scores, time.perf_counter() - t_start)
+    preds = {split: predict(result.state, getattr(d, split)) for split in ("val", "test")}
+    return report(args, d, result, preds, point, scores, time.perf_counter() - t_start)
 
 
-def report(args, d, result, pred, point, scores, wall):
-    """The test table (the network and every baseline), results.json, curves.png and forecast.png."""
+def report(args, d, result, preds, point, scores, wall):
+    """The test table (the network and every baseline; the validation one in results.json), results.json,
+    curves.png and forecast.png."""
     import numpy as np
 
     from deepcore import metrics
     from deepcore.interpret import training_curves
     from deepcore.interpret.forecast_plot import save_forecast
-    from deepcore.models import forecast_baselines as base
+    from deepcore.models.forecast_baselines import baselines
 
-    horizon, input_len, qs, m, x, y = d.horizon, d.input_len, args.quantiles, d.m, d.test["x"], d.test["y"]
-    coef = base.fit_linear_ar(d.train["x"], d.train["y"])
-    rel = base.fit_linear_ar(d.train["x"], d.train["y"], relative=True)   # the networks' parametrisation, linear
-    table = {args.model: pred[..., point], "naive": base.naive(x, horizon),
-             "seasonal_naive": base.seasonal_naive(x, horizon, m) if m <= input_len else None,
-             "linear_ar": base.linear_ar(coef, x), "linear_ar_relative": base.linear_ar(rel, x, relative=True)}
-    table = {k: v for k, v in table.items() if v is not None}
-    rows = {k: scores(v, y) for k, v in table.items()}
-    beats = all(rows[args.model][s] < rows[k][s] for k in rows if k != args.model for s in ("mase", "smape"))
-    out = {f"test_{s}_{k}": r[s] for k, r in rows.items() for s in ("mase", "smape")}
-    out.update(test_mase=rows[args.model]["mase"], test_smape=rows[args.model]["smape"], beats_all_baselines=beats,
-               test_windows=len(y), horizon=horizon, input_len=input_len)
-    if qs:
-        out.update(test_interval_coverage=float(metrics.interval_coverage(pred[..., 0], pred[..., -1], y)),
-                   interval_nominal=qs[-1] - qs[0])
+    horizon, input_len, qs, x, y, pred = d.horizon, d.input_len, args.quantiles, d.test["x"], d.test["y"], preds["test"]
+    tables = {split: {args.model: preds[split][..., point], **baselines(d.train, getattr(d, split)["x"], horizon, d.m)}
+              for split in ("val", "test")}
+    val_rows, rows = ({k: scores(v, getattr(d, sp)["y"]) for k, v in tables[sp].items()} for sp in ("val", "test"))
+    wins = lambda rs: all(rs[args.model][s] < rs[k][s] for k in rs if k != args.model  # noqa: E731
+                          for s in ("mase", "smape"))
+    out = {f"{split}_{s}_{k}": r[s] for split, rs in (("val", val_rows), ("test", rows)) for k, r in rs.items()
+           for s in ("mase", "smape")}
+    out.update(test_mase=rows[args.model]["mase"], test_smape=rows[args.model]["smape"], test_windows=len(y),
+               beats_all_baselines=wins(rows), val_beats_all_baselines=wins(val_rows), horizon=horizon,
+               input_len=input_len)
+    out.update(dict(test_interval_coverage=float(metrics.interval_coverage(pred[..., 0], pred[..., -1], y)),
+                    interval_nominal=qs[-1] - qs[0]) if qs else {})
     print(f"{'test, ' + str(len(y)) + ' windows':<24}{'MASE':>8}{'sMAPE %':>10}")
     for k, r in rows.items():
         print(f"{k:<24}{r['mase']:>8.3f}{r['smape']:>10.2f}")
-    print(f"{args.model} beats every baseline on MASE and sMAPE: {beats}" + (
+    print(f"{args.model} beats every baseline on MASE and sMAPE: {out['beats_all_baselines']} (on the "
+          f"{len(d.val['y'])} validation windows: {out['val_beats_all_baselines']})" + (
         f"; {qs[0]}-{qs[-1]} interval coverage {out['test_interval_coverage']:.3f} (nominal "
         f"{out['interval_nominal']:.2f})" if qs else ""), flush=True)
     # forecast.png: forecasts from origins one horizon apart, pieced together over the test part
     origins = np.arange(0, len(y), horizon)
     piece = lambda f: np.concatenate([f[o] for o in origins])   # noqa: E731
     band = (piece(pred[..., 0]), piece(pred[..., -1])) if qs else None
-    save_forecast(f"{args.out}/forecast.png", x[0], piece(y), {k: piece(v) for k, v in table.items()},
+    save_forecast(f"{args.out}/forecast.png", x[0], piece(y), {k: piece(v) for k, v in tables["test"].items()},
                   band=band, band_label=f"{args.model} {qs[0]}-{qs[-1]} quantiles" if qs else "",
                   title=f"{d.series.name}: {horizon}-step forecasts from origins {horizon} steps apart (test part)",
                   origins=origins)

@@ -7,6 +7,7 @@ forecasts ``(N, H)`` of the next ``H`` steps, as :func:`deepcore.data.windows` l
     seasonal_naive(x, H, period)     the value one season (``period`` steps) before each target step
     coef = fit_linear_ar(x, y)       least squares on the same lags, one regression per horizon step
     linear_ar(coef, x)               its forecasts: ``[x, 1] @ coef``
+    baselines(train, x, H, period)   all of them (the AR ones fitted on ``train``), by name
 
 ``relative=True`` fits and forecasts the window relative to its last value (``x - x[:, -1:]`` -> ``y - x[:, -1:]``),
 the parametrisation of :func:`deepcore.models.forecast.forecaster`: a linear model that follows a level or trend
@@ -65,4 +66,15 @@ def linear_ar(coef, x, *, relative: bool = False) -> np.ndarray:
     return level + _design(x - level) @ coef
 
 
-__all__ = ["naive", "seasonal_naive", "fit_linear_ar", "linear_ar"]
+def baselines(train, x, horizon: int, period: int) -> dict:
+    """Every baseline's forecasts ``(N, horizon)`` for windows ``x`` ``(N, L)``, by name: ``naive``,
+    ``seasonal_naive`` (left out when ``period > L``), ``linear_ar`` and ``linear_ar_relative`` (the least squares
+    fitted on ``train = {"x": (M, L), "y": (M, horizon)}``)."""
+    fit = lambda relative: fit_linear_ar(train["x"], train["y"], relative=relative)   # noqa: E731
+    out = {"naive": naive(x, horizon),
+           "seasonal_naive": seasonal_naive(x, horizon, period) if period <= np.shape(x)[1] else None,
+           "linear_ar": linear_ar(fit(False), x), "linear_ar_relative": linear_ar(fit(True), x, relative=True)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+__all__ = ["naive", "seasonal_naive", "fit_linear_ar", "linear_ar", "baselines"]

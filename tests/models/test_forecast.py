@@ -43,6 +43,20 @@ def test_linear_ar_matches_numpy_lstsq_and_relative_follows_a_trend():
     np.testing.assert_allclose(base.linear_ar(rel, xs + 1000.0, relative=True), ys + 1000.0, atol=1e-8)
 
 
+def test_baselines_gathers_every_baseline_and_leaves_out_a_season_longer_than_the_window():
+    rng = np.random.default_rng(3)
+    train = {"x": rng.normal(size=(40, 6)), "y": rng.normal(size=(40, 3))}
+    x = rng.normal(size=(5, 6))
+    got = base.baselines(train, x, 3, 4)
+    assert list(got) == ["naive", "seasonal_naive", "linear_ar", "linear_ar_relative"]
+    np.testing.assert_array_equal(got["seasonal_naive"], base.seasonal_naive(x, 3, 4))
+    np.testing.assert_array_equal(got["linear_ar_relative"],
+                                  base.linear_ar(base.fit_linear_ar(train["x"], train["y"], relative=True), x,
+                                                 relative=True))
+    np.testing.assert_array_equal(got["naive"], np.repeat(x[:, -1:], 3, axis=1))
+    assert "seasonal_naive" not in base.baselines(train, x, 3, 7)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_forecaster_shapes_and_level_shift(kind):
     model = forecaster(kind, 4, num_quantiles=3, hidden=8, depth=2, heads=2, patch=3)

@@ -20,7 +20,7 @@ Imported on demand (they pull in optax/orbax/TFDS)
     deepcore.gan        GAN losses, penalties and the two-network step
     deepcore.diffusion  DDPM noise schedules, the denoising loss, DDPM and DDIM samplers
     deepcore.catalog    example configurations of every layer and model
-    deepcore.anomaly    anomaly scores: reconstruction_error, transformation_score, center_distance
+    deepcore.anomaly    anomaly scores: reconstruction error, transformation and Dirichlet scores, center distance
 """
 __version__ = "0.1.0"
 

@@ -10,17 +10,18 @@ then the mean over the classes. Scorers (``--scorers``):
 * ``cae``: a convolutional autoencoder (deepcore.models.autoencoder), MSE-trained; score = reconstruction error.
 * ``geo``: a small VGG trained to tell which of K geometric transformations (deepcore.data.geometric: by default the
   36 of 3x3 translations by 0/+-7 pixels x 4 quarter turns; ``--flip on`` doubles them) was applied to a normal image,
-  a random one per image and step; score = minus the summed log-probability of the right transformation over all K
-  transforms of the test image. No flip by default: most garments are left-right symmetric, so the flip cannot be
-  learned and only adds noise to the score (T-shirt AUROC 0.860 with it at K=8, 0.917 at K=36).
+  a random one per image and step. Two scores from its softmax over all K transforms of a test image: ``geo`` (the
+  default), the paper's Dirichlet score (deepcore.anomaly.dirichlet_score, one Dirichlet per transform fitted to the
+  normal training images' softmax vectors), and ``geo_simple``, minus the summed log-probability of the right
+  transform. No flip by default: most garments are left-right symmetric, so the flip cannot be learned and only adds
+  noise (T-shirt AUROC 0.860 with it at K=8, 0.917 at K=36).
 
 ``--epochs`` counts geo's passes over the normal images, ``--ae-epochs`` the autoencoder's; ``--steps`` replaces both.
 Writes results.json (per-class AUROC, the means), table.md (ours beside the published), metrics.jsonl, auroc.png,
-anomalies.png (per class the 8 most normal, then 8 most anomalous test images by the last scorer) and per class and
-scorer ``class_C/SCORER/`` (training metrics.jsonl, checkpoints; ``--resume`` skips finished classes, goes on).
+anomalies.png (per class the 8 most normal, then 8 most anomalous test images by the last scorer's default score),
+``class_C/SCORER/`` (training metrics.jsonl, checkpoints; ``--resume`` skips finished classes, goes on).
 """
 import argparse
-import json
 import os
 import time
 
@@ -29,6 +30,7 @@ import common
 import flagcheck
 
 SCORERS = ("cae", "geo")
+SCORES = {"cae": ("cae",), "geo": ("geo", "geo_simple")}   # each scorer's reported scores, its default first
 SMOKE = {"train": 256, "test": 400}   # images of the normal class / of the test split in a --smoke run
 
 
@@ -65,23 +67,20 @@ def _ints(text):
     return v if len(set(v)) == len(v) and all(0 <= c <= 9 for c in v) else None
 
 
-def data(args):
-    """The training split and the test arrays (its first SMOKE["test"] with --smoke) of 28x28x1 images."""
+def setup(args):
+    """The training split, the test arrays (their first SMOKE["test"] with --smoke) of 28x28x1 images, geo's gather
+    indices (K, 784) and K, and the compiler options (YNNPACK fusion on a CPU, or None)."""
+    import jax
     from deepcore.data import load
+    from deepcore.data.geometric import gather_indices, geometric_transforms
+    from deepcore.train.compile_options import YNN_FUSION
     train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
     if train.info.shape != (28, 28, 1):
         raise common.UsageError(f"--dataset {args.dataset}: expected 28x28x1 images, got {train.info.shape}")
-    return train, {k: v[:SMOKE["test"]] if args.smoke else v for k, v in test.arrays.items()}
-
-
-def transforms(args):
-    """geo's gather indices (K, 784) and K, and the compiler options (YNNPACK fusion on a CPU, or None)."""
-    import jax
-    from deepcore.data.geometric import gather_indices, geometric_transforms
-    from deepcore.train.compile_options import YNN_FUSION
     ts = geometric_transforms(flip=args.flip == "on", shifts=(0, -args.shift, args.shift) if args.shift else (0,))
     fast = YNN_FUSION if args.ynn_fusion == "on" and jax.default_backend() == "cpu" else None
-    return gather_indices(ts, 28, 28), len(ts), fast
+    test_arrays = {key: v[:SMOKE["test"]] if args.smoke else v for key, v in test.arrays.items()}
+    return train, test_arrays, gather_indices(ts, 28, 28), len(ts), fast
 
 
 def _unit(x):  # uint8 -> float32 in [0, 1]
@@ -90,25 +89,30 @@ def _unit(x):  # uint8 -> float32 in [0, 1]
 
 
 def cae_model(args, normal_train, k, idx):
-    """The autoencoder, its MSE loss, training arrays, epochs, score (B, 28, 28, 1) -> (B,) and predict chunk."""
+    """The autoencoder, its MSE loss, training arrays, epochs and ``scores(state, images, fast)`` (see geo_model)."""
     import numpy as np
     from deepcore.anomaly import reconstruction_error
     from deepcore.models.autoencoder import ConvAutoencoder
-    from deepcore.train import reconstruction_loss
+    from deepcore.train import predict, reconstruction_loss
     ae = ConvAutoencoder((28, 28, 1), latent=args.latent)
-    loss_fn = reconstruction_loss(ae, x="image")
     err = lambda s, x: reconstruction_error(_unit(x), ae.apply(s.params, s.model_state, _unit(x))[0])  # noqa
-    return ae, loss_fn, {"image": np.asarray(_unit(normal_train["image"]))}, args.ae_epochs, err, 500
+
+    def scores(state, images, fast):
+        return {"cae": predict(err, images, 500, args=(state,), compiler_options=fast)}, {}
+
+    return ae, reconstruction_loss(ae, x="image"), {"image": np.asarray(_unit(normal_train["image"]))}, \
+        args.ae_epochs, scores
 
 
 def geo_model(args, normal_train, k, idx):
-    """The K-way VGG, its loss, training arrays, epochs, score (B, 28, 28, 1) -> (B,) and predict chunk."""
+    """The K-way VGG, its loss, training arrays, epochs and ``scores(state, images (N, 28, 28, 1), fast) ->
+    ({"geo": Dirichlet score, "geo_simple": simple score} each (N,), {"dirichlet_fit_s": seconds})``."""
     import jax
-    from deepcore.anomaly import transformation_score
+    from deepcore.anomaly import dirichlet_fit, dirichlet_score, transformation_score
     from deepcore.data.geometric import all_transforms, transform_images
     from deepcore.layers import Lambda, serial
     from deepcore.models.cnn import VGG
-    from deepcore.train import classifier_loss
+    from deepcore.train import classifier_loss, predict
     net = serial(Lambda(_unit, "unit"), VGG(k, [[w] * (1 + (i > 0)) for i, w in enumerate(args.widths)]))
     base = classifier_loss(net, x="image", y="t")
 
@@ -117,12 +121,20 @@ def geo_model(args, normal_train, k, idx):
         t = jax.random.randint(k_t, (batch["image"].shape[0],), 0, k)
         return base(params, model_state, {"image": transform_images(batch["image"], t, idx), "t": t}, k_net, is_train)
 
-    def score(s, x):  # (B, 28, 28, 1) -> every transform -> (B, K, K) log-probabilities -> (B,)
-        xs = all_transforms(x, idx).reshape((-1, 28, 28, 1))
-        logits = net.apply(s.params, s.model_state, xs)[0]
-        return transformation_score(jax.nn.log_softmax(logits.reshape(x.shape[0], k, k), -1))
+    def log_probs(s, x):  # (B, 28, 28, 1) -> every transform -> (B, K, K) log-probabilities
+        logits = net.apply(s.params, s.model_state, all_transforms(x, idx).reshape((-1, 28, 28, 1)))[0]
+        return jax.nn.log_softmax(logits.reshape(x.shape[0], k, k), -1)
 
-    return net, loss_fn, {"image": normal_train["image"]}, args.epochs, score, 100
+    def scores(state, images, fast):  # alphas (K, K): row t fitted to the normal training images' rows t
+        t0 = time.perf_counter()
+        normal = predict(log_probs, normal_train["image"], 100, args=(state,), compiler_options=fast)
+        alphas = jax.block_until_ready(jax.jit(jax.vmap(dirichlet_fit, in_axes=1))(normal))
+        fit_s = time.perf_counter() - t0
+        test = predict(log_probs, images, 100, args=(state,), compiler_options=fast)
+        return ({"geo": dirichlet_score(test, alphas), "geo_simple": transformation_score(test)},
+                {"dirichlet_fit_s": fit_s})
+
+    return net, loss_fn, {"image": normal_train["image"]}, args.epochs, scores
 
 
 MODELS = {"cae": cae_model, "geo": geo_model}
@@ -142,53 +154,39 @@ def optimiser(args, model, arrays, epochs):
     return pipe, steps, tx, init_state(model, spec, tx, args.seed)
 
 
-def report_class(rec, scorers, t0, path):
-    """Prints the class's line and writes its auroc.json."""
-    rec["class_s"] = time.perf_counter() - t0
-    aurocs = ", ".join(f"{s} AUROC {rec[f'{s}_auroc']:.4f}" for s in scorers)
-    print(f"class {rec['class']} ({rec['name']}): {aurocs} ({rec['class_s']:.0f} s)", flush=True)
-    with open(path, "w") as f:
-        json.dump(rec, f)
-
-
 def main(args):
-    import numpy as np
-
     from deepcore.data.oneclass import one_class_split
     from deepcore.metrics import roc_auc
-    from deepcore.train import fit, predict, train_step
+    from deepcore.train import fit, train_step
     t_start = time.perf_counter()
     common.devices(args.devices)
-    train, test_arrays = data(args)
-    idx, k, fast = transforms(args)
+    train, test_arrays, idx, k, fast = setup(args)
     per_class, total_steps, scorers = {}, 0, args.scorers.split(",")
+    names = [n for s in scorers for n in SCORES[s]]
     for c in _ints(args.classes):
         path = os.path.join(args.out, f"class_{c}", "auroc.json")
-        if args.resume and os.path.exists(path):   # finished before the run was stopped
-            with open(path) as f:
-                per_class[c] = json.load(f)
+        if args.resume and (done := anomaly_report.read_class(path, names)):   # finished before a stop
+            per_class[c] = done
             continue
         normal_train, normal_test = one_class_split(train.arrays, test_arrays, c)
         if args.smoke:
             normal_train = {key: v[:SMOKE["train"]] for key, v in normal_train.items()}
         rec, t0 = {"class": c, "name": train.info.class_names[c]}, time.perf_counter()
         for name in scorers:
-            model, loss_fn, arrays, epochs, score, chunk = MODELS[name](args, normal_train, k, idx)
+            model, loss_fn, arrays, epochs, scores_fn = MODELS[name](args, normal_train, k, idx)
             pipe, steps, tx, state = optimiser(args, model, arrays, epochs)
             result = fit(train_step(loss_fn, tx, compiler_options=fast), state, pipe.batches, steps=steps,
                          out_dir=os.path.join(args.out, f"class_{c}", name), checkpoint_every=max(1, steps // 2),
                          resume=args.resume, log_every=max(1, min(100, steps)))
             if result.stop_reason == "nonfinite":
                 raise common.UsageError(result.message)
-            scores = predict(score, test_arrays["image"], chunk, args=(result.state,), compiler_options=fast)
-            rec[f"{name}_auroc"] = float(roc_auc(scores, ~normal_test["normal"]))
-            order = np.argsort(scores)
-            rec.update(most_normal=order[:8].tolist(), most_anomalous=order[::-1][:8].tolist())
+            scores, extra = scores_fn(result.state, test_arrays["image"], fast)
+            rec.update(extra, **{f"{n}_auroc": float(roc_auc(v, ~normal_test["normal"])) for n, v in scores.items()})
             total_steps += result.step
-        report_class(rec, scorers, t0, path)
+        anomaly_report.write_class(rec, names, t0, path, scores[SCORES[name][0]])   # the last scorer's default
         per_class[c] = rec
 
-    metrics = anomaly_report.write(args.out, per_class, scorers, test_arrays["image"], k)
+    metrics = anomaly_report.write(args.out, per_class, names, test_arrays["image"], k)
     return common.write_results(args, dataset=args.dataset, metrics=metrics, wall_s=time.perf_counter() - t_start,
                                 steps=total_steps, train_examples_per_s=None,
                                 extra={"transforms": k, "per_class": list(per_class.values()),

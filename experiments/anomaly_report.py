@@ -8,6 +8,7 @@ mean were not found, and are left blank rather than guessed); see BUILD_NOTES.md
 """
 import json
 import os
+import time
 
 import numpy as np
 
@@ -15,6 +16,28 @@ PUBLISHED_SOURCE = ("Golan & El-Yaniv, NeurIPS 2018 (arXiv 1805.10917), Table 1,
                     "quoted by a public summary of the paper; per-class rows not found")
 PUBLISHED_MEAN = {"RAW-OC-SVM": 92.8, "CAE-OC-SVM": 91.7, "DSEBM": 86.6, "ADGAN": 88.4, "GEOM (OURS)": 93.5}
 BEST_NON_SELF_SUPERVISED = "RAW-OC-SVM"
+
+
+def read_class(path: str, names):
+    """The record ``path`` holds if it has the AUROC of every score in ``names``, else None (an older record is
+    scored again, its training resumed from its checkpoints)."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rec = json.load(f)
+    return rec if all(f"{n}_auroc" in rec for n in names) else None
+
+
+def write_class(rec: dict, names, t0: float, path: str, scores):
+    """Prints the class's line (the AUROC of each score in ``names``) and writes its record to ``path``, with the
+    indices of the 8 most normal and the 8 most anomalous test images by ``scores`` ``(N,)``."""
+    order = np.argsort(np.asarray(scores))
+    rec.update(most_normal=order[:8].tolist(), most_anomalous=order[::-1][:8].tolist())
+    rec["class_s"] = time.perf_counter() - t0
+    aurocs = ", ".join(f"{s} AUROC {rec[f'{s}_auroc']:.4f}" for s in names)
+    print(f"class {rec['class']} ({rec['name']}): {aurocs} ({rec['class_s']:.0f} s)", flush=True)
+    with open(path, "w") as f:
+        json.dump(rec, f)
 
 
 def write(out: str, per_class: dict, scorers, test_images, k: int) -> dict:
@@ -39,7 +62,7 @@ def write(out: str, per_class: dict, scorers, test_images, k: int) -> dict:
 
 
 def _table(out, per_class, classes, scorers, means, k):
-    head = [f"ours {s}" + (f" (K={k})" if s == "geo" else "") for s in scorers] + list(PUBLISHED_MEAN)
+    head = [f"ours {s}" + (f" (K={k})" if s.startswith("geo") else "") for s in scorers] + list(PUBLISHED_MEAN)
     lines = ["# One-class AUROC (%) on Fashion-MNIST, normal class vs the other nine", "",
              "| class | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     blank = [""] * len(PUBLISHED_MEAN)   # per-class published numbers: not found, not guessed
@@ -82,4 +105,5 @@ def _anomalies(out, per_class, classes, test_images):
     save_grid(images, os.path.join(out, "anomalies.png"), len(classes))
     with open(os.path.join(out, "anomalies.json"), "w") as f:
         json.dump({"rows": [per_class[c]["name"] for c in classes],
-                   "columns": "8 most normal test images, then the 8 most anomalous (by the last scorer)"}, f)
+                   "columns": "8 most normal test images, then the 8 most anomalous (by the last scorer's default "
+                              "score)"}, f)

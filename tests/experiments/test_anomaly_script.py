@@ -1,4 +1,5 @@
-"""Smoke run of experiments/anomaly.py: both scorers on one class, the report files, --resume, a bad flag."""
+"""Smoke run of experiments/anomaly.py: both scorers (geo's Dirichlet and simple scores) on one class, the report
+files, --resume of a finished class and of an older record, a bad flag."""
 import json
 
 import pytest
@@ -14,12 +15,16 @@ def test_anomaly_smoke_run_and_resume(tmp_path):
     results, _ = run("anomaly.py", out, "--classes", "3")
     m = results["metrics"]
     assert results["experiment"] == "anomaly" and results["transforms"] == 36 and m["classes"] == 1
-    for s in ("cae", "geo"):
+    for s in ("cae", "geo", "geo_simple"):
         assert 0.0 <= m[f"{s}_mean_auroc"] <= 1.0 and m[f"{s}_mean_auroc"] == m[f"{s}_auroc_class_3"]
+    assert m["geo_auroc_class_3"] != m["geo_simple_auroc_class_3"]   # two different scores of the one model
     # after 4 steps on 256 dresses the transformation classifier already ranks dresses as more normal than chance
     assert m["geo_mean_auroc"] > 0.6
     table = (out / "table.md").read_text()
     assert "3 Dress" in table and "92.8" in table and f"{100 * m['geo_mean_auroc']:.1f}" in table
+    assert "ours geo (K=36) | ours geo_simple (K=36)" in table
+    record = json.loads((out / "class_3" / "auroc.json").read_text())
+    assert record["dirichlet_fit_s"] > 0 and len(record["most_anomalous"]) == 8
     for picture in ("auroc.png", "anomalies.png"):
         assert (out / picture).stat().st_size > 1000
     assert (out / "class_3" / "geo" / "checkpoints").is_dir()
@@ -28,6 +33,13 @@ def test_anomaly_smoke_run_and_resume(tmp_path):
     again, proc = run("anomaly.py", out, "--classes", "3", "--resume")
     assert again["metrics"]["geo_auroc_class_3"] == before["geo_auroc"]
     assert "class 3" not in proc.stdout   # no new training line
+    # an older record without the simple score: scored again from the trained checkpoint, not trained again
+    del before["geo_simple_auroc"]
+    (out / "class_3" / "auroc.json").write_text(json.dumps(before))
+    again, proc = run("anomaly.py", out, "--classes", "3", "--resume", "--scorers", "geo")
+    assert "class 3 (Dress): geo AUROC" in proc.stdout and "geo_simple AUROC" in proc.stdout
+    assert again["metrics"]["geo_auroc_class_3"] == pytest.approx(before["geo_auroc"], abs=1e-6)
+    assert again["metrics"]["geo_simple_auroc_class_3"] == pytest.approx(m["geo_simple_auroc_class_3"], abs=1e-6)
 
 
 def test_anomaly_bad_flag_is_one_line(tmp_path):

@@ -1,6 +1,6 @@
 """Multi-step forecasting of real series (bundled with statsmodels) against naive, seasonal-naive and linear AR.
 
-    python experiments/forecast.py                              # the BUILD_NOTES.md run (sunspots, GRU)
+    python experiments/forecast.py                              # the BUILD_NOTES.md run (unemp, GRU)
     python experiments/forecast.py --dataset co2 --model tcn    # any series of deepcore.data.SERIES, any model
     python experiments/forecast.py --quantiles 0.1,0.5,0.9      # pinball loss; the 80% interval's coverage
     python experiments/forecast.py --smoke --out /tmp/forecast
@@ -23,7 +23,7 @@ def quantile_list(text):
 
 
 def parser():
-    p = common.parser("forecast", __doc__.splitlines()[0], dataset="sunspots", steps=500, batch_size=32, lr=3e-3)
+    p = common.parser("forecast", __doc__.splitlines()[0], dataset="unemp", steps=500, batch_size=32, lr=3e-3)
     p.add_argument("--model", choices=("gru", "lstm", "tcn", "transformer", "linear"), default="gru", help="the "
                    "network ('linear': its linear highway alone, trained the same way: an ablation)")
     p.add_argument("--horizon", type=int, default=None, help="steps forecast from each origin (default: the "

@@ -4,11 +4,10 @@
     python experiments/translate.py --pair deu-eng     # any installed dict-freedict-* pair
     python experiments/translate.py --smoke --out /tmp/translate
 
-Data: FreeDict entries (headword, first translation), lowercased, < --max-len characters; 10% of headwords held
-out as test, 5% of the rest as validation; --extra-reverse adds the opposite dictionary read backwards, less the
-held-out words. Model: deepcore.models.seq2seq on characters (teacher-forced, AdamW, warm-up + cosine). Validation
-and test sources are translated by beam (--beam) and greedy search, scored by chrF, CER and exact match against
-copying the input. Writes results.json, metrics.jsonl, checkpoints (--resume), samples.txt, curves.png.
+Data: FreeDict entries (headword, first translation), lowercased, < --max-len characters; 10% of headwords held out
+as test, 5% of the rest as validation; --extra-reverse adds the opposite dictionary read backwards, less held-out
+words. Model: deepcore.models.seq2seq on characters. Beam and greedy translations of validation and test, scored
+by chrF, CER and exact match beside copying the input, in results.json and samples.txt (and metrics, curves.png).
 """
 import json
 import time
@@ -24,7 +23,8 @@ DECODE_BATCH = 256
 def parser():
     p = common.parser("translate", __doc__.splitlines()[0], dataset="freedict", batch_size=64, lr=2e-3, steps=2000)
     p.add_argument("--pair", default="eng-fra", help="FreeDict pair SRC-TGT (Debian dict-freedict-SRC-TGT)")
-    p.add_argument("--extra-reverse", default="", help="also train on this pair read backwards (e.g. fra-eng)")
+    p.add_argument("--extra-reverse", default="no", choices=("auto", "yes", "no"), help="also train on the opposite "
+                   "dictionary read backwards (fra-eng for eng-fra), less held-out words; auto: if installed")
     p.add_argument("--max-len", type=int, default=32, help="characters per side, end-of-sequence included")
     p.add_argument("--d-model", type=int, default=64, help="residual stream width")
     p.add_argument("--heads", type=int, default=4, help="attention heads (a divisor of --d-model)")
@@ -58,9 +58,8 @@ def main(args):
     common.devices(args.devices)
     cfg, model, loss_fn = model_and_loss(args, vocab)
     state, step, evaluate = optimiser_and_step(args, model, loss_fn, steps)
-
-    n_params, (added, dropped) = tree.param_count(state.params), args.extra_counts.values()
-    print(f"translate {args.pair}: {len(train):,} train ({added:,} from --extra-reverse, {dropped:,} of its left out "
+    n_params, (rev, added, dropped) = tree.param_count(state.params), args.extra_counts.values()
+    print(f"translate {args.pair}: {len(train):,} train ({added:,} from {rev} reversed, {dropped:,} of its left out "
           f"as held-out words) / {len(val):,} validation / {len(test):,} test pairs, "
           f"{len(vocab)} characters; {args.enc_layers}+{args.dec_layers} blocks x d{args.d_model}, "
           f"{n_params:,} parameters; {steps} steps of {args.batch_size}", flush=True)
@@ -76,16 +75,18 @@ def main(args):
 def data(args):
     """(vocab, (train, val, test) pairs, {split: char ids [N, --max-len], 0 = pad}, training batches, steps)."""
     from deepcore.data import encode_pairs, load_dictionary, make_batches
-    from deepcore.data.dictionary import held_out, reversed_pairs, split_by_headword, vocabulary
+    from deepcore.data.dictionary import has_dictionary, held_out, reversed_pairs, split_by_headword, vocabulary
 
     dic = load_dictionary(args.pair, args.data_dir, max_chars=args.max_len - 1, test_fraction=TEST[0], seed=TEST[1])
     (train, val), test = split_by_headword(dic.train, *VAL), dic.test
-    extra, dropped = reversed_pairs(   # held-out (test, validation) source words stay out of training either way
-        args.extra_reverse, args.data_dir, max_chars=args.max_len - 1, known=train,
-        exclude=lambda w: held_out(w, *TEST) or held_out(w, *VAL)) if args.extra_reverse else ([], 0)
+    rev = "-".join(args.pair.split("-")[::-1])   # the opposite dictionary: fra-eng for eng-fra
+    use = args.extra_reverse == "yes" or args.extra_reverse == "auto" and has_dictionary(rev, args.data_dir)
+    extra, dropped = reversed_pairs(rev, args.data_dir, max_chars=args.max_len - 1, known=train, exclude=lambda w:
+                                    held_out(w, *TEST) or held_out(w, *VAL)) if use else ([], 0)   # no held-out word
     if args.smoke:
         train, val, test, extra = (x[:SMOKE[k]] for x, k in zip((train, val, test, extra), SMOKE))
-    train, args.extra_counts = train + extra, {"extra_train_pairs": len(extra), "extra_dropped_held_out": dropped}
+    train, args.extra_counts = train + extra, {"extra_reverse": rev if use else None, "extra_train_pairs": len(extra),
+                                               "extra_dropped_held_out": dropped}
     if args.batch_size > len(train):
         raise common.UsageError(f"--batch-size: expected at most {len(train)} (training pairs), got {args.batch_size}")
     vocab = vocabulary(dic.train + extra)
@@ -157,8 +158,7 @@ def translate(args, cfg, params, vocab, *sets):
 
     size, texts = min(DECODE_BATCH, max(len(s["source"]) for s in sets)), []   # one compilation for every set
     for s in sets:   # the last batch is padded by repeating the set's first sources
-        n = len(s["source"])
-        rows = np.arange(n + -n % size) % n
+        rows = np.arange(-(-(n := len(s["source"])) // size) * size) % n
         outs = [search(params, s["source"][rows[i:i + size]], s["source_mask"][rows[i:i + size]])
                 for i in range(0, len(rows), size)]
         texts.append(tuple([decode_ids(r, vocab) for o in outs for r in np.asarray(o[k])][:n] for k in (0, 1)))

@@ -99,6 +99,14 @@ def dictionary_files(pair: str, data_dir: Optional[str] = None) -> tuple:
                              f"files in --data-dir")
 
 
+def has_dictionary(pair: str, data_dir: Optional[str] = None) -> bool:
+    """Whether :func:`dictionary_files` finds ``freedict-PAIR``."""
+    try:
+        return bool(dictionary_files(pair, data_dir))
+    except DatasetUnavailable:
+        return False
+
+
 def dictionary_pairs(pair: str = "eng-fra", data_dir: Optional[str] = None, *, max_chars: int = 30) -> list:
     """The sorted, distinct ``(source, translation)`` pairs of a FreeDict dictionary, both sides at most
     ``max_chars`` characters."""
@@ -170,5 +178,5 @@ def encode_pairs(pairs, vocab, max_len: int) -> dict:
 
 
 __all__ = ["TranslationData", "SPECIALS", "PAD", "BOS", "EOS", "UNK", "b64_number", "read_entries", "entry_pair",
-           "dictionary_files", "dictionary_pairs", "held_out", "split_by_headword", "reversed_pairs",
+           "dictionary_files", "has_dictionary", "dictionary_pairs", "held_out", "split_by_headword", "reversed_pairs",
            "vocabulary", "load_dictionary", "encode_text", "decode_ids", "encode_pairs"]

@@ -21,9 +21,9 @@ DECODE_BATCH = 256
 
 
 def parser():
-    p = common.parser("translate", __doc__.splitlines()[0], dataset="freedict", batch_size=64, lr=2e-3, steps=2000)
+    p = common.parser("translate", __doc__.splitlines()[0], dataset="freedict", batch_size=64, lr=2e-3, steps=4000)
     p.add_argument("--pair", default="eng-fra", help="FreeDict pair SRC-TGT (Debian dict-freedict-SRC-TGT)")
-    p.add_argument("--extra-reverse", default="no", choices=("auto", "yes", "no"), help="also train on the opposite "
+    p.add_argument("--extra-reverse", default="auto", choices=("auto", "yes", "no"), help="also train on the opposite "
                    "dictionary read backwards (fra-eng for eng-fra), less held-out words; auto: if installed")
     p.add_argument("--max-len", type=int, default=32, help="characters per side, end-of-sequence included")
     p.add_argument("--d-model", type=int, default=64, help="residual stream width")
@@ -59,8 +59,8 @@ def main(args):
     cfg, model, loss_fn = model_and_loss(args, vocab)
     state, step, evaluate = optimiser_and_step(args, model, loss_fn, steps)
     n_params, (rev, added, dropped) = tree.param_count(state.params), args.extra_counts.values()
-    print(f"translate {args.pair}: {len(train):,} train ({added:,} from {rev} reversed, {dropped:,} of its left out "
-          f"as held-out words) / {len(val):,} validation / {len(test):,} test pairs, "
+    print(f"translate {args.pair}: {len(train):,} train ({added:,} read backwards from {rev or 'no dictionary'}, "
+          f"{dropped:,} of its left out as held-out words) / {len(val):,} validation / {len(test):,} test pairs, "
           f"{len(vocab)} characters; {args.enc_layers}+{args.dec_layers} blocks x d{args.d_model}, "
           f"{n_params:,} parameters; {steps} steps of {args.batch_size}", flush=True)
     result = fit(step, state, pipe.batches, steps=steps, eval_step=evaluate, eval_batches=lambda: [arrays["val"]],

@@ -271,6 +271,18 @@ def char_error_rate(hypotheses, references) -> float:
     return sum(edit_distance(h, r) for h, r in zip(hypotheses, references)) / total
 
 
+def translation_scores(outputs: dict, references, prefix: str = "") -> dict:
+    """``{PREFIXchrf_NAME, PREFIXcer_NAME, PREFIXexact_NAME}`` for each ``NAME: hypotheses`` of ``outputs``:
+    :func:`chrf`, :func:`char_error_rate` and the fraction of hypotheses equal to their reference."""
+    references, scores = list(references), {}
+    for name, hyps in outputs.items():
+        hyps = list(hyps)
+        scores |= {f"{prefix}chrf_{name}": chrf(hyps, references), f"{prefix}cer_{name}": char_error_rate(
+            hyps, references), f"{prefix}exact_{name}": sum(map(str.__eq__, hyps, references)) / len(references)}
+    return scores
+
+
 __all__ = ["accuracy", "top_k_accuracy", "perplexity", "bits_per_char", "confusion_matrix", "roc_auc",
            "average_precision", "mean_squared_error", "mean_absolute_error", "r2_score", "mase", "smape",
-           "interval_coverage", "chrf", "edit_distance", "char_error_rate"]
+           "interval_coverage", "chrf", "edit_distance", "char_error_rate",
+           "translation_scores"]

@@ -1,7 +1,7 @@
 """chrF and the character error rate against hand computations."""
 import pytest
 
-from deepcore.metrics import char_error_rate, chrf, edit_distance
+from deepcore.metrics import char_error_rate, chrf, edit_distance, translation_scores
 
 
 def f2(p, r):
@@ -39,3 +39,12 @@ def test_edit_distance_and_character_error_rate_by_hand():
     assert char_error_rate(["aviron"], ["avion"]) == pytest.approx(1 / 5)
     with pytest.raises(ValueError, match="char_error_rate"):
         char_error_rate(["a"], [""])
+
+
+def test_translation_scores_name_each_system():
+    refs = ["maison", "chat", "abc"]
+    got = translation_scores({"model": ["maison", "chien", "abd"], "copy": ("house", "cat", "abc")}, refs, "test_")
+    assert set(got) == {f"test_{m}_{n}" for m in ("chrf", "cer", "exact") for n in ("model", "copy")}
+    assert got["test_exact_model"] == pytest.approx(1 / 3) and got["test_exact_copy"] == pytest.approx(1 / 3)
+    assert got["test_cer_model"] == pytest.approx((0 + 3 + 1) / 13)   # chien -> chat: 3 edits; abd -> abc: 1
+    assert got["test_chrf_copy"] == pytest.approx(chrf(["house", "cat", "abc"], refs))

@@ -13,7 +13,9 @@ begin ``Note:``, ``Synonyms:``, ``see:``, or a quoted example).
 :func:`entry_pair` keeps the headword and the first translation of the first sense, lowercased, with bracketed
 labels (``[...]``, ``<...>``, ``(...)``) removed and the Unicode hyphen ``U+2010`` as ``-``; pairs longer than
 ``max_chars`` are dropped and duplicates removed. :func:`split_by_headword` holds out a fixed fraction of the
-source headwords (every pair of a held-out headword is in the test split), chosen by a hash of the headword.
+source headwords (every pair of a held-out headword is in the test split), chosen by a hash of the headword
+(:func:`held_out`). :func:`reversed_pairs` reads the opposite dictionary backwards (``fra-eng`` as English ->
+French) for extra training pairs, leaving out the sources that ``exclude`` names (the held-out headwords).
 """
 from __future__ import annotations
 
@@ -97,6 +99,14 @@ def dictionary_files(pair: str, data_dir: Optional[str] = None) -> tuple:
                              f"files in --data-dir")
 
 
+def has_dictionary(pair: str, data_dir: Optional[str] = None) -> bool:
+    """Whether :func:`dictionary_files` finds ``freedict-PAIR``."""
+    try:
+        return bool(dictionary_files(pair, data_dir))
+    except DatasetUnavailable:
+        return False
+
+
 def dictionary_pairs(pair: str = "eng-fra", data_dir: Optional[str] = None, *, max_chars: int = 30) -> list:
     """The sorted, distinct ``(source, translation)`` pairs of a FreeDict dictionary, both sides at most
     ``max_chars`` characters."""
@@ -104,20 +114,39 @@ def dictionary_pairs(pair: str = "eng-fra", data_dir: Optional[str] = None, *, m
     return sorted(p for p in pairs if len(p[0]) <= max_chars and len(p[1]) <= max_chars)
 
 
+def held_out(word: str, test_fraction: float = 0.1, seed: int = 0) -> bool:
+    """Whether :func:`split_by_headword` puts ``word`` (a source headword) in its held-out split: crc32 of
+    ``seed TAB word`` below ``test_fraction * 2**32``."""
+    return zlib.crc32(f"{seed}\t{word}".encode()) < int(round(test_fraction * 2 ** 32))
+
+
 def split_by_headword(pairs, test_fraction: float = 0.1, seed: int = 0) -> tuple:
     """``(train, test)``: the pairs whose source headword hashes (crc32 with ``seed``) into the held-out
     ``test_fraction`` go to test; a headword's pairs never straddle the split."""
-    cut = int(round(test_fraction * 2 ** 32))
-    held = [zlib.crc32(f"{seed}\t{src}".encode()) < cut for src, _ in pairs]
+    held = [held_out(src, test_fraction, seed) for src, _ in pairs]
     return [p for p, h in zip(pairs, held) if not h], [p for p, h in zip(pairs, held) if h]
+
+
+def reversed_pairs(pair: str, data_dir: Optional[str] = None, *, max_chars: int = 30, exclude=None,
+                   known=()) -> tuple:
+    """``(pairs, dropped)``: the distinct pairs of ``freedict-PAIR`` read in reverse, ``(translation, headword)``
+    (``fra-eng`` gives English -> French), sorted, less those in ``known``; those whose new source satisfies
+    ``exclude(source)`` (another dictionary's held-out headwords, by :func:`held_out`) are counted in ``dropped``."""
+    pairs = sorted({(t, s) for s, t in dictionary_pairs(pair, data_dir, max_chars=max_chars)} - set(known))
+    kept = [p for p in pairs if exclude is None or not exclude(p[0])]
+    return kept, len(pairs) - len(kept)
+
+
+def vocabulary(pairs) -> tuple:
+    """The sorted distinct characters of both sides of ``pairs``."""
+    return tuple(sorted({c for s, t in pairs for c in s + t}))
 
 
 def load_dictionary(pair: str = "eng-fra", data_dir: Optional[str] = None, *, max_chars: int = 30,
                     test_fraction: float = 0.1, seed: int = 0) -> TranslationData:
     """Pairs of ``freedict-PAIR`` split by headword, with the training pairs' character vocabulary."""
     train, test = split_by_headword(dictionary_pairs(pair, data_dir, max_chars=max_chars), test_fraction, seed)
-    vocab = tuple(sorted({c for s, t in train for c in s + t}))
-    return TranslationData(pair, vocab, train, test)
+    return TranslationData(pair, vocabulary(train), train, test)
 
 
 def encode_text(text: str, vocab, max_len: int) -> np.ndarray:
@@ -149,5 +178,5 @@ def encode_pairs(pairs, vocab, max_len: int) -> dict:
 
 
 __all__ = ["TranslationData", "SPECIALS", "PAD", "BOS", "EOS", "UNK", "b64_number", "read_entries", "entry_pair",
-           "dictionary_files", "dictionary_pairs", "split_by_headword", "load_dictionary", "encode_text",
-           "decode_ids", "encode_pairs"]
+           "dictionary_files", "has_dictionary", "dictionary_pairs", "held_out", "split_by_headword", "reversed_pairs",
+           "vocabulary", "load_dictionary", "encode_text", "decode_ids", "encode_pairs"]

@@ -8,7 +8,8 @@ import pytest
 
 from deepcore.data import DatasetUnavailable
 from deepcore.data.dictionary import (BOS, EOS, PAD, UNK, b64_number, decode_ids, dictionary_pairs, encode_pairs,
-                                      entry_pair, load_dictionary, split_by_headword)
+                                      entry_pair, held_out, load_dictionary, reversed_pairs, split_by_headword,
+                                      vocabulary)
 
 ENTRIES = {
     "00databaseinfo": "info about the database\n",
@@ -65,6 +66,21 @@ def test_split_by_headword_keeps_a_headword_on_one_side():
     assert not {s for s, _ in train} & {s for s, _ in test}
     assert split_by_headword(pairs, 0.2, seed=1) == (train, test)
     assert split_by_headword(pairs, 0.2, seed=2) != (train, test)
+    assert {s for s, _ in test} == {s for s, _ in pairs if held_out(s, 0.2, 1)}   # the rule, word by word
+
+
+def test_reversed_pairs_leave_out_excluded_sources_and_known_pairs(dict_dir):
+    assert reversed_pairs("xxx-yyy", dict_dir) == ([("adopter", "adopt"), ("aspirine", "aspirin"),
+                                                    ("conjecturer", "surmise"), ("forêt-noire", "black forest"),
+                                                    ("âne", "ass")], 0)
+    kept, dropped = reversed_pairs("xxx-yyy", dict_dir, max_chars=8, exclude=lambda w: w.startswith("a"),
+                                   known=[("âne", "ass"), ("xyz", "w")])
+    assert (kept, dropped) == ([], 2)   # adopter, aspirine excluded; âne known; the rest longer than 8
+    kept, dropped = reversed_pairs("xxx-yyy", dict_dir, exclude=lambda w: held_out(w, 0.5, 3))
+    words = ("adopter", "aspirine", "conjecturer", "forêt-noire", "âne")
+    assert [held_out(w, 0.5, 3) for w in words] == [False, False, False, True, True]
+    assert kept == [("adopter", "adopt"), ("aspirine", "aspirin"), ("conjecturer", "surmise")] and dropped == 2
+    assert vocabulary([("ab", "ç"), ("b", "a")]) == ("a", "b", "ç")
 
 
 def test_encode_pairs_for_teacher_forcing():

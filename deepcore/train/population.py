@@ -193,6 +193,8 @@ class _Members:
         self.fn, self.update, self.shared, self.donate, self.members = fn, update, shared_batch, donate, members
         self.options, self._stacked, self._plans = compiler_options, {}, {}
         self.one = compile_fn(fn, donate_argnums=(0,) if update else (), compiler_options=compiler_options)
+        # members kept apart are the caller's own states: donated only when the step donates
+        self.one_apart = self.one if donate or not update else compile_fn(fn, compiler_options=compiler_options)
         self._split, self._join = _unstack, _stack
 
     def _plan(self, states, batch, n):
@@ -222,12 +224,12 @@ class _Members:
         return self._in_one_program(self._traced_form(jax.tree.leaves(states)[0].shape[0])).lower(states, batch)
 
     def _apart(self, states, batch):
-        """Members kept apart (a list): each runs the single-member program (its state donated), the states come
-        back as a list and the metrics stacked; traced, the single-member function is applied to each."""
+        """Members kept apart (a list): each runs the single-member program (its state donated if ``donate``), the
+        states come back as a list and the metrics stacked; traced, the single-member function is applied to each."""
         traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((states[0], batch)))
         batches = [batch] * len(states) if self.shared else (batch if isinstance(batch, (list, tuple))
                                                              else self._split(batch))
-        outs = [(self.fn if traced else self.one)(s, b) for s, b in zip(states, batches)]
+        outs = [(self.fn if traced else self.one_apart)(s, b) for s, b in zip(states, batches)]
         if not self.update:
             return self._join(outs)
         return [o[0] for o in outs], self._join([o[1] for o in outs])

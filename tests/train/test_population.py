@@ -198,5 +198,11 @@ def test_members_kept_apart_as_a_list_equal_the_stacked_sequential_run(members):
     for metrics in (m, m2, m3):
         np.testing.assert_array_equal(metrics["loss"], ref_m["loss"])
     np.testing.assert_array_equal(C.flat(member(apart, 1).params), C.flat(member(ref, 1).params))
+    kept = unstack_members(make())
+    population_step(loss, tx, shared_batch=False, members=members, donate=False)(kept, stacked_batch)
+    assert not any(a.is_deleted() for a in jax.tree.leaves(kept))     # donate=False keeps the caller's members
+    given = unstack_members(make())
+    step(given, stacked_batch)
+    assert jax.tree.leaves(given[0].params)[0].is_deleted()             # the donating step updates them in place
     ev = population_eval(loss, shared_batch=False, members=members)(apart, stacked_batch)
     np.testing.assert_array_equal(ev["loss"], population_eval(loss, shared_batch=False)(ref, stacked_batch)["loss"])

@@ -195,7 +195,6 @@ class _Members:
         self.one = compile_fn(fn, donate_argnums=(0,) if update else (), compiler_options=compiler_options)
         # members kept apart are the caller's own states: donated only when the step donates
         self.one_apart = self.one if donate or not update else compile_fn(fn, compiler_options=compiler_options)
-        self._split, self._join = _unstack, _stack
 
     def _plan(self, states, batch, n):
         """The form for this signature, from one trace of the single-member step (does it convolve?)."""
@@ -228,11 +227,11 @@ class _Members:
         states come back as a list and the metrics stacked; traced, the single-member function is applied to each."""
         traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((states[0], batch)))
         batches = [batch] * len(states) if self.shared else (batch if isinstance(batch, (list, tuple))
-                                                             else self._split(batch))
+                                                             else _unstack(batch))
         outs = [(self.fn if traced else self.one_apart)(s, b) for s, b in zip(states, batches)]
         if not self.update:
-            return self._join(outs)
-        return [o[0] for o in outs], self._join([o[1] for o in outs])
+            return _stack(outs)
+        return [o[0] for o in outs], _stack([o[1] for o in outs])
 
     def __call__(self, states, batch):
         if isinstance(states, (list, tuple)):
@@ -243,13 +242,13 @@ class _Members:
         form = self._plan(states, batch, n) if self.members in ("auto", "sequential") else self.members
         if form != "sequential":
             return self._in_one_program(form)(states, batch)
-        parts = self._split(states)
+        parts = _unstack(states)
         if self.update and self.donate:
             for a in jax.tree.leaves(states):   # donated, as in the one-program forms
                 a.delete()
         batch = jax.device_put(batch)   # a host batch crosses to the device once, not N times
-        outs = [self.one(p, b) for p, b in zip(parts, [batch] * n if self.shared else self._split(batch))]
-        return self._join(outs)
+        outs = [self.one(p, b) for p, b in zip(parts, [batch] * n if self.shared else _unstack(batch))]
+        return _stack(outs)
 
 
 def _build(fn, *, update, shared_batch, donate, compiler_options, members):

@@ -107,7 +107,7 @@ class Kernels:
         f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
         self.J = (lambda fn: compiling.jit(fn, n)) if jit else (lambda fn: fn)
         grad = jax.grad(f_flat)
-        self._g_tree = jax.grad(f_tree)
+        self._vg_tree = jax.value_and_grad(f_tree)
         self.grad = self.J(grad)
         self._dir, self._rows = {}, {}
         self.trace_fns = {
@@ -119,8 +119,8 @@ class Kernels:
 
     def vmap_probe(self, grad: bool, jvp: bool):
         one = jnp.zeros(GROUP, jnp.uint32)
-        return lambda t, c, u: self._directional(grad, jvp, True)(self.split(t), self.split(t), True, c, u, one, one,
-                                                                   one + 1, t[:1].repeat(GROUP), GROUP)
+        return lambda t, c, u: self._directional(grad, jvp, True)(self.split(t), (t[0], self.split(t)), True, c, u,
+                                                                   one, one, one + 1, t[:1].repeat(GROUP), GROUP)
 
     def group(self, batched: bool) -> int:
         """Rows evaluated together (vmapped) per loop step: :data:`GROUP`, or 1 where they do not fit memory."""
@@ -135,7 +135,9 @@ class Kernels:
         return self.group(batched) == 1 and len(self.layout) > 1
 
     def _directional(self, grad: bool, jvp: bool, batched: bool):
-        """The kernel over leaf lists ``t``, ``g_in`` (no flat vector: slicing one would copy every leaf).
+        """The kernel over leaf lists ``t`` and ``fg_in = (f(t), g(t))`` (no flat vector: slicing one would copy
+        every leaf). The call's first chunk (``need_g``) computes ``f(t)`` and ``g(t)`` together, one
+        ``value_and_grad`` (no separate forward pass of ``f(t)`` to compile); later chunks pass them through.
 
         Rows go through a loop of :meth:`group`-row steps up to ``used`` (a run-time value): a call with
         fewer rows than the compiled count (kink moves, bisection) costs its own rows, not the padding."""
@@ -143,8 +145,11 @@ class Kernels:
         coeffs = jnp.asarray(STENCIL, dtype)
         zero = jnp.zeros((), dtype)
 
-        def kernel(t, g_in, need_g, c, u, seeds, lo, hi, hs, used, dirs=None):
-            g = jax.lax.cond(need_g, lambda: self._g_tree(t, c, u), lambda: g_in) if grad else g_in
+        def kernel(t, fg_in, need_g, c, u, seeds, lo, hi, hs, used, dirs=None):
+            if grad:
+                f0, g = jax.lax.cond(need_g, lambda: self._vg_tree(t, c, u), lambda: fg_in)
+            else:
+                f0, g = f(t, c, u), fg_in[1]
 
             def row(seed, a, b, h, d=None):   # vmapped rows: every leaf's direction and point (a switch runs all)
                 v = direction(seed, a, b, layout, dtype) if d is None else self.split(d)
@@ -163,7 +168,7 @@ class Kernels:
             m = seeds.shape[0]
             acc = [jnp.zeros((m, len(STENCIL)), dtype), jnp.zeros(m, dtype), jnp.zeros(m, dtype)]
             F, vg, jv = jax.lax.fori_loop(0, (used + G - 1) // G, step, acc)
-            return F, vg, jv, f(t, c, u), g
+            return F, vg, jv, f0, g
 
         return kernel
 

@@ -227,8 +227,9 @@ class Problem:
             dirs = put(host_directions(*chunk[:3], self.n, self.dtype)) if host else None
             chunk = [put(a) for a in chunk[:3]] + [put(chunk[3], self.dtype)]
             known = all(n in self.support for n in ("grad", "jvp", "vmap"))
-            g_in = [put(np.zeros(a.shape, a.dtype)) for a in t] if not out else g   # the first chunk computes g
-            call = lambda: (t, g_in, put(not out), self.consts, self.u, *chunk, put(np.int32(used)),  # noqa: E731
+            fg_in = (put(np.zeros((), self.dtype)), [put(np.zeros(a.shape, a.dtype)) for a in t]) if not out else (
+                f0, g)   # the first chunk computes f(t) and g(t)
+            call = lambda: (t, fg_in, put(not out), self.consts, self.u, *chunk, put(np.int32(used)),  # noqa: E731
                             dirs if self.k.host(self._flags()[2]) else None)
             try:
                 res = self.k.directional(*self._flags())(*call())
@@ -241,13 +242,14 @@ class Problem:
             for name in ("grad", "jvp", "vmap"):
                 self.support.setdefault(name, "")
             out.append([np.asarray(a, np.float64)[:used] for a in res[:3]])
-            f0, g = float(res[3]), res[4]
+            f0, g = res[3], res[4]
             i += used
         grad, jvp, _ = self._flags()
         self.evals["f"] += 8 * i + 1
         self.evals["jvp"] += i if jvp else 0
         self.evals["grad"] += 1 if grad else 0
         F, vg, jv = (np.concatenate(a) for a in zip(*out))
+        f0 = float(f0)
         g = np.concatenate([np.asarray(a, np.float64).ravel() for a in g]) if grad else None
         return F, (vg if grad else None), (jv if jvp else None), f0, g
 

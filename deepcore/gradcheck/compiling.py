@@ -1,16 +1,18 @@
-"""The checker's compile rule: a small kernel is compiled with XLA's backend optimisation off.
+"""The checker's compile rule: a small kernel is compiled for compile speed, not run speed.
 
-A gradient check of a small layer spends most of its time compiling (its kernels run for milliseconds), and
-XLA:CPU's LLVM optimisation is the larger part of a compile. :func:`jit` lowers each input signature once,
-asks XLA's cost analysis for the program's floating-point operations, and compiles a program under
-:data:`SMALL_FLOPS` of a check of fewer than :data:`SMALL_N` numbers with :data:`FAST_COMPILE`
-(``xla_backend_optimization_level=0``: same HLO passes, same arithmetic, no LLVM optimisation), others with XLA's
-defaults. Convolutions and dots are library calls either way; what -O0 slows is elementwise loops, and a check of
-many numbers runs loops over all of them per row (forming points, drawing directions), hence :data:`SMALL_N`.
-XLA counts a loop's body once (the directional kernel's: one group of rows), so a scanned model whose body is
-small is compiled the fast way whatever its trip count. Measured (BUILD_NOTES, issue 20): the benchmark's CNN on
-4 images (kernel 1.4e8 flops) checks faster at -O0; a 10M-parameter MLP (8.5e8) keeps the defaults.
-:data:`COUNTS` records how many programs took each way (a test and the benchmark read it).
+A gradient check of a small layer spends most of its time compiling (its kernels run for milliseconds).
+:func:`jit` lowers each input signature once, asks XLA's cost analysis for the program's floating-point
+operations, and compiles a program under :data:`SMALL_FLOPS` of a check of fewer than :data:`SMALL_N` numbers
+with :data:`FAST_COMPILE`, others with XLA's defaults. :data:`FAST_COMPILE` turns off XLA:CPU's LLVM
+optimisation (``xla_backend_optimization_level=0``) and its MLIR fusion emitters
+(``xla_cpu_use_fusion_emitters=False``: fusions go through XLA's older elemental emitter): the same HLO passes
+and the same operations, compiled about 5x faster (each option alone: less than 2x). Convolutions and dots are
+library calls either way; what it slows is elementwise loops, and a check of many numbers runs loops over all of
+them per row (forming points, drawing directions), hence :data:`SMALL_N`. XLA counts a loop's body once (the
+directional kernel's: one group of rows), so a scanned model whose body is small is compiled the fast way
+whatever its trip count. Measured in BUILD_NOTES (issue 20). ``DEEPCORE_GRADCHECK_FAST_COMPILE=0`` compiles
+everything with XLA's defaults. :data:`COUNTS` records how many programs took each way (a test and the
+benchmark read it).
 """
 from __future__ import annotations
 
@@ -21,10 +23,8 @@ from typing import Callable
 import jax
 from jax import monitoring
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
-# Off by default: two test-suite processes that had run checks this way later crashed (segmentation fault) inside
-# an ordinary XLA:CPU compile; until that is understood the rule is opt-in (BUILD_NOTES, issue 20).
-ENABLED = os.environ.get("DEEPCORE_GRADCHECK_FAST_COMPILE", "0") == "1"
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+ENABLED = os.environ.get("DEEPCORE_GRADCHECK_FAST_COMPILE", "1") != "0"
 SMALL_FLOPS = 1e9          # below this (XLA's estimate for one call), compile without LLVM optimisation
 SMALL_N = 10 ** 6          # ... when the check has fewer numbers than this
 COUNTS: collections.Counter = collections.Counter()   # "fast" / "default": programs compiled each way

@@ -9,7 +9,7 @@ from deepcore.gradcheck.problem import Problem
 
 
 def test_small_programs_compile_fast_large_ones_with_defaults_same_values(monkeypatch):
-    monkeypatch.setattr(compiling, "ENABLED", True)   # the rule is opt-in (DEEPCORE_GRADCHECK_FAST_COMPILE=1)
+    monkeypatch.setattr(compiling, "ENABLED", True)   # the default (DEEPCORE_GRADCHECK_FAST_COMPILE=0: off)
     with jax.enable_x64(True):
         x = np.random.default_rng(0).standard_normal((6, 5))
         small = lambda a: jnp.tanh(a @ a.T).sum(axis=0)  # noqa: E731
@@ -26,7 +26,7 @@ def test_small_programs_compile_fast_large_ones_with_defaults_same_values(monkey
         f = compiling.jit(small)
         f(x), f(x + 1)   # one signature, one compile
         assert compiling.COUNTS["fast"] == before.get("fast", 0) + 1
-    monkeypatch.setattr(compiling, "ENABLED", False)   # the default: XLA's own options
+    monkeypatch.setattr(compiling, "ENABLED", False)   # switched off: XLA's own options
     before = dict(compiling.COUNTS)
     compiling.jit(lambda a: jnp.cos(a).sum())(x)
     assert compiling.COUNTS["default"] == before.get("default", 0) + 1
@@ -79,11 +79,11 @@ def test_leafwise_rows_and_host_drawn_rows_give_the_same_numbers(monkeypatch):
             if rows_at_once:   # a small check: directions come from the host, no hash in the program
                 t = P.k.split(jnp.asarray(P.theta0))
                 dirs = host_directions(seeds, lo, hi, P.n, np.float64)
-                jaxpr = str(jax.make_jaxpr(kernel)(t, t, True, P.consts, P.u, seeds, lo, hi, hs, 3, dirs))
+                jaxpr = str(jax.make_jaxpr(kernel)(t, (0.0, t), True, P.consts, P.u, seeds, lo, hi, hs, 3, dirs))
                 assert "shift_right_logical" not in jaxpr
             else:
                 t = P.k.split(jnp.asarray(P.theta0))
-                jaxpr = jax.make_jaxpr(kernel)(t, t, True, P.consts, P.u, seeds, lo, hi, hs, 3)
+                jaxpr = jax.make_jaxpr(kernel)(t, (0.0, t), True, P.consts, P.u, seeds, lo, hi, hs, 3)
                 assert 3 in _branch_counts(jaxpr.jaxpr)   # the row is a switch with one branch per leaf
                 with pytest.raises(ValueError, match="spans leaves"):
                     P.directional(P.theta0, seeds[:1], lo[:1], hi[2:3], hs[:1])
@@ -128,3 +128,30 @@ def test_host_directions_are_the_kernels_directions():
                 np.testing.assert_allclose(host[r], kernel, rtol=rtol, atol=rtol * 1e-2)
                 assert np.all(host[r][:lo[r]] == 0) and np.all(host[r][hi[r]:] == 0)
             np.testing.assert_allclose(np.linalg.norm(host.astype(np.float64), axis=1), 1.0, rtol=rtol * 10)
+
+
+def test_a_conv_net_kernel_gives_the_same_rows_compiled_fast_and_with_xla_defaults(monkeypatch):
+    # the fast options (no LLVM optimisation, XLA's older fusion emitter) must not change a number beyond
+    # rounding: every output of the directional kernel of a small conv net (grouped convolutions under vmap,
+    # reductions, the gradient, the JVP), compiled both ways, and the gradient against a plain jax.grad
+    def f(w, b, x):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(jnp.tanh(y + b[None, None, None]) ** 2) + jnp.max(y)
+
+    rng = np.random.default_rng(3)
+    args = (rng.standard_normal((3, 3, 2, 4)), rng.standard_normal(4), rng.standard_normal((2, 6, 6, 2)))
+    out = {}
+    with jax.enable_x64(True):
+        for fast in (True, False):
+            monkeypatch.setattr(compiling, "ENABLED", fast)
+            g = lambda w, b, x: f(w, b, x)  # noqa: E731  (new function: new kernels)
+            P = Problem(g, args, (0, 1, 2), ("w", "b", "x"), False, jnp.float64, np.random.default_rng(0))
+            before = dict(compiling.COUNTS)
+            m = 12
+            out[fast] = P.directional(P.theta0, np.arange(m, dtype=np.uint32), np.zeros(m, np.int64),
+                                      np.full(m, P.n), np.full(m, 1e-3))
+            assert compiling.COUNTS["fast" if fast else "default"] == before.get("fast" if fast else "default", 0) + 1
+        reference = np.concatenate([np.asarray(a).ravel() for a in jax.grad(f, argnums=(0, 1, 2))(*args)])
+    for a, b in zip(out[True], out[False]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out[True][4], reference, rtol=1e-12, atol=1e-12)

@@ -1,7 +1,9 @@
 """``python -m deepcore.gradcheck``: gradient-check every case in :mod:`deepcore.catalog`.
 
 Prints one row per (case, train/eval, mode): the worst relative error over leaves, where it occurs, the
-tolerance and the verdict; ``--json`` prints the same rows as JSON. Exit status 1 when anything fails.
+tolerance and the verdict; ``--json`` prints the same rows as JSON. Exit status 1 when anything fails. With more
+than one job, workers take models first, then functions, then layers, and rows print as cases finish;
+``--json`` lists them in catalog order.
 
     python -m deepcore.gradcheck                       # fast + fwd-rev, seed 0, every case
     python -m deepcore.gradcheck --modes all --seeds 5 --filter 'conv|lstm'
@@ -14,6 +16,8 @@ import multiprocessing
 import os
 import re
 import time
+
+import jax
 
 from deepcore import catalog
 from deepcore.gradcheck import compiling
@@ -52,12 +56,14 @@ def main(argv=None) -> int:
         compiling.persistent_cache(args.cache)
     modes = MODES if args.modes == "all" else tuple(m.strip() for m in args.modes.split(","))
     tasks = [(kind, case, seed) for kind, case in _cases(args.filter) for seed in range(args.seeds)]
+    order = {(kind, case.name, seed): i for i, (kind, case, seed) in enumerate(tasks)}   # catalog order
     jobs = max(1, min(args.jobs, len(tasks)))
     rows, failed, start = [], 0, time.time()
     if jobs == 1:
         results = (_check(kind, case, seed, modes, args.both) for kind, case, seed in tasks)
-    else:  # fresh interpreters ('spawn'): JAX's threads do not survive fork; results arrive in catalog order
-        pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_worker, initargs=(args.cache,))
+    else:  # fresh interpreters ('spawn'): JAX's threads do not survive fork
+        tasks.sort(key=lambda t: HEAVY_FIRST[t[0]])   # heaviest kinds first: no long case left for last
+        pool = _pool(jobs, args.cache)
         results = pool.imap(_check_by_name, [(kind, case.name, seed, modes, args.both) for kind, case, seed in tasks],
                             chunksize=args.seeds)   # one worker checks every seed of a case: compiled once
     hits = {"hits": 0, "misses": 0}
@@ -74,6 +80,7 @@ def main(argv=None) -> int:
         pool.join()
     elapsed = time.time() - start
     cache = f", compilation cache {args.cache}: {hits['hits']} hits, {hits['misses']} misses" if args.cache else ""
+    rows.sort(key=lambda r: order[r["kind"], r["name"], r["seed"]])   # stable: a case's rows keep their order
     if args.json:
         extra = dict(cache_hits=hits["hits"], cache_misses=hits["misses"]) if args.cache else {}
         print(json.dumps(dict(ok=not failed, failures=failed, seconds=round(elapsed, 1), **extra, rows=rows),
@@ -99,6 +106,27 @@ def _check(kind, case, seed, modes, both) -> list:
     for key in ("hits", "misses"):   # this case's persistent-cache counts, taken off by main()
         summary[0]["cache_" + key] = compiling.CACHE[key] - before.get(key, 0)
     return summary
+
+
+HEAVY_FIRST = {"model": 0, "function": 1, "layer": 2}   # the order kinds are handed to workers (larger first)
+
+
+def _pool(jobs: int, cache):
+    """``jobs`` worker processes. On a CPU they compile every program with :data:`compiling.FAST_COMPILE` (set
+    in ``XLA_FLAGS`` as they start, so it covers the cases' own set-up: initialisers, eager random draws): a
+    worker only checks catalog cases, all small, whose compiles are most of their time."""
+    fast = compiling.ENABLED and jax.default_backend() == "cpu"
+    before = os.environ.get("XLA_FLAGS")
+    if fast:
+        os.environ["XLA_FLAGS"] = " ".join([before or ""] + [f"--{k}={str(v).lower()}"
+                                                             for k, v in compiling.FAST_COMPILE.items()]).strip()
+    try:
+        return multiprocessing.get_context("spawn").Pool(jobs, initializer=_worker, initargs=(cache,))
+    finally:   # the workers have started with it; this process keeps its own
+        if before is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = before
 
 
 def _worker(cache):

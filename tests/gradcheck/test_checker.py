@@ -121,13 +121,20 @@ def test_cli_fails_on_a_wrong_gradient(capsys, monkeypatch):
 
 
 def test_cli_worker_processes_give_the_same_rows_in_catalog_order(capsys):
-    assert main(["--filter", "^(dense|relu|embedding)$", "--json", "--jobs", "1"]) == 0
+    # workers take the model and the function first and compile everything with XLA_FLAGS set to the fast
+    # options; the JSON rows come in catalog order, the same as in this process: to the last digit for layers
+    # and models (inputs drawn on the host, initialisers compiled the same way either way); a function case draws
+    # its point with eager jax.random, compiled another way there, so its point differs by rounding
+    pattern = "^(dense|relu|embedding|forecaster_lstm_quantiles|pinball)$"
+    assert main(["--filter", pattern, "--json", "--jobs", "1"]) == 0
     serial = json.loads(capsys.readouterr().out)["rows"]
-    assert main(["--filter", "^(dense|relu|embedding)$", "--json", "--jobs", "2"]) == 0
+    assert main(["--filter", pattern, "--json", "--jobs", "2"]) == 0
     parallel = json.loads(capsys.readouterr().out)["rows"]
-    key = lambda r: (r["name"], r["mode"], r["max_rel_err"], r["verdict"])  # noqa: E731
+    key = lambda r: (r["name"], r["mode"], r["verdict"]) + ((r["max_rel_err"],) if r["kind"] != "function" else ())  # noqa: E731
     assert [key(r) for r in parallel] == [key(r) for r in serial]
-    assert [r["name"] for r in parallel][::3] == ["dense", "relu", "embedding"]
+    assert all(r["verdict"] == "pass" for r in parallel)
+    names = list(dict.fromkeys(r["name"] for r in parallel))
+    assert names == ["dense", "relu", "embedding", "forecaster_lstm_quantiles", "pinball"]
 
 
 def test_cli_cache_a_second_process_loads_the_programs_the_first_compiled(tmp_path):

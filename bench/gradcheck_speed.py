@@ -4,6 +4,8 @@
     python bench/gradcheck_speed.py --only cnn,mlp  # a subset: cnn, mlp, layers, catalog
     python bench/gradcheck_speed.py --only catalog --cache /tmp/gc-cache   # run twice: the second loads compiles
     python bench/gradcheck_speed.py --only layers,catalog,rule --filter '^relu$'   # a smoke run
+    python bench/gradcheck_speed.py --only mlp --small-n 1e12   # the compile rule's fast options at 10M numbers too
+    python bench/gradcheck_speed.py --only options --filter '^(dense|conv2d|lstm)$'   # compile-option A/B
 
 1. cnn: whole-model fast check (float64, parameters) of a 2,098-parameter VGG on 4 28x28 images, over one
    compile-and-gradient of the same loss in float32 (target <= 3).
@@ -14,6 +16,8 @@
    (target < 2).
 4. catalog: ``python -m deepcore.gradcheck`` (fast + fwd-rev, one worker per core) wall seconds and failures
    (target <= 60 s, 0 failures), in a subprocess.
+6. options (A/B, not a target): the programs the catalog layers' checks compile (``--filter``), each recompiled
+   with XLA's defaults and with other compile options, three rounds: which options the rule should use.
 5. rule (A/B, not a target): the catalog's layer checks (fast + fwd-rev, as the CLI runs them) with the checker's
    compile rule (:mod:`deepcore.gradcheck.compiling`: small programs without LLVM optimisation) off and on,
    interleaved in this one process with every cache cleared before each check: wall and XLA compile seconds.
@@ -158,6 +162,38 @@ def rule(pattern=None):
           f"XLA compile off {total['off', 'compile']:.1f}s / on {total['on', 'compile']:.1f}s", flush=True)
 
 
+OPTION_SETS = {"XLA defaults": {}, "-O0": {"xla_backend_optimization_level": 0},
+               "older emitter": {"xla_cpu_use_fusion_emitters": False},
+               "-O1, older emitter": {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False},
+               "-O0, older emitter (the rule's)": {"xla_backend_optimization_level": 0,
+                                                   "xla_cpu_use_fusion_emitters": False}}
+
+
+def options(pattern=None, rounds=3):
+    from deepcore.gradcheck import compiling
+    lowered, keep = [], compiling.compile_lowered
+
+    def record(low, opts=None, n=0):
+        lowered.append(low)
+        return keep(low, opts, n)
+
+    compiling.compile_lowered = record
+    for case in [c for c in catalog.LAYER_CASES if pattern is None or re.search(pattern, c.name)]:
+        kw = {} if (case.stochastic or case.stateful) else {"train": (False,)}
+        check_case(case, seed=0, modes=("fast", "fwd-rev"), progress=False, **kw)
+    compiling.compile_lowered = keep
+    totals = {name: [] for name in OPTION_SETS}
+    for _ in range(rounds):
+        for name, opts in OPTION_SETS.items():
+            jax.clear_caches()
+            t = time.perf_counter()
+            for low in lowered:
+                low.compile(compiler_options=dict(opts))   # options given: never the lowering's cached one
+            totals[name].append(time.perf_counter() - t)
+    for name, ts in totals.items():
+        print(f"options: {len(lowered)} programs, {name}: " + ", ".join(f"{t:.2f}s" for t in ts), flush=True)
+
+
 def cli(pattern=None, cache=None):
     t = time.perf_counter()
     extra = (["--filter", pattern] if pattern else []) + (["--cache", cache] if cache else [])
@@ -173,14 +209,21 @@ def cli(pattern=None, cache=None):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="cnn,mlp,layers,catalog",
-                    help="comma-separated: cnn, mlp, layers, catalog, rule (the A/B of the compile rule)")
+                    help="comma-separated: cnn, mlp, layers, catalog, rule (the A/B of the compile rule), "
+                         "options (compile options A/B)")
     ap.add_argument("--filter", default=None, metavar="PATTERN",
                     help="layers, catalog, rule: only the catalog cases matching this (a smoke run, not the target)")
     ap.add_argument("--cache", default=None, metavar="DIR", help="catalog: the CLI's --cache DIR (persistent compiles)")
+    ap.add_argument("--small-n", type=float, default=None,
+                    help="the compile rule's SMALL_N (checks of fewer numbers compile their small programs fast)")
     a = ap.parse_args()
+    if a.small_n is not None:
+        from deepcore.gradcheck import compiling
+        compiling.SMALL_N = a.small_n
     parts = a.only.split(",")
     parts_fns = (("cnn", cnn), ("mlp", mlp), ("layers", lambda: layers(a.filter)),
-                 ("catalog", lambda: cli(a.filter, a.cache)), ("rule", lambda: rule(a.filter)))
+                 ("catalog", lambda: cli(a.filter, a.cache)), ("rule", lambda: rule(a.filter)),
+                 ("options", lambda: options(a.filter)))
     for name, fn in parts_fns:
         if name in parts:
             fn()

@@ -3,7 +3,8 @@
 A gradient check of a small layer spends most of its time compiling (its kernels run for milliseconds).
 :func:`jit` lowers each input signature once, asks XLA's cost analysis for the program's floating-point
 operations, and compiles a program under :data:`SMALL_FLOPS` of a check of fewer than :data:`SMALL_N` numbers
-with :data:`FAST_COMPILE`, others with XLA's defaults. :data:`FAST_COMPILE` turns off XLA:CPU's LLVM
+with :data:`FAST_COMPILE`, others with XLA's defaults (:data:`FULL_COMPILE`, given explicitly so that they
+hold where ``XLA_FLAGS`` make the fast options a process's defaults). :data:`FAST_COMPILE` turns off XLA:CPU's LLVM
 optimisation (``xla_backend_optimization_level=0``) and its MLIR fusion emitters
 (``xla_cpu_use_fusion_emitters=False``: fusions go through XLA's older elemental emitter): the same HLO passes
 and the same operations, compiled about 5x faster (each option alone: less than 2x). Convolutions and dots are
@@ -24,6 +25,9 @@ import jax
 from jax import monitoring
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+# XLA:CPU's own defaults, given explicitly to the programs the rule keeps on them, so that they stay optimised in
+# a process whose XLA_FLAGS make the fast options its defaults (the CLI's workers)
+FULL_COMPILE = {"xla_backend_optimization_level": 3, "xla_cpu_use_fusion_emitters": True}
 ENABLED = os.environ.get("DEEPCORE_GRADCHECK_FAST_COMPILE", "1") != "0"
 SMALL_FLOPS = 1e9          # below this (XLA's estimate for one call), compile without LLVM optimisation
 SMALL_N = 10 ** 6          # ... when the check has fewer numbers than this
@@ -37,15 +41,15 @@ def _signature(args):
 
 
 def options_for(lowered, n: int = 0) -> dict:
-    """The compile options of one lowered program of a check of ``n`` numbers: :data:`FAST_COMPILE` when both
-    are small, else none."""
-    if not ENABLED or jax.default_backend() != "cpu" or n >= SMALL_N:
+    """The compile options of one lowered program of a check of ``n`` numbers on a CPU: :data:`FAST_COMPILE`
+    when both are small, else :data:`FULL_COMPILE`; none with the rule off or on another backend."""
+    if not ENABLED or jax.default_backend() != "cpu":
         return {}
     try:
         flops = float((lowered.cost_analysis() or {}).get("flops", float("inf")))
     except Exception:   # no cost analysis for this program: XLA's defaults
-        return {}
-    return dict(FAST_COMPILE) if flops < SMALL_FLOPS else {}
+        flops = float("inf")
+    return dict(FAST_COMPILE if flops < SMALL_FLOPS and n < SMALL_N else FULL_COMPILE)
 
 
 class _Jit:
@@ -65,13 +69,13 @@ class _Jit:
 def compile_lowered(lowered, options=None, n: int = 0):
     """``lowered.compile`` with ``options`` (default: :func:`options_for`'s), counted in :data:`COUNTS`."""
     options = options_for(lowered, n) if options is None else options
-    COUNTS["fast" if options else "default"] += 1
+    COUNTS["fast" if options == FAST_COMPILE else "default"] += 1
     try:
         return lowered.compile(compiler_options=options) if options else lowered.compile()
     except Exception:
         if not options:
             raise
-        return lowered.compile()   # an XLA without the option: its defaults
+        return lowered.compile()   # an XLA without the options: its defaults
 
 
 def jit(fn: Callable, n: int = 0) -> Callable:

@@ -155,3 +155,19 @@ def test_a_conv_net_kernel_gives_the_same_rows_compiled_fast_and_with_xla_defaul
     for a, b in zip(out[True], out[False]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out[True][4], reference, rtol=1e-12, atol=1e-12)
+
+
+def test_a_large_program_is_optimised_even_where_xla_flags_make_the_fast_options_the_default(monkeypatch):
+    # the CLI's workers start with the fast options in XLA_FLAGS; the rule still gives a program above its
+    # thresholds XLA's own optimisation, explicitly, so a worker never runs a large program unoptimised
+    monkeypatch.setattr(compiling, "ENABLED", True)
+    with jax.enable_x64(True):
+        small = jax.jit(lambda a: jnp.tanh(a) @ a).lower(np.ones((8, 8)))
+        big = jax.jit(lambda a: jnp.tanh(a) @ a).lower(np.ones((1000, 1000)))
+        assert compiling.options_for(small) == compiling.FAST_COMPILE
+        assert compiling.options_for(big) == compiling.FULL_COMPILE
+        assert compiling.options_for(small, n=compiling.SMALL_N) == compiling.FULL_COMPILE
+        assert compiling.FULL_COMPILE["xla_backend_optimization_level"] > 0
+        assert compiling.FULL_COMPILE["xla_cpu_use_fusion_emitters"] is True
+    monkeypatch.setattr(compiling, "ENABLED", False)
+    assert compiling.options_for(small) == {}

@@ -11,11 +11,15 @@ than one job, workers take models first, then functions, then layers, and rows p
     python -m deepcore.gradcheck --cache ~/.cache/deepcore-gradcheck   # compile once, reuse in later runs
 """
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import re
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import jax
 
@@ -61,11 +65,11 @@ def main(argv=None) -> int:
     rows, failed, start = [], 0, time.time()
     if jobs == 1:
         results = (_check(kind, case, seed, modes, args.both) for kind, case, seed in tasks)
-    else:  # fresh interpreters ('spawn'): JAX's threads do not survive fork
-        tasks.sort(key=lambda t: HEAVY_FIRST[t[0]])   # heaviest kinds first: no long case left for last
-        pool = _pool(jobs, args.cache)
-        results = pool.imap(_check_by_name, [(kind, case.name, seed, modes, args.both) for kind, case, seed in tasks],
-                            chunksize=args.seeds)   # one worker checks every seed of a case: compiled once
+    else:   # one worker checks every seed of a case (compiled once); heaviest kinds first: no long case left last
+        cases = sorted({(kind, case.name): (kind, case) for kind, case, _ in tasks}.values(),
+                       key=lambda kc: HEAVY_FIRST[kc[0]])
+        results = _in_workers([(kind, case, range(args.seeds)) for kind, case in cases], jobs, args.cache, modes,
+                              args.both)
     hits = {"hits": 0, "misses": 0}
     for summary in results:
         for key in hits:
@@ -75,9 +79,6 @@ def main(argv=None) -> int:
             rows.append(row)
             if not args.json:
                 print(_line(row), flush=True)
-    if jobs > 1:
-        pool.close()
-        pool.join()
     elapsed = time.time() - start
     cache = f", compilation cache {args.cache}: {hits['hits']} hits, {hits['misses']} misses" if args.cache else ""
     rows.sort(key=lambda r: order[r["kind"], r["name"], r["seed"]])   # stable: a case's rows keep their order
@@ -99,8 +100,7 @@ def _check(kind, case, seed, modes, both) -> list:
     try:
         summary = check_case(case, seed=seed, modes=modes, **kw).summary()
     except Exception as e:
-        summary = [dict(name=case.name, mode="-", max_rel_err=float("nan"), tol=float("nan"), where="",
-                        verdict="error", kinks=0, note=f"{type(e).__name__}: {e}"[:200])]
+        summary = _error(case.name, f"{type(e).__name__}: {e}")
     for row in summary:
         row.update(kind=kind, seed=seed, seconds=round(time.time() - t0, 2))
     for key in ("hits", "misses"):   # this case's persistent-cache counts, taken off by main()
@@ -108,38 +108,82 @@ def _check(kind, case, seed, modes, both) -> list:
     return summary
 
 
+def _error(name, note) -> list:
+    return [dict(name=name, mode="-", max_rel_err=float("nan"), tol=float("nan"), where="", verdict="error",
+                 kinks=0, note=note[:200])]
+
+
 HEAVY_FIRST = {"model": 0, "function": 1, "layer": 2}   # the order kinds are handed to workers (larger first)
 
 
-def _pool(jobs: int, cache):
-    """``jobs`` worker processes. On a CPU they compile every program with :data:`compiling.FAST_COMPILE` (set
-    in ``XLA_FLAGS`` as they start, so it covers the cases' own set-up: initialisers, eager random draws): a
-    worker only checks catalog cases, all small, whose compiles are most of their time."""
-    fast = compiling.ENABLED and jax.default_backend() == "cpu"
-    before = os.environ.get("XLA_FLAGS")
-    if fast:
-        os.environ["XLA_FLAGS"] = " ".join([before or ""] + [f"--{k}={str(v).lower()}"
-                                                             for k, v in compiling.FAST_COMPILE.items()]).strip()
+def _in_workers(groups, jobs: int, cache, modes, both):
+    """The summaries of ``groups`` = [(kind, case, seeds)] from ``jobs`` worker processes, in order.
+
+    On a CPU the workers compile every program with :data:`compiling.FAST_COMPILE` (see :func:`_run`). A worker
+    that dies (a crash inside XLA) breaks its pool: stderr says so, and the unfinished cases are checked again in
+    fresh workers with XLA's default options; should that pool break too, each case left gets a worker of its own,
+    and one that kills it gets an error row. Nothing hangs and no case is silently lost."""
+    done = 0
+    for fast in ((True, False) if compiling.ENABLED and jax.default_backend() == "cpu" else (False,)):
+        try:
+            for summaries in _run(groups[done:], jobs, cache, modes, both, fast):
+                yield from summaries
+                done += 1
+            return
+        except BrokenProcessPool as e:
+            print(f"gradcheck: a worker process died while checking {groups[done][1].name} or a case beside it "
+                  f"({e}); checking the {len(groups) - done} unfinished cases again"
+                  + (" with XLA's default compile options" if fast else ", each in a worker of its own"),
+                  file=sys.stderr, flush=True)
+    for kind, case, seeds in groups[done:]:
+        try:
+            yield from list(_run([(kind, case, seeds)], 1, cache, modes, both, False))[0]
+        except BrokenProcessPool:
+            for seed in seeds:
+                yield [dict(row, kind=kind, seed=seed, seconds=0.0, cache_hits=0, cache_misses=0)
+                       for row in _error(case.name, "its worker process died (a crash, e.g. inside XLA)")]
+
+
+def _run(groups, jobs: int, cache, modes, both, fast: bool):
+    """Each group's summaries from a fresh pool of ``jobs`` workers (fresh interpreters, 'spawn': JAX's threads do
+    not survive fork). ``fast``: they start with :data:`compiling.FAST_COMPILE` in ``XLA_FLAGS``, so it covers the
+    cases' own set-up too (initialisers, eager random draws): they only check catalog cases, all small, whose
+    compiles are most of their time. Otherwise the rule is off in them."""
+    flags = " ".join([os.environ.get("XLA_FLAGS", "")] + [f"--{k}={str(v).lower()}"
+                                                         for k, v in compiling.FAST_COMPILE.items()]).strip()
+    pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _worker, (cache,))
+    with _environ({"XLA_FLAGS": flags} if fast else {"DEEPCORE_GRADCHECK_FAST_COMPILE": "0"}):
+        futures = [pool.submit(_check_seeds, kind, case.name, seeds, modes, both)   # workers start here
+                   for kind, case, seeds in groups]
     try:
-        return multiprocessing.get_context("spawn").Pool(jobs, initializer=_worker, initargs=(cache,))
-    finally:   # the workers have started with it; this process keeps its own
-        if before is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = before
+        for future in futures:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _environ(values):
+    """``os.environ`` with ``values`` set (this process keeps its own afterwards)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _check_seeds(kind, name, seeds, modes, both) -> list:
+    """:func:`_check` of one case at each of ``seeds`` in a worker process (its own import of the catalog)."""
+    case = next(c for k, c in _cases(None) if k == kind and c.name == name)
+    return [_check(kind, case, seed, modes, both) for seed in seeds]
 
 
 def _worker(cache):
     """A worker process's start: the same persistent cache as the parent's."""
     if cache:
         compiling.persistent_cache(cache)
-
-
-def _check_by_name(task) -> list:
-    """:func:`_check` in a worker process, which finds the case in its own import of the catalog."""
-    kind, name, seed, modes, both = task
-    case = next(c for k, c in _cases(None) if k == kind and c.name == name)
-    return _check(kind, case, seed, modes, both)
 
 
 def _line(row) -> str:

@@ -171,7 +171,10 @@ def _environ(values):
         yield
     finally:
         for k, v in before.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _check_seeds(kind, name, seeds, modes, both) -> list:

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepcore import catalog
-from deepcore.gradcheck import cases, check_case, compiling, problem
+from deepcore.gradcheck import cases, compiling, problem
+from deepcore.gradcheck.cli import _check
 
 
 def main():
@@ -30,9 +31,7 @@ def main():
         compiling.FAST_COMPILE = {"xla_backend_optimization_level": 0}
     layers, start, i, ordinary = list(catalog.LAYER_CASES), time.time(), 0, 0
     while time.time() - start < 60 * a.minutes:
-        case = layers[i % len(layers)]
-        kw = {} if (case.stochastic or case.stateful) else {"train": (False,)}
-        check_case(case, seed=i, modes=("fast", "fwd-rev"), progress=False, **kw)
+        _check("layer", layers[i % len(layers)], i, ("fast", "fwd-rev"), False)   # as the CLI checks it
         for k in range(3):   # new functions, new shapes: ordinary compiles at XLA's defaults
             n = 3 + (i * 7 + k) % 29
             x, y = np.ones((n, n + 1), np.float32), np.ones((n + 1, n), np.float32)

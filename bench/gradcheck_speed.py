@@ -16,11 +16,11 @@
    (target < 2).
 4. catalog: ``python -m deepcore.gradcheck`` (fast + fwd-rev, one worker per core) wall seconds and failures
    (target <= 60 s, 0 failures), in a subprocess.
-6. options (A/B, not a target): the programs the catalog layers' checks compile (``--filter``), each recompiled
-   with XLA's defaults and with other compile options, three rounds: which options the rule should use.
 5. rule (A/B, not a target): the catalog's layer checks (fast + fwd-rev, as the CLI runs them) with the checker's
    compile rule (:mod:`deepcore.gradcheck.compiling`: small programs without LLVM optimisation) off and on,
    interleaved in this one process with every cache cleared before each check: wall and XLA compile seconds.
+6. options (A/B, not a target): the programs the catalog layers' checks compile (``--filter``), each recompiled
+   with XLA's defaults and with other compile options, three rounds: which options the rule should use.
 """
 import argparse
 import json
@@ -171,6 +171,7 @@ OPTION_SETS = {"XLA defaults": {}, "-O0": {"xla_backend_optimization_level": 0},
 
 def options(pattern=None, rounds=3):
     from deepcore.gradcheck import compiling
+    from deepcore.gradcheck.cli import _check
     lowered, keep = [], compiling.compile_lowered
 
     def record(low, opts=None, n=0):
@@ -179,8 +180,7 @@ def options(pattern=None, rounds=3):
 
     compiling.compile_lowered = record
     for case in [c for c in catalog.LAYER_CASES if pattern is None or re.search(pattern, c.name)]:
-        kw = {} if (case.stochastic or case.stateful) else {"train": (False,)}
-        check_case(case, seed=0, modes=("fast", "fwd-rev"), progress=False, **kw)
+        _check("layer", case, 0, ("fast", "fwd-rev"), False)   # as the CLI checks it
     compiling.compile_lowered = keep
     totals = {name: [] for name in OPTION_SETS}
     for _ in range(rounds):

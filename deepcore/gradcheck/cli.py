@@ -21,8 +21,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-import jax
-
 from deepcore import catalog
 from deepcore.gradcheck import compiling
 from deepcore.gradcheck.cases import check_case
@@ -124,7 +122,7 @@ def _in_workers(groups, jobs: int, cache, modes, both):
     fresh workers with XLA's default options; should that pool break too, each case left gets a worker of its own,
     and one that kills it gets an error row. Nothing hangs and no case is silently lost."""
     done = 0
-    for fast in ((True, False) if compiling.ENABLED and jax.default_backend() == "cpu" else (False,)):
+    for fast in ((True, False) if compiling.active() else (False,)):
         try:
             for summaries in _run(groups[done:], jobs, cache, modes, both, fast):
                 yield from summaries

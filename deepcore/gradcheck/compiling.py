@@ -40,10 +40,15 @@ def _signature(args):
                           if hasattr(a, "shape") else ("py", a) for a in leaves)
 
 
+def active() -> bool:
+    """Whether the rule applies in this process: on (:data:`ENABLED`) and compiling for a CPU."""
+    return ENABLED and jax.default_backend() == "cpu"
+
+
 def options_for(lowered, n: int = 0) -> dict:
     """The compile options of one lowered program of a check of ``n`` numbers on a CPU: :data:`FAST_COMPILE`
     when both are small, else :data:`FULL_COMPILE`; none with the rule off or on another backend."""
-    if not ENABLED or jax.default_backend() != "cpu":
+    if not active():
         return {}
     try:
         flops = float((lowered.cost_analysis() or {}).get("flops", float("inf")))

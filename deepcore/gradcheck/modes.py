@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepcore.gradcheck.flat import norm
 from deepcore.gradcheck.finite import (FLOOR, NOISE, RTOL0, RTOL1, RTOL2, STENCIL, STEP1, STEP2, estimates,
                                        first_order as judge, not_applicable, result)
 
@@ -135,7 +136,7 @@ def fwd_rev(P, t0, k, dt, runs=None):
         r = runs[lf.path]
         a, b = r.jv, r.vg
         rtol = RTOL0[dt]
-        atol = 100 * np.sqrt(P.n) * P.eps * float(np.linalg.norm(r.g))   # rounding, whole-gradient scale
+        atol = 100 * np.sqrt(P.n) * P.eps * norm(r.g)   # rounding, whole-gradient scale
         err = np.abs(a - b)
         rel = err / (np.maximum(np.maximum(np.abs(a), np.abs(b)), FLOOR * float(np.linalg.norm(r.g[lf.sl])))
                      + atol / rtol)

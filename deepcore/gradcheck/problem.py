@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepcore.gradcheck.flat import Flat
 from deepcore.gradcheck.kernels import GROUP, HOST_BYTES, ROW_BYTES, Kernels, host_directions
 
 MAX_ROWS = 4096   # rows of one directional call (its loop holds only a group's points at a time)
@@ -84,7 +85,8 @@ class Problem:
         others = [i for i in range(len(args)) if i not in entries]
         consts += [args[i] for i in others]   # whole non-differentiated arguments
         self.n, self.consts = start, consts
-        self.theta0 = np.concatenate(parts) if parts else np.zeros(0)
+        self.layout = [(lf.start, lf.shape) for lf in self.leaves]
+        self.theta0 = Flat(self.layout, [h for h, _ in parts], [d for _, d in parts])
 
         out = jax.eval_shape(lambda *a: f(*a), *args)
         out = out[0] if has_aux else out
@@ -120,7 +122,6 @@ class Problem:
             per_f = _CACHE.setdefault(f, {})
         except TypeError:   # not weak-referenceable: no sharing across calls
             per_f = {}
-        self.layout = [(lf.start, lf.shape) for lf in self.leaves]
         self.k = per_f.setdefault(signature, Kernels(f_tree, self.layout, self.n, dtype, jit))
         self.evals = {"f": 0, "grad": 0, "jvp": 0, "hvp": 0}
         self.support = {}
@@ -130,7 +131,8 @@ class Problem:
     def _flatten(self, args, argnums, argnames):
         """Sort the leaves of ``args[argnums]`` into differentiated floats (``self.leaves``, their values ``parts``
         at offsets into theta) and constants (``self.skipped`` paths, their values ``consts``); returns
-        ``(entries, consts, parts, n)``, ``entries[i] = (treedef, [("diff" | "const", index, shape)])``."""
+        ``(entries, consts, parts, n)``, ``entries[i] = (treedef, [("diff" | "const", index, shape)])``, ``parts``
+        each leaf as ``(flat float64 host array, the device array)`` (a view of it where the check is in float64)."""
         self.leaves, self.skipped, consts, parts, entries = [], [], [], [], {}
         start = 0
         for i in argnums:
@@ -145,7 +147,7 @@ class Problem:
                 if jnp.issubdtype(dt, jnp.floating):
                     lf = Leaf(path, tuple(leaf.shape), start, int(np.prod(leaf.shape, dtype=np.int64)))
                     self.leaves.append(lf)
-                    parts.append(np.asarray(leaf, np.float64).ravel())
+                    parts.append((np.asarray(leaf, np.float64).ravel(), leaf))
                     ents.append(("diff", len(self.leaves) - 1, lf.shape))
                     start += lf.size
                 else:
@@ -164,7 +166,7 @@ class Problem:
         custom_vjp; lowering refuses it without compiling anything).
         """
         if name not in self.support:
-            t, c, u = put(self.theta0, self.dtype), self.consts, self.u
+            t, c, u = jax.ShapeDtypeStruct((self.n,), self.dtype), self.consts, self.u   # lowering needs shapes only
             fn = self.k.trace_fns[name] if name != "vmap" else self.k.vmap_probe(
                 not self.supports("grad"), not self.supports("jvp"))
             try:
@@ -207,8 +209,8 @@ class Problem:
         ``<g, v>`` and ``g`` are None where reverse mode cannot be taken, the JVPs where forward mode cannot.
         ``label``: ``(mode, leaf path per row)`` for the progress line.
         """
-        t = [put(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype)
-             for a, s in self.layout]
+        t = t.device if isinstance(t, Flat) and t.device is not None else [
+            put(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype) for a, s in self.layout]
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
         if self.k.leafwise(self._flags()[2]):
@@ -227,8 +229,8 @@ class Problem:
             dirs = put(host_directions(*chunk[:3], self.n, self.dtype)) if host else None
             chunk = [put(a) for a in chunk[:3]] + [put(chunk[3], self.dtype)]
             known = all(n in self.support for n in ("grad", "jvp", "vmap"))
-            fg_in = (put(np.zeros((), self.dtype)), [put(np.zeros(a.shape, a.dtype)) for a in t]) if not out else (
-                f0, g)   # the first chunk computes f(t) and g(t)
+            # the first chunk computes f(t) and g(t); it is passed t itself in g's place (shapes only: nothing new)
+            fg_in = (put(np.zeros((), self.dtype)), t) if not out else (f0, g)
             call = lambda: (t, fg_in, put(not out), self.consts, self.u, *chunk, put(np.int32(used)),  # noqa: E731
                             dirs if self.k.host(self._flags()[2]) else None)
             try:
@@ -250,7 +252,7 @@ class Problem:
         self.evals["grad"] += 1 if grad else 0
         F, vg, jv = (np.concatenate(a) for a in zip(*out))
         f0 = float(f0)
-        g = np.concatenate([np.asarray(a, np.float64).ravel() for a in g]) if grad else None
+        g = Flat(self.layout, [np.asarray(a, np.float64).ravel() for a in g]) if grad else None
         return F, (vg if grad else None), (jv if jvp else None), f0, g
 
     def _flags(self):

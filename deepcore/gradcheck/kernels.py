@@ -23,6 +23,7 @@ MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated 
 GROUP = 4             # rows vmapped together per loop step (a leaf's rows in fast mode, a bisection step)
 HOST_N = 2 ** 16      # vmapped rows of a check of at most this many numbers take directions drawn on the host
 HOST_BYTES = 2 ** 26  # ... in chunks of at most this many bytes of directions
+SHARED_N = 2 ** 20    # the small leaves of a check whose rows run singly share one switch branch up to this many numbers
 
 
 def _uniform(xp, i, seed, dtype):
@@ -33,7 +34,8 @@ def _uniform(xp, i, seed, dtype):
     for shift, mul in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
         x = (x ^ (x >> u32(shift))) * u32(mul)
     x = x ^ (x >> u32(16))
-    return ((x >> u32(8)).astype(dtype) + 0.5) * (2.0 / 2 ** 24) - 1.0
+    # (x + 1/2) 2^-23 - 1 for the top 24 bits x, as one multiply-add (exact in float64: every step fits 53 bits)
+    return (x >> u32(8)).astype(dtype) * (2.0 ** -23) + (2.0 ** -24 - 1.0)
 
 
 def _draw(seed, lo, hi, start, size, dtype):
@@ -41,7 +43,8 @@ def _draw(seed, lo, hi, start, size, dtype):
     of ``seed``, uniform in [-1, 1), zero outside ``[lo, hi)``; shape (size,)."""
     i = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(start)
     v = _uniform(jnp, i, seed.astype(jnp.uint32), dtype)
-    return jnp.where((i >= lo.astype(jnp.uint32)) & (i < hi.astype(jnp.uint32)), v, 0.0)
+    lo = lo.astype(jnp.uint32)
+    return jnp.where(i - lo < hi.astype(jnp.uint32) - lo, v, 0.0)   # lo <= i < hi, one unsigned compare
 
 
 def host_directions(seeds, lo, hi, n: int, dtype) -> np.ndarray:
@@ -53,9 +56,9 @@ def host_directions(seeds, lo, hi, n: int, dtype) -> np.ndarray:
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(dtype)
 
 
-def direction(seed, lo, hi, layout, dtype):
-    """A unit vector supported on the flat indices ``[lo, hi)``, as one array per leaf of ``layout``
-    (``(start, shape)`` pairs), drawn by :func:`_draw`."""
+def direction(seed, lo, hi, layout, dtype, unit=True):
+    """A unit vector (``unit=False``: not normalised) supported on the flat indices ``[lo, hi)``, as one array per
+    leaf of ``layout`` (``(start, shape)`` pairs), drawn by :func:`_draw`."""
     vs = []
     for start, shape in layout:
         size = int(np.prod(shape, dtype=np.int64))
@@ -63,6 +66,8 @@ def direction(seed, lo, hi, layout, dtype):
         # only the leaves the range touches are hashed (a real branch where rows are not vmapped)
         touched = (lo < start + size) & (hi > start)
         vs.append(jax.lax.cond(touched, draw, lambda: jnp.zeros(size, dtype)).reshape(shape))
+    if not unit:
+        return vs
     norm = jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
     return [v / norm for v in vs]
 
@@ -74,27 +79,57 @@ def _inner(size, dtype):
         lambda fn: lambda xs: jax.lax.map(fn, xs))
 
 
-def _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp):
-    """One unvmapped row as a ``lax.switch`` over leaves: the branch of the leaf holding ``[lo, hi)`` draws,
-    forms points and takes the JVP on that leaf only (the others enter ``f`` unchanged, their tangents are
-    symbolic zeros), so a row costs O(its leaf's size) besides its evaluations. A row's range lies in one leaf."""
-    starts = jnp.asarray([a for a, _ in layout[1:]], jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+def small_leaves(layout) -> list:
+    """The leaves of ``layout`` that share one branch of :func:`_leafwise`: smallest first while their total stays
+    within :data:`SHARED_N` numbers (a bias, a norm's scale: one branch for all of them instead of one each)."""
+    sizes = sorted((int(np.prod(s, dtype=np.int64)), j) for j, (_, s) in enumerate(layout))
+    out, total = [], 0
+    for size, j in sizes:
+        if total + size > SHARED_N:
+            break
+        out.append(j)
+        total += size
+    return sorted(out) if len(out) > 1 else []
 
-    def branch(j):
-        start, shape = layout[j]
-        size = int(np.prod(shape, dtype=np.int64))
+
+def _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp):
+    """One unvmapped row as a ``lax.switch``: the branch of the leaf holding ``[lo, hi)`` draws, forms points and
+    takes the JVP on that leaf only (the others enter ``f`` unchanged, their tangents are symbolic zeros), so a
+    row costs O(its leaf's size) besides its evaluations. The :func:`small_leaves` share one branch that moves
+    them all (only the touched one is drawn; the others move by zero), so the program holds one copy of ``f``
+    per large leaf plus one, not one per leaf. A row's range lies in one leaf."""
+    starts = jnp.asarray([a for a, _ in layout[1:]], jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    sizes = [int(np.prod(s, dtype=np.int64)) for _, s in layout]
+    shared = small_leaves(layout)
+
+    def branch(js):   # the row moves the leaves js (one, or the shared small ones)
+        size = sum(sizes[j] for j in js)
 
         def go(seed, a, b, h):
-            v = _draw(seed, a, b, start, size, dtype)
-            v = (v / jnp.sqrt(jnp.sum(v * v))).reshape(shape)
-            fj = lambda s: f(t[:j] + [s] + t[j + 1:], c, u)  # noqa: E731
-            F = _inner(size, dtype)(lambda cc: fj(t[j] + (cc * h) * v))(coeffs)
-            jv = jax.jvp(fj, (t[j],), (v,))[1] if jvp else zero
-            return F, jnp.vdot(g[j], v), jv
+            if len(js) == 1:
+                vs = [_draw(seed, a, b, layout[js[0]][0], size, dtype).reshape(layout[js[0]][1])]
+            else:   # only the touched leaf is hashed: a real branch, the row is not vmapped
+                vs = direction(seed, a, b, [layout[j] for j in js], dtype, unit=False)
+            # the direction is vs / |vs|: the norm goes into the step, the JVP and <g, v> (linear in v) instead
+            # of a pass over the leaf to divide it
+            scale = 1.0 / jnp.sqrt(sum(jnp.sum(v * v) for v in vs))
+
+            def fj(*ss):
+                new = list(t)
+                for j, sj in zip(js, ss):
+                    new[j] = sj
+                return f(new, c, u)
+
+            F = _inner(size, dtype)(lambda cc: fj(*[t[j] + (cc * h * scale) * v for j, v in zip(js, vs)]))(coeffs)
+            jv = jax.jvp(fj, tuple(t[j] for j in js), tuple(vs))[1] * scale if jvp else zero
+            return F, sum(jnp.vdot(g[j], v) for j, v in zip(js, vs)) * scale, jv
         return go
 
-    branches = [branch(j) for j in range(len(layout))]
-    return lambda seed, a, b, h: jax.lax.switch(jnp.sum(a >= starts.astype(a.dtype)), branches, seed, a, b, h)
+    groups = [[j] for j in range(len(layout)) if j not in shared] + ([shared] if shared else [])
+    index = jnp.asarray([next(i for i, js in enumerate(groups) if j in js) for j in range(len(layout))], jnp.int32)
+    branches = [branch(js) for js in groups]
+    return lambda seed, a, b, h: jax.lax.switch(index[jnp.sum(a >= starts.astype(a.dtype))], branches,
+                                                seed, a, b, h)
 
 
 class Kernels:

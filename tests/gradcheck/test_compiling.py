@@ -71,6 +71,7 @@ def test_leafwise_rows_and_host_drawn_rows_give_the_same_numbers(monkeypatch):
         for rows_at_once in (True, False):
             if not rows_at_once:   # as for a 10M-parameter check: rows one at a time, through the leafwise switch
                 monkeypatch.setattr(kernels, "ROW_BYTES", 1)
+                monkeypatch.setattr(kernels, "SHARED_N", 15)   # w (12) and b (3) share a branch, x (20) has its own
             f = lambda w, b, x: jnp.sum(jnp.sin(x @ w + b[None]) ** 2)  # noqa: E731  (new function: new kernels)
             P = Problem(f, args, (0, 1, 2), ("w", "b", "x"), False, jnp.float64, np.random.default_rng(0))
             assert P.k.leafwise(True) is not rows_at_once and P.k.host(True) is rows_at_once
@@ -84,7 +85,8 @@ def test_leafwise_rows_and_host_drawn_rows_give_the_same_numbers(monkeypatch):
             else:
                 t = P.k.split(jnp.asarray(P.theta0))
                 jaxpr = jax.make_jaxpr(kernel)(t, (0.0, t), True, P.consts, P.u, seeds, lo, hi, hs, 3)
-                assert 3 in _branch_counts(jaxpr.jaxpr)   # the row is a switch with one branch per leaf
+                assert kernels.small_leaves(P.layout) == [0, 1]
+                assert 2 in _branch_counts(jaxpr.jaxpr)   # the row is a switch: x's branch and the shared one
                 with pytest.raises(ValueError, match="spans leaves"):
                     P.directional(P.theta0, seeds[:1], lo[:1], hi[2:3], hs[:1])
     for a, b in zip(out[True], out[False]):

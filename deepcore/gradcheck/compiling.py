@@ -11,7 +11,10 @@ and the same operations, compiled about 5x faster (each option alone: less than 
 library calls either way; what it slows is elementwise loops, and a check of many numbers runs loops over all of
 them per row (forming points, drawing directions), hence :data:`SMALL_N`. XLA counts a loop's body once (the
 directional kernel's: one group of rows), so a scanned model whose body is small is compiled the fast way
-whatever its trip count. Measured in BUILD_NOTES (issue 20). ``DEEPCORE_GRADCHECK_FAST_COMPILE=0`` compiles
+whatever its trip count. The exception is a large check whose rows run singly, each on one leaf (the leafwise
+kernel): its call says how many numbers its rows touch in all (``work``), and under :data:`SMALL_WORK` it is compiled
+the fast way whatever ``n`` (measured on a 10M-parameter MLP: slower loops cost about 5 ns per number touched,
+the fast compile saves about 0.3 s). Measured in BUILD_NOTES (issue 20). ``DEEPCORE_GRADCHECK_FAST_COMPILE=0`` compiles
 everything with XLA's defaults. :data:`COUNTS` records how many programs took each way (a test and the
 benchmark read it).
 """
@@ -31,6 +34,7 @@ FULL_COMPILE = {"xla_backend_optimization_level": 3, "xla_cpu_use_fusion_emitter
 ENABLED = os.environ.get("DEEPCORE_GRADCHECK_FAST_COMPILE", "1") != "0"
 SMALL_FLOPS = 1e9          # below this (XLA's estimate for one call), compile without LLVM optimisation
 SMALL_N = 10 ** 6          # ... when the check has fewer numbers than this
+SMALL_WORK = 6 * 10 ** 7   # ... or when a call says its rows touch fewer numbers than this in all (leafwise rows)
 COUNTS: collections.Counter = collections.Counter()   # "fast" / "default": programs compiled each way
 
 
@@ -45,35 +49,50 @@ def active() -> bool:
     return ENABLED and jax.default_backend() == "cpu"
 
 
-def options_for(lowered, n: int = 0) -> dict:
+def _flops(lowered) -> float:
+    try:
+        return float((lowered.cost_analysis() or {}).get("flops", float("inf")))
+    except Exception:   # no cost analysis for this program: count it as large
+        return float("inf")
+
+
+def options_for(lowered, n: int = 0, work=None, flops=None) -> dict:
     """The compile options of one lowered program of a check of ``n`` numbers on a CPU: :data:`FAST_COMPILE`
-    when both are small, else :data:`FULL_COMPILE`; none with the rule off or on another backend."""
+    when its flops are small and so is ``n`` (or ``work``, the numbers its rows touch in all, where the call
+    gives it), else :data:`FULL_COMPILE`; none with the rule off or on another backend."""
     if not active():
         return {}
-    try:
-        flops = float((lowered.cost_analysis() or {}).get("flops", float("inf")))
-    except Exception:   # no cost analysis for this program: XLA's defaults
-        flops = float("inf")
-    return dict(FAST_COMPILE if flops < SMALL_FLOPS and n < SMALL_N else FULL_COMPILE)
+    flops = _flops(lowered) if flops is None else flops
+    small = n < SMALL_N or (work is not None and work < SMALL_WORK)
+    return dict(FAST_COMPILE if flops < SMALL_FLOPS and small else FULL_COMPILE)
 
 
 class _Jit:
-    """``fn`` jitted, each input signature lowered once and compiled with :func:`options_for`'s options."""
+    """``fn`` jitted, each input signature lowered once and compiled with :func:`options_for`'s options. A call
+    whose ``work`` is too large for a fast-compiled executable of its signature gets one with the full options;
+    once that exists, every call of the signature uses it."""
 
     def __init__(self, fn: Callable, n: int):
         self.jitted, self._cache, self.n = jax.jit(fn), {}, n
 
-    def __call__(self, *args):
+    def __call__(self, *args, work=None):
+        """``fn(*args)``; ``work``: the numbers the call's rows touch in all, for the rule."""
         sig = _signature(args)
-        exe = self._cache.get(sig)
-        if exe is None:
-            exe = self._cache[sig] = compile_lowered(self.jitted.lower(*args), n=self.n)
-        return exe(*args)
+        if sig not in self._cache:
+            lowered = self.jitted.lower(*args)
+            self._cache[sig] = (lowered, _flops(lowered) if active() else 0.0, {})
+        lowered, flops, exes = self._cache[sig]
+        options = options_for(lowered, self.n, work, flops)
+        fast = options == FAST_COMPILE
+        key = "fast" if fast and "full" not in exes else "full"
+        if key not in exes:
+            exes[key] = compile_lowered(lowered, options)
+        return exes[key](*args)
 
 
-def compile_lowered(lowered, options=None, n: int = 0):
+def compile_lowered(lowered, options=None, n: int = 0, work=None):
     """``lowered.compile`` with ``options`` (default: :func:`options_for`'s), counted in :data:`COUNTS`."""
-    options = options_for(lowered, n) if options is None else options
+    options = options_for(lowered, n, work) if options is None else options
     COUNTS["fast" if options == FAST_COMPILE else "default"] += 1
     try:
         return lowered.compile(compiler_options=options) if options else lowered.compile()

@@ -140,7 +140,7 @@ class Kernels:
         split = lambda t: [t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s) for a, s in layout]  # noqa: E731
         self.split = split
         f_flat = self.f = lambda theta, c, u: f_tree(split(theta), c, u)
-        self.J = (lambda fn: compiling.jit(fn, n)) if jit else (lambda fn: fn)
+        self.J = (lambda fn: compiling.jit(fn, n)) if jit else (lambda fn: lambda *a, work=None: fn(*a))
         grad = jax.grad(f_flat)
         self._vg_tree = jax.value_and_grad(f_tree)
         self.grad = self.J(grad)
@@ -168,6 +168,17 @@ class Kernels:
     def leafwise(self, batched: bool) -> bool:
         """Whether rows run one at a time through :func:`_leafwise` (each row's range must lie in one leaf)."""
         return self.group(batched) == 1 and len(self.layout) > 1
+
+    def work(self, lo, batched: bool):
+        """The numbers that rows starting at the flat offsets ``lo`` touch in all, for the compile rule: each row
+        its leaf (its branch's leaves) in the leafwise kernel; None (the check's size decides) otherwise."""
+        if not self.leafwise(batched):
+            return None
+        sizes = np.asarray([int(np.prod(s, dtype=np.int64)) for _, s in self.layout])
+        shared = small_leaves(self.layout)
+        sizes[shared] = sizes[shared].sum() if shared else 0
+        leaf = np.searchsorted([a for a, _ in self.layout], np.asarray(lo), "right") - 1
+        return int(sizes[leaf].sum())
 
     def _directional(self, grad: bool, jvp: bool, batched: bool):
         """The kernel over leaf lists ``t`` and ``fg_in = (f(t), g(t))`` (no flat vector: slicing one would copy

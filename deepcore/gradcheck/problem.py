@@ -233,14 +233,15 @@ class Problem:
             fg_in = (put(np.zeros((), self.dtype)), t) if not out else (f0, g)
             call = lambda: (t, fg_in, put(not out), self.consts, self.u, *chunk, put(np.int32(used)),  # noqa: E731
                             dirs if self.k.host(self._flags()[2]) else None)
+            work = lambda: self.k.work(rows[1][i:i + used], self._flags()[2])  # noqa: E731  (for the compile rule)
             try:
-                res = self.k.directional(*self._flags())(*call())
+                res = self.k.directional(*self._flags())(*call(), work=work())
             except Exception:
                 if known:
                     raise
                 for name in ("grad", "jvp", "vmap"):   # find out which transformation failed, then retry
                     self.supports(name)
-                res = self.k.directional(*self._flags())(*call())
+                res = self.k.directional(*self._flags())(*call(), work=work())
             for name in ("grad", "jvp", "vmap"):
                 self.support.setdefault(name, "")
             out.append([np.asarray(a, np.float64)[:used] for a in res[:3]])

@@ -173,3 +173,50 @@ def test_a_large_program_is_optimised_even_where_xla_flags_make_the_fast_options
         assert compiling.FULL_COMPILE["xla_cpu_use_fusion_emitters"] is True
     monkeypatch.setattr(compiling, "ENABLED", False)
     assert compiling.options_for(small) == {}
+
+
+def test_a_call_that_touches_few_numbers_compiles_fast_and_a_larger_one_gets_a_full_executable(monkeypatch):
+    # the leafwise kernel of a large check says how many numbers its rows touch: under SMALL_WORK it is compiled
+    # the fast way whatever the check's size; a later call touching more gets XLA's defaults, and once that
+    # executable exists every call of the signature uses it
+    monkeypatch.setattr(compiling, "ENABLED", True)
+    with jax.enable_x64(True):
+        lowered = jax.jit(lambda a: jnp.tanh(a).sum()).lower(np.ones(8))
+        big_n = compiling.SMALL_N
+        assert compiling.options_for(lowered, big_n) == compiling.FULL_COMPILE
+        assert compiling.options_for(lowered, big_n, work=compiling.SMALL_WORK - 1) == compiling.FAST_COMPILE
+        assert compiling.options_for(lowered, big_n, work=compiling.SMALL_WORK) == compiling.FULL_COMPILE
+        f = compiling.jit(lambda a: jnp.tanh(a).sum(), n=big_n)
+        x = np.linspace(0.0, 1.0, 8)
+        counts = []
+        for work in (10, 10, compiling.SMALL_WORK, 10, None):
+            before = dict(compiling.COUNTS)
+            assert float(f(x, work=work)) == pytest.approx(float(np.tanh(x).sum()), rel=1e-14)
+            counts.append({k: compiling.COUNTS[k] - before.get(k, 0) for k in ("fast", "default")})
+        assert counts == [{"fast": 1, "default": 0}, {"fast": 0, "default": 0}, {"fast": 0, "default": 1},
+                          {"fast": 0, "default": 0}, {"fast": 0, "default": 0}]
+
+
+def test_leafwise_rows_are_the_same_compiled_fast_and_with_xla_defaults_and_their_work_is_counted(monkeypatch):
+    from deepcore.gradcheck import kernels
+    monkeypatch.setattr(compiling, "ENABLED", True)
+    monkeypatch.setattr(kernels, "ROW_BYTES", 1)      # rows one at a time, as for a 10M-parameter check
+    monkeypatch.setattr(kernels, "SHARED_N", 15)      # w (12) and b (3) share a branch, x (20) has its own
+    monkeypatch.setattr(compiling, "SMALL_N", 0)      # the check counts as large: only its work can make it fast
+    rng = np.random.default_rng(4)
+    args = (rng.standard_normal((4, 3)), rng.standard_normal(3), rng.standard_normal((5, 4)))
+    lo, hi = np.array([0, 12, 15, 3, 20], np.int64), np.array([12, 15, 35, 4, 30], np.int64)
+    seeds, hs = np.arange(5, dtype=np.uint32), np.full(5, 1e-3)
+    out = {}
+    with jax.enable_x64(True):
+        for work_limit in (10 ** 6, 0):   # fast, then XLA's defaults
+            monkeypatch.setattr(compiling, "SMALL_WORK", work_limit)
+            f = lambda w, b, x: jnp.sum(jnp.tanh(x @ w + b[None]) ** 2)  # noqa: E731  (new function: new kernels)
+            P = Problem(f, args, (0, 1, 2), ("w", "b", "x"), False, jnp.float64, np.random.default_rng(0))
+            assert P.k.leafwise(True) and P.k.work(lo, True) == 15 + 15 + 20 + 15 + 20
+            before = dict(compiling.COUNTS)
+            out[work_limit] = P.directional(P.theta0, seeds, lo, hi, hs)
+            kind = "fast" if work_limit else "default"
+            assert compiling.COUNTS[kind] == before.get(kind, 0) + 1
+    for a, b in zip(out[10 ** 6], out[0]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)

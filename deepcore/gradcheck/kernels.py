@@ -6,7 +6,8 @@ values ``f(t + c h v)``, ``<g, v>`` and the JVP ``<u, J v>``, plus ``f(t)`` and 
 the first chunk of a call only); rows run in a loop of :data:`GROUP` vmapped rows up to the count a call uses.
 Three forms, same numbers: a small check (n <= :data:`HOST_N`) passes the directions in, drawn by numpy
 (:func:`host_directions`: no hash to compile); a larger one draws them in the kernel (:func:`direction`); one
-whose rows run singly (too large to vmap 4) switches on the row's leaf (:func:`_leafwise`: O(leaf) per row).
+whose rows run singly (too large to vmap 4) switches on the row's leaf (:func:`_leafwise`: O(leaf) per row; one
+branch per large leaf, one shared by the small ones).
 Host-row kernels (second order) take rows of flat points.
 """
 from __future__ import annotations

@@ -7,8 +7,9 @@ values, so kernels are cached per (function, structure, shapes) and reused acros
 seeds; a check compiles its directional kernel (:mod:`deepcore.gradcheck.kernels`) once: later calls are cut
 into or padded to the first call's row count, and the kernel's loop stops after the rows a call uses. Above
 ``kernels.HOST_N`` numbers the host builds nothing n-sized per row, so fast mode costs its evaluations, whatever
-n. Programs are compiled by :mod:`deepcore.gradcheck.compiling`'s rule; host arrays reach the device by
-``device_put``.
+n; ``theta`` and the gradient stay as their leaves (:class:`~deepcore.gradcheck.flat.Flat`), so it copies nothing
+n-sized at all. Programs are compiled by :mod:`deepcore.gradcheck.compiling`'s rule; host arrays reach the device
+by ``device_put``.
 """
 from __future__ import annotations
 

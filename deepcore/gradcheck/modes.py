@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepcore.gradcheck import second
 from deepcore.gradcheck.flat import norm
 from deepcore.gradcheck.finite import (FLOOR, NOISE, RTOL0, RTOL1, RTOL2, STENCIL, STEP1, STEP2, estimates,
                                        first_order as judge, not_applicable, result)
@@ -153,32 +154,19 @@ def second_order(P, t, k, dt, max_moves):
         return [not_applicable(modes[n], lf, P.supports("grad"), fail=True) for n in modes for lf in P.leaves]
     if not kinds:
         return [not_applicable(modes[n], lf, P.supports(n)) for n in modes for lf in P.leaves]
-    everything = np.arange(P.n)
     kinks = {lf.path: 0 for lf in P.leaves}
     for attempt in range(max_moves + 1):
-        V = P.directions(everything, k)
-        hs = np.full(k, step * max(1.0, float(np.linalg.norm(t))))
-        pts = t[None, None, :] + (STENCIL[None, :, None] * hs[:, None, None]) * V[:, None, :]
-        # gradient values come from the fwd-over-rev kernel where it works (one compile fewer), the centre included
-        gk = "grad_and_hvp" if "hvp_fr" in kinds else "grad"
-        X = np.concatenate([pts.reshape(-1, P.n), t[None]])
-        G = P.rows(gk, X, np.zeros_like(X))
-        G = G[0] if gk == "grad_and_hvp" else G
-        g0, G = G[-1], G[:-1].reshape(k, len(STENCIL), P.n)
+        hs = np.full(k, step * max(1.0, norm(t)))
+        S = second.stats(P, t, k, hs, kinds)
         P.evals["grad"] += k * len(STENCIL) + 1
-        R, Rs, fwd, bwd = estimates(G, g0, hs)
-        T = np.broadcast_to(t, V.shape)
-        an = {n: (P.rows("hvp_rr", T, V) if n == "hvp_rr" else P.rows("grad_and_hvp", T, V)[1]) for n in kinds}
         P.evals["hvp"] += k * len(kinds)
+        noise = NOISE * P.eps * S["mag"] / hs
         per_leaf, any_kink = {}, False
         for lf in P.leaves:
-            sl = lf.sl
-            mag = np.maximum(np.abs(G).max(axis=(1, 2)), np.abs(g0).max())  # rounding: whole-gradient scale
-            noise = NOISE * P.eps * mag / hs
-            inf = lambda a: np.abs(a[:, sl]).max(axis=1)  # noqa: E731
-            kink = (inf(R - Rs) > 0.25 * rtol * np.maximum(inf(R), inf(Rs)) + 10 * noise) | (
-                inf(fwd - bwd) > 0.25 * rtol * np.maximum(inf(fwd), inf(bwd)) + 4 * noise)
-            per_leaf[lf.path] = (noise, kink)
+            s = S[lf.path]
+            kink = (s["RRs"] > 0.25 * rtol * np.maximum(s["R"], s["Rs"]) + 10 * noise) | (
+                s["FB"] > 0.25 * rtol * np.maximum(s["F"], s["B"]) + 4 * noise)
+            per_leaf[lf.path] = kink
             if kink.any():
                 any_kink = True
                 if attempt < max_moves:
@@ -189,12 +177,10 @@ def second_order(P, t, k, dt, max_moves):
     out = []
     for n in modes:
         for lf in P.leaves:
-            if n not in an:
+            if n not in kinds:
                 out.append(not_applicable(modes[n], lf, P.supports(n)))
                 continue
-            noise, kink = per_leaf[lf.path]
-            d = np.abs(an[n][:, lf.sl] - R[:, lf.sl])
-            scale = np.maximum(np.abs(an[n][:, lf.sl]).max(axis=1), np.abs(R[:, lf.sl]).max(axis=1))
-            rel = d.max(axis=1) / (scale + noise / rtol)
-            out.append(result(modes[n], lf, d.max(axis=1), rel, d.argmax(axis=1), rtol, kinks[lf.path], kink))
+            d, arg, an = S[lf.path][n]
+            rel = d / (np.maximum(an, S[lf.path]["R"]) + noise / rtol)
+            out.append(result(modes[n], lf, d, rel, arg, rtol, kinks[lf.path], per_leaf[lf.path]))
     return out

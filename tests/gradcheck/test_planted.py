@@ -140,7 +140,8 @@ def test_correct_vjp_wrong_jvp():
     assert failing(r) == {"arg0"}
 
 
-def test_correct_first_wrong_second_derivative():
+def sin_with_wrong_second_derivative():
+    """``sin`` whose first derivative is right and whose second is wrong (``d cos = +sin``)."""
     @jax.custom_jvp
     def dsin(x):
         return jnp.cos(x)
@@ -159,6 +160,11 @@ def test_correct_first_wrong_second_derivative():
         (x,), (t,) = primals, tangents
         return jnp.sin(x), dsin(x) * t
 
+    return sin
+
+
+def test_correct_first_wrong_second_derivative():
+    sin = sin_with_wrong_second_derivative()
     f = lambda p, x: jnp.sum(sin(x @ p["w"]) * U)  # noqa: E731
     r = check_grads(f, ({"w": W}, X), (0, 1), argnames=("params", "x"), modes=FIRST + ("second",))
     assert {res.mode for res in r.failures()} == {"second/rr", "second/fr"}

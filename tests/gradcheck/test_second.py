@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from deepcore.gradcheck import check_grads, second
+from test_planted import sin_with_wrong_second_derivative  # the planted table's bug, checked on the device path
 
 
 @pytest.fixture
@@ -15,28 +16,6 @@ def device_path(monkeypatch):
     def host(*a):
         raise AssertionError("the host path ran")
     monkeypatch.setattr(second, "_host", host)
-
-
-def _sin_with_wrong_second_derivative():
-    @jax.custom_jvp
-    def dsin(x):
-        return jnp.cos(x)
-
-    @dsin.defjvp
-    def _(primals, tangents):
-        (x,), (t,) = primals, tangents
-        return jnp.cos(x), jnp.sin(x) * t   # should be -sin(x)
-
-    @jax.custom_jvp
-    def sin(x):
-        return jnp.sin(x)
-
-    @sin.defjvp
-    def _(primals, tangents):
-        (x,), (t,) = primals, tangents
-        return jnp.sin(x), dsin(x) * t
-
-    return sin
 
 
 def test_device_second_order_passes_correct_functions_and_matches_the_host_verdicts(device_path):
@@ -55,7 +34,7 @@ def test_device_second_order_passes_correct_functions_and_matches_the_host_verdi
 def test_device_second_order_catches_a_wrong_second_derivative_at_its_leaves(device_path):
     rng = np.random.default_rng(1)
     W, X, U = rng.standard_normal((4, 3)), rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
-    sin = _sin_with_wrong_second_derivative()
+    sin = sin_with_wrong_second_derivative()
     f = lambda p, x: jnp.sum(sin(x @ p["w"]) * U)  # noqa: E731
     r = check_grads(f, ({"w": W}, X), (0, 1), argnames=("params", "x"), modes=("fast", "second"), progress=False)
     assert {res.mode for res in r.failures()} == {"second/rr", "second/fr"}

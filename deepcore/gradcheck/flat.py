@@ -32,9 +32,14 @@ class Flat:
         return (self.n,)
 
     def __array__(self, dtype=None, copy=None):
+        """The whole vector: built once and kept read-only; a new array where ``copy`` asks (``np.array``) or
+        ``dtype`` differs, so no caller can write into the kept one."""
         if self._whole is None:
             self._whole = np.concatenate(self.parts) if self.parts else np.zeros(0)
-        return self._whole if dtype is None else self._whole.astype(dtype)
+            self._whole.setflags(write=False)
+        if dtype is not None and np.dtype(dtype) != self._whole.dtype:
+            return self._whole.astype(dtype)
+        return self._whole.copy() if copy else self._whole
 
     def __getitem__(self, key):
         """A slice inside one leaf: a view of it; anything else: an index of the whole (concatenated) vector."""

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from deepcore.gradcheck import check_grads
 from deepcore.gradcheck.flat import Flat, norm
@@ -29,6 +30,11 @@ def test_slices_inside_a_leaf_are_views_and_anything_else_indexes_the_whole():
     np.testing.assert_array_equal(np.asarray(F), whole)
     np.testing.assert_array_equal(np.array(F, np.float32), whole.astype(np.float32))
     assert abs(norm(F) - np.linalg.norm(whole)) <= 1e-14 * np.linalg.norm(whole)
+    moved = np.array(F)   # a copy (a kink move writes into it): the vector itself must not change
+    moved[0] = 99.0
+    assert np.asarray(F)[0] == whole[0] and F[0:1][0] == whole[0]
+    with pytest.raises(ValueError):
+        np.asarray(F)[0] = 99.0   # the kept whole vector is read-only
     assert norm(whole) == np.linalg.norm(whole)
 
 
@@ -53,3 +59,20 @@ def test_a_fast_check_builds_no_whole_vector_and_its_gradient_is_right():
         assert abs(f0 - float(np.sum(np.sin(x @ w + b) ** 2))) <= 1e-14
     report = check_grads(f, args, (0, 1, 2), modes=("fast", "fwd-rev"), progress=False)
     assert report.ok and len(report.results) == 3 * 3
+
+
+def test_moving_off_a_kink_leaves_the_checked_point_unchanged():
+    # fast mode moves a leaf that sits on a kink (relu at 0) with np.array(t) and writes into it: theta0 (a Flat)
+    # must keep its own numbers for the modes after it
+    from deepcore.gradcheck import modes as M
+    x = np.array([[0.0, 1.0, -2.0], [0.5, 0.0, 3.0]])
+    w = np.array([0.3, -0.7, 1.1])
+    f = lambda w, x: jnp.sum(jax.nn.relu(x) * w[None])  # noqa: E731
+    with jax.enable_x64(True):
+        P = Problem(f, (w, x), (0, 1), ("w", "x"), False, jnp.float64, np.random.default_rng(0))
+        before = np.concatenate([w, x.ravel()])
+        np.testing.assert_array_equal(np.asarray(P.theta0), before)
+        res, runs = M.first_order(P, P.theta0, "fast", "float64", k=4, coords={}, max_moves=3)
+        assert runs["x"].kinks > 0 and runs["x"].t is not P.theta0   # x sat on a kink and was moved
+        np.testing.assert_array_equal(np.asarray(P.theta0), before)
+        np.testing.assert_array_equal(P.theta0[3:9], x.ravel())

@@ -6,6 +6,7 @@
     python bench/gradcheck_speed.py --only layers,catalog,rule --filter '^relu$'   # a smoke run
     python bench/gradcheck_speed.py --only mlp --small-n 1e12   # the compile rule's fast options at 10M numbers too
     python bench/gradcheck_speed.py --only options --filter '^(dense|conv2d|lstm)$'   # compile-option A/B
+    python bench/gradcheck_speed.py --only leafwise,everymode   # the 10M MLP: its kernel's options, every mode
 
 1. cnn: whole-model fast check (float64, parameters) of a 2,098-parameter VGG on 4 28x28 images, over one
    compile-and-gradient of the same loss in float32 (target <= 3).
@@ -21,6 +22,9 @@
    interleaved in this one process with every cache cleared before each check: wall and XLA compile seconds.
 6. options (A/B, not a target): the programs the catalog layers' checks compile (``--filter``), each recompiled
    with XLA's defaults and with other compile options, three rounds: which options the rule should use.
+7. leafwise (A/B, not a target): the 10M MLP's leafwise kernel compiled with the same option sets: compile and run
+   seconds (``compiling.SMALL_WORK``).
+8. everymode (not a target): ``check_grads`` on the 10M MLP in every mode, then each mode alone.
 """
 import argparse
 import json
@@ -194,6 +198,39 @@ def options(pattern=None, rounds=3):
         print(f"options: {len(lowered)} programs, {name}: " + ", ".join(f"{t:.2f}s" for t in ts), flush=True)
 
 
+def leafwise(rounds=3):
+    """The 10M MLP's leafwise kernel, lowered once for the 24 rows of its fast check, compiled with each option set
+    and run ``rounds`` times: compile seconds and median run seconds (what ``compiling.SMALL_WORK`` trades)."""
+    from deepcore.gradcheck.problem import Problem
+    params, loss = _mlp(1000, (3000, 2300))
+    with jax.enable_x64(True):
+        P = Problem(loss, (params,), (0,), ("params",), False, jnp.float64, np.random.default_rng(0))
+        sizes = [int(np.prod(s)) for _, s in P.layout]
+        lo = np.repeat([a for a, _ in P.layout], 4).astype(np.int64)
+        hi = lo + np.repeat(sizes, 4)
+        m, t = len(lo), P.theta0.device
+        args = (t, (jnp.zeros(()), t), jnp.asarray(True), P.consts, P.u, jnp.arange(m, dtype=jnp.uint32),
+                jnp.asarray(lo), jnp.asarray(hi), jnp.full(m, 1e-3), jnp.asarray(m, jnp.int32), None)
+        lowered = jax.jit(P.k._directional(True, True, False)).lower(*args)
+        print(f"leafwise: {m} rows touching {P.k.work(lo, False):,} numbers", flush=True)
+        for name, opts in OPTION_SETS.items():
+            tc, exe = _seconds(lambda: lowered.compile(compiler_options=dict(opts)))
+            exe(*args)[0].block_until_ready()
+            runs = [_seconds(lambda: exe(*args))[0] for _ in range(rounds)]
+            print(f"leafwise: {name}: compile {tc:.2f}s, run {statistics.median(runs):.2f}s (median of {rounds})",
+                  flush=True)
+
+
+def every_mode():
+    """``check_grads`` in every mode (fast, full, fwd-rev, second) on the 10M MLP: seconds, then each mode alone."""
+    params, loss = _mlp(1000, (3000, 2300))
+    t, r = _seconds(lambda: check_grads(loss, params, argnames=("params",), progress=False))
+    print(f"every mode: 10M MLP, all four modes {t:.2f}s (ok={r.ok}, evals {r.evals})", flush=True)
+    for mode in ("fast", "full", "fwd-rev", "second"):
+        t, r = _seconds(lambda: check_grads(loss, params, argnames=("params",), modes=(mode,), progress=False))
+        print(f"every mode: 10M MLP, {mode} alone {t:.2f}s (ok={r.ok})", flush=True)
+
+
 def cli(pattern=None, cache=None):
     t = time.perf_counter()
     extra = (["--filter", pattern] if pattern else []) + (["--cache", cache] if cache else [])
@@ -210,7 +247,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="cnn,mlp,layers,catalog",
                     help="comma-separated: cnn, mlp, layers, catalog, rule (the A/B of the compile rule), "
-                         "options (compile options A/B)")
+                         "options (compile options A/B), leafwise (the 10M kernel's options A/B), everymode "
+                         "(the 10M MLP in every mode)")
     ap.add_argument("--filter", default=None, metavar="PATTERN",
                     help="layers, catalog, rule: only the catalog cases matching this (a smoke run, not the target)")
     ap.add_argument("--cache", default=None, metavar="DIR", help="catalog: the CLI's --cache DIR (persistent compiles)")
@@ -223,7 +261,7 @@ if __name__ == "__main__":
     parts = a.only.split(",")
     parts_fns = (("cnn", cnn), ("mlp", mlp), ("layers", lambda: layers(a.filter)),
                  ("catalog", lambda: cli(a.filter, a.cache)), ("rule", lambda: rule(a.filter)),
-                 ("options", lambda: options(a.filter)))
+                 ("options", lambda: options(a.filter)), ("leafwise", leafwise), ("everymode", every_mode))
     for name, fn in parts_fns:
         if name in parts:
             fn()

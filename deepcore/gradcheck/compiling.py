@@ -90,9 +90,9 @@ class _Jit:
         return exes[key](*args)
 
 
-def compile_lowered(lowered, options=None, n: int = 0, work=None):
+def compile_lowered(lowered, options=None, n: int = 0):
     """``lowered.compile`` with ``options`` (default: :func:`options_for`'s), counted in :data:`COUNTS`."""
-    options = options_for(lowered, n, work) if options is None else options
+    options = options_for(lowered, n) if options is None else options
     COUNTS["fast" if options == FAST_COMPILE else "default"] += 1
     try:
         return lowered.compile(compiler_options=options) if options else lowered.compile()

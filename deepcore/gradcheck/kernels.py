@@ -225,17 +225,20 @@ class Kernels:
             self._dir[key] = self.J(self._directional(*key))
         return self._dir[key]
 
-    def rows(self, name: str, no_vmap: str):
-        key = (name, not no_vmap)
+    def compiled(self, key, build):
+        """The kernel ``build()`` compiled by the rule, built once per ``key`` (row kernels, second-order stats)."""
         if key not in self._rows:
+            self._rows[key] = self.J(build())
+        return self._rows[key]
+
+    def rows(self, name: str, no_vmap: str):
+        def build():
             grad = jax.grad(self.f)
             fns = {"grad": lambda p, v, c, u: grad(p, c, u),                                   # g(p)
                    "grad_and_hvp": lambda p, v, c, u: jax.jvp(lambda s: grad(s, c, u), (p,), (v,)),  # (g(p), H v)
                    "hvp_rr": lambda p, v, c, u: jax.grad(lambda s: jnp.vdot(grad(s, c, u), v))(p)}
             fn = fns[name]
-            if key[1]:
-                batched = jax.vmap(fn, in_axes=(0, 0, None, None))
-            else:
-                batched = lambda P, V, c, u: jax.lax.map(lambda pv: fn(pv[0], pv[1], c, u), (P, V))  # noqa: E731
-            self._rows[key] = self.J(batched)
-        return self._rows[key]
+            if not no_vmap:
+                return jax.vmap(fn, in_axes=(0, 0, None, None))
+            return lambda P, V, c, u: jax.lax.map(lambda pv: fn(pv[0], pv[1], c, u), (P, V))
+        return self.compiled((name, not no_vmap), build)

@@ -204,14 +204,20 @@ class Problem:
         size = max(sizes)
         return [(min(size, m - i), size) for i in range(0, m, size)]
 
+    def leaves_of(self, t) -> list:
+        """The point ``t`` (flat, or a :class:`Flat`) as device arrays of the check's dtype, one per leaf."""
+        if isinstance(t, Flat) and t.device is not None:
+            return t.device
+        t = np.asarray(t)
+        return [put(t[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype) for a, s in self.layout]
+
     def directional(self, t, seeds, lo, hi, hs, label=None):
         """Rows ``(seed, lo, hi, h)`` at ``t``: stencil values (m, 8), ``<g, v>`` (m,), JVPs (m,), f(t), g(t) (n,).
 
         ``<g, v>`` and ``g`` are None where reverse mode cannot be taken, the JVPs where forward mode cannot.
         ``label``: ``(mode, leaf path per row)`` for the progress line.
         """
-        t = t.device if isinstance(t, Flat) and t.device is not None else [
-            put(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), self.dtype) for a, s in self.layout]
+        t = self.leaves_of(t)
         rows = (np.asarray(seeds, np.uint32), np.asarray(lo, np.int64), np.asarray(hi, np.int64),
                 np.asarray(hs, np.float64))
         if self.k.leafwise(self._flags()[2]):

@@ -73,12 +73,8 @@ def _kernel(k, kinds):
 
 
 def _device(P, t, k, hs, kinds):
-    key = ("second", tuple(kinds))
-    if key not in P.k._rows:
-        P.k._rows[key] = P.k.J(_kernel(P.k, kinds))
-    kernel = P.k._rows[key]
-    leaves = t.device if getattr(t, "device", None) is not None else [
-        put(np.asarray(t)[a:a + int(np.prod(s, dtype=np.int64))].reshape(s), P.dtype) for a, s in P.layout]
+    kernel = P.k.compiled(("second", tuple(kinds)), lambda: _kernel(P.k, kinds))
+    leaves = P.leaves_of(t)
     out = {"mag": np.zeros(k)}
     for lf in P.leaves:
         out[lf.path] = {name: np.zeros(k) for name in KEYS}

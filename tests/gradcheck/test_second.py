@@ -72,3 +72,15 @@ def test_device_second_order_names_the_element_of_a_wrong_hessian_entry(device_p
     fails = r.failures()
     assert {res.mode for res in fails} == {"second/rr", "second/fr"}
     assert all(res.where in ("arg0[2]", "arg0[4]") for res in fails)
+
+
+def test_the_device_paths_stencil_weights_are_the_host_estimates():
+    # the device path accumulates R, Rs, fwd, bwd as weighted sums over the stencil (second._weights); they must
+    # be finite.estimates, the host path's formulas, term for term
+    from deepcore.gradcheck.finite import STENCIL, estimates
+    rng = np.random.default_rng(3)
+    G, g0, h = rng.standard_normal((len(STENCIL), 7)), rng.standard_normal(7), 1e-3
+    w, w0 = second._weights(h)
+    host = estimates(G[None], g0, np.array([h]))
+    for e in range(4):
+        np.testing.assert_allclose(w[e] @ G + w0[e] * g0, host[e][0], rtol=1e-12, atol=1e-9)

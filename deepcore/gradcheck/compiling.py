@@ -14,7 +14,9 @@ directional kernel's: one group of rows), so a scanned model whose body is small
 whatever its trip count. The exception is a large check whose rows run singly, each on one leaf (the leafwise
 kernel): its call says how many numbers its rows touch in all (``work``), and under :data:`SMALL_WORK` it is compiled
 the fast way whatever ``n`` (measured on a 10M-parameter MLP: slower loops cost about 5 ns per number touched,
-the fast compile saves about 0.3 s). Measured in BUILD_NOTES (issue 20). ``DEEPCORE_GRADCHECK_FAST_COMPILE=0`` compiles
+the fast compile saves about 0.3 s); such a kernel holds a copy of the model per large leaf, so its LLVM code is
+split over the machine's cores (:func:`parallel`: compile 14-15% faster on two cores). Measured in BUILD_NOTES
+(issue 20). ``DEEPCORE_GRADCHECK_FAST_COMPILE=0`` compiles
 everything with XLA's defaults. :data:`COUNTS` records how many programs took each way (a test and the
 benchmark read it).
 """
@@ -35,6 +37,7 @@ ENABLED = os.environ.get("DEEPCORE_GRADCHECK_FAST_COMPILE", "1") != "0"
 SMALL_FLOPS = 1e9          # below this (XLA's estimate for one call), compile without LLVM optimisation
 SMALL_N = 10 ** 6          # ... when the check has fewer numbers than this
 SMALL_WORK = 6 * 10 ** 7   # ... or when a call says its rows touch fewer numbers than this in all (leafwise rows)
+MAX_SPLIT = 8              # at most this many parts of LLVM code compiled at once (:func:`parallel`)
 COUNTS: collections.Counter = collections.Counter()   # "fast" / "default": programs compiled each way
 
 
@@ -56,15 +59,32 @@ def _flops(lowered) -> float:
         return float("inf")
 
 
+def parallel() -> dict:
+    """The option that splits a program's LLVM code into one part per core available to this process (at most
+    :data:`MAX_SPLIT`), compiled at once: for the fast-compiled kernel of a large check, whose code generation is
+    about half of its compile; small programs stay whole (the CLI runs one worker per core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"xla_cpu_parallel_codegen_split_count": min(MAX_SPLIT, cores)} if cores > 1 else {}
+
+
+def is_fast(options: dict) -> bool:
+    """Whether ``options`` are the fast ones (:data:`FAST_COMPILE`, with or without :func:`parallel`)."""
+    return all(options.get(k) == v for k, v in FAST_COMPILE.items())
+
+
 def options_for(lowered, n: int = 0, work=None, flops=None) -> dict:
     """The compile options of one lowered program of a check of ``n`` numbers on a CPU: :data:`FAST_COMPILE`
     when its flops are small and so is ``n`` (or ``work``, the numbers its rows touch in all, where the call
-    gives it), else :data:`FULL_COMPILE`; none with the rule off or on another backend."""
+    gives it; then with :func:`parallel` code generation too), else :data:`FULL_COMPILE`; none with the rule off
+    or on another backend."""
     if not active():
         return {}
     flops = _flops(lowered) if flops is None else flops
-    small = n < SMALL_N or (work is not None and work < SMALL_WORK)
-    return dict(FAST_COMPILE if flops < SMALL_FLOPS and small else FULL_COMPILE)
+    if flops >= SMALL_FLOPS:
+        return dict(FULL_COMPILE)
+    if n < SMALL_N:
+        return dict(FAST_COMPILE)
+    return dict(FAST_COMPILE, **parallel()) if work is not None and work < SMALL_WORK else dict(FULL_COMPILE)
 
 
 class _Jit:
@@ -83,7 +103,7 @@ class _Jit:
             self._cache[sig] = (lowered, _flops(lowered) if active() else 0.0, {})
         lowered, flops, exes = self._cache[sig]
         options = options_for(lowered, self.n, work, flops)
-        fast = options == FAST_COMPILE
+        fast = is_fast(options)
         key = "fast" if fast and "full" not in exes else "full"
         if key not in exes:
             exes[key] = compile_lowered(lowered, options)
@@ -93,7 +113,7 @@ class _Jit:
 def compile_lowered(lowered, options=None, n: int = 0):
     """``lowered.compile`` with ``options`` (default: :func:`options_for`'s), counted in :data:`COUNTS`."""
     options = options_for(lowered, n) if options is None else options
-    COUNTS["fast" if options == FAST_COMPILE else "default"] += 1
+    COUNTS["fast" if is_fast(options) else "default"] += 1
     try:
         return lowered.compile(compiler_options=options) if options else lowered.compile()
     except Exception:

@@ -184,7 +184,8 @@ def test_a_call_that_touches_few_numbers_compiles_fast_and_a_larger_one_gets_a_f
         lowered = jax.jit(lambda a: jnp.tanh(a).sum()).lower(np.ones(8))
         big_n = compiling.SMALL_N
         assert compiling.options_for(lowered, big_n) == compiling.FULL_COMPILE
-        assert compiling.options_for(lowered, big_n, work=compiling.SMALL_WORK - 1) == compiling.FAST_COMPILE
+        fast = compiling.options_for(lowered, big_n, work=compiling.SMALL_WORK - 1)
+        assert fast == dict(compiling.FAST_COMPILE, **compiling.parallel()) and compiling.is_fast(fast)
         assert compiling.options_for(lowered, big_n, work=compiling.SMALL_WORK) == compiling.FULL_COMPILE
         f = compiling.jit(lambda a: jnp.tanh(a).sum(), n=big_n)
         x = np.linspace(0.0, 1.0, 8)
@@ -195,6 +196,22 @@ def test_a_call_that_touches_few_numbers_compiles_fast_and_a_larger_one_gets_a_f
             counts.append({k: compiling.COUNTS[k] - before.get(k, 0) for k in ("fast", "default")})
         assert counts == [{"fast": 1, "default": 0}, {"fast": 0, "default": 0}, {"fast": 0, "default": 1},
                           {"fast": 0, "default": 0}, {"fast": 0, "default": 0}]
+
+
+def test_a_large_checks_fast_kernel_splits_its_code_generation_over_the_cores(monkeypatch):
+    # only the leafwise kernel of a large check (one model copy per large leaf) is split; a small check's
+    # programs stay whole, and so does everything on a one-core machine
+    monkeypatch.setattr(compiling, "ENABLED", True)
+    split = "xla_cpu_parallel_codegen_split_count"
+    for cores, want in ((1, None), (2, 2), (64, compiling.MAX_SPLIT)):
+        monkeypatch.setattr(compiling.os, "sched_getaffinity", lambda pid, c=cores: set(range(c)))
+        assert compiling.parallel().get(split) == want
+        with jax.enable_x64(True):
+            lowered = jax.jit(lambda a: jnp.tanh(a).sum()).lower(np.ones(8))
+            large = compiling.options_for(lowered, compiling.SMALL_N, work=10)
+            assert compiling.is_fast(large) and large.get(split) == want
+            assert split not in compiling.options_for(lowered, compiling.SMALL_N - 1, work=10)
+            assert split not in compiling.options_for(lowered, compiling.SMALL_N, work=compiling.SMALL_WORK)
 
 
 def test_leafwise_rows_are_the_same_compiled_fast_and_with_xla_defaults_and_their_work_is_counted(monkeypatch):

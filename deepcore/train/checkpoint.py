@@ -96,14 +96,29 @@ class _OrbaxNoise(logging.Filter):
 _NOISE = _OrbaxNoise()
 
 
+class _StrayReads(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" records of the checkpoint store's own errors (their
+    message carries a ``[tensorstore_spec=...]``). A restore that fails leaves its sibling reads' errors
+    unretrieved (orbax raises the first), and when the garbage collector meets them, each is logged with a
+    traceback; the failure itself was reported in one line. Other exceptions pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and "[tensorstore_spec=" in str(exc))
+
+
+_STRAY = _StrayReads()
+
+
 def _quiet_orbax() -> None:
-    """Install (once) the log filter above and an unraisable-exception hook that drops the "Event loop is
+    """Install (once) the log filters above and an unraisable-exception hook that drops the "Event loop is
     closed" errors tensorstore's callbacks raise after a failed read or write (dozens of tracebacks that
     would bury the one-line report); every other unraisable exception goes to the previous hook."""
     logger = logging.getLogger("absl")
     if _NOISE in logger.filters:
         return
     logger.addFilter(_NOISE)
+    logging.getLogger("asyncio").addFilter(_STRAY)
     previous = sys.unraisablehook
 
     def hook(unraisable):

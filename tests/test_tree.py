@@ -9,7 +9,8 @@ from deepcore import tree
 from deepcore.core import implicit_promotion, layer, simple_init
 from deepcore.layers import Dense, Relu, parallel, residual, serial
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("test_tree")
 
 
@@ -30,7 +31,7 @@ PATHS = ["dense_0/w", "dense_0/b", "residual_0/body/dense_0/w", "residual_0/body
 TOTAL = (6 * 8 + 8) + (8 * 8 + 8) + (8 * 3 + 3) + (8 * 2 + 2) + 5 + (5 * 4 + 4)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built():
     _, params, state = MODEL.init(jax.random.PRNGKey(0), (2, 6))
     return params, state

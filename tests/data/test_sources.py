@@ -13,7 +13,8 @@ import tensorflow_datasets as tfds
 from deepcore.data import formats, prepare, sources
 from deepcore.data.sources import DatasetUnavailable, load, load_text
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("data_test_sources")
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -74,7 +75,7 @@ def test_unknown_names_and_splits():
 
 # --- real Fashion-MNIST, prepared offline once per module -------------------------------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fashion(tmp_path_factory):
     """Fashion-MNIST prepared offline into a fresh data_dir, then loaded: (data_dir, {split: Dataset})."""
     need(FASHION_DIR, "dataset-fashion-mnist")

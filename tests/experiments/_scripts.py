@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import _compile_cache
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))  # so tests can import the scripts' helper modules
 
@@ -14,7 +16,7 @@ FIELDS = {"experiment", "config", "dataset", "metrics", "wall_s", "train_example
 
 def script(name, *flags, timeout=300):
     return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", name), *flags], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=_compile_cache.env())
 
 
 def run(name, out, *flags):

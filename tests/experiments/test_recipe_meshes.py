@@ -7,13 +7,14 @@ import math
 import subprocess
 import sys
 
+import _compile_cache
 import pytest
 from _scripts import FIELDS, records, run, script
 
 SHARED_DATA = pytest.mark.xdist_group("fashion_mnist_default_data_dir")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mesh") / "cnn"
     res, _ = run("cnn.py", out, "--widths", "8", "16", "--depths", "1", "1", "--batch-size", "32",
@@ -40,7 +41,7 @@ def test_char_rnn_fully_sharded(tmp_path):
 
 def fit_report(*flags):
     return subprocess.run([sys.executable, "-m", "deepcore.train.fit_report", *flags], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=_compile_cache.env())
 
 
 @SHARED_DATA

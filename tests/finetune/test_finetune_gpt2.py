@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import _compile_cache
 import numpy as np
 import pytest
 
@@ -25,7 +26,7 @@ def _text(n_lines: int) -> str:
     return "".join(" ".join(rng.choice(words, size=rng.integers(3, 9))).capitalize() + ".\n" for _ in range(n_lines))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gpt2_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("gpt2")
     target = d / "target.txt"
@@ -43,7 +44,7 @@ def gpt2_run(tmp_path_factory):
     proc = subprocess.run([sys.executable, SCRIPT, "--hf-dir", str(model_dir), "--target", str(target), "--smoke",
                            "--out", str(out), "--seq-len", str(SEQ), "--batch-size", "8", "--rank", "2",
                            "--lora-on", "qkv", "--lr", "3e-3", "--lora-lr", "1e-2"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=_compile_cache.env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return model, tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json")), target, out
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import _compile_cache
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -16,7 +17,8 @@ def test_finetune_smoke(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "finetune.py"), "--smoke", "--out",
                            str(out), "--seq-len", "16", "--batch-size", "8", "--rank", "2"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600,
+                          env=_compile_cache.env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     m = res["metrics"]
@@ -35,7 +37,8 @@ def test_finetune_smoke(tmp_path):
     again = tmp_path / "again"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "finetune.py"), "--smoke", "--out",
                            str(again), "--seq-len", "16", "--batch-size", "8", "--rank", "2", "--lora-on", "attention",
-                           "--pretrained", str(out / "pretrain")], capture_output=True, text=True, timeout=600)
+                           "--pretrained", str(out / "pretrain")], capture_output=True, text=True, timeout=600,
+                          env=_compile_cache.env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     m2 = json.loads((again / "results.json").read_text())["metrics"]
     assert m2["pretrain_val_bits_per_char"] == m["pretrain_val_bits_per_char"]

@@ -14,7 +14,7 @@ pytest.importorskip("safetensors", reason="safetensors (finetune extra) reads th
 from deepcore.finetune import hf  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gpt2_dir(tmp_path_factory):
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
@@ -29,7 +29,7 @@ def gpt2_dir(tmp_path_factory):
     return d, model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vit_dir(tmp_path_factory):
     torch.manual_seed(1)
     cfg = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,

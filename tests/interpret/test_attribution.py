@@ -8,7 +8,8 @@ from deepcore.interpret import (attribution_map, completeness_gap, gradient_x_in
                                 save_overlays, smoothgrad, steps_for_tolerance)
 from deepcore.layers import Conv, Dense, Flatten, Relu, Tanh, serial
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("interpret_test_attribution")
 
 B, D, K = 3, 6, 4
@@ -37,7 +38,7 @@ def test_integrated_gradients_on_a_linear_model_is_weights_times_displacement():
         np.testing.assert_allclose(gradient_x_input(fn, x, target), w[:, target].T * x, rtol=1e-12)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def net():
     model = serial(Dense(16), Tanh, Dense(16), Relu, Dense(K))
     _, params, state = model.init(jax.random.PRNGKey(0), (B, D))

@@ -7,7 +7,8 @@ import pytest
 from deepcore.interpret import capture, grad_norms, layer_paths, layer_stats, split_captured, with_capture
 from deepcore.layers import BatchNorm, Dense, Relu, Tanh, parallel, residual, serial
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("interpret_test_capture")
 
 
@@ -19,7 +20,7 @@ def make():
     return model, params, state, x
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def setup():
     return make()
 

@@ -11,7 +11,8 @@ from deepcore.core import ShapeError
 from deepcore.layers.attention import MultiHeadAttention, attention, init_cache, self_attention
 from deepcore.layers.position import LearnedPositions, rope, sinusoidal
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("layers_test_attention")
 
 B, T, N, H = 2, 6, 4, 8
@@ -88,7 +89,7 @@ def test_bad_shapes_raise_shape_error():
         MultiHeadAttention(2).apply(params, {}, jnp.zeros((2, 5, 6)))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def causal_layer():
     lay = MultiHeadAttention(N, num_kv_heads=2, causal=True, rope=True)
     _, params, _ = lay.init(jax.random.PRNGKey(0), (B, T, 16))

@@ -9,7 +9,8 @@ from deepcore.gradcheck import assert_grads_ok
 from deepcore.layers.recurrent import (GRU, LSTM, Bidirectional, GRUCell, LSTMCell, RNN, SequenceInput, SimpleRNN,
                                        SimpleRNNCell, length_mask, scan_cell)
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("layers_test_recurrent")
 
 D, H = 3, 4
@@ -114,7 +115,7 @@ def test_scan_matches_python_loop(name, hoist, reverse):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), carry_T, carry)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lstm_layer():
     lay = LSTM(H)
     _, params, _ = lay.init(jax.random.key(0), (2, 6, D))

@@ -12,7 +12,8 @@ from deepcore.gan import d_loss, g_loss, gradient_penalty, init_gan_state, make_
 from deepcore.models.gan import PhaseConvTranspose, SpectralNorm, dcgan_discriminator, dcgan_generator, \
     spectral_normalize
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("models_test_gan")
 
 Z = 4
@@ -148,7 +149,7 @@ def test_gradient_penalty_value_and_second_order_gradient(which):
 
 # ----------------------------------------------------------------------------- the step
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gan_setup():
     g, d = small_pair(spectral_norm=True)
     g_tx, d_tx = optax.adam(1e-2, b1=0.5), optax.adam(1e-2, b1=0.5)

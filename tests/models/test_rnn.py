@@ -9,13 +9,14 @@ from deepcore.core import ShapeError, implicit_promotion
 from deepcore.layers.recurrent import SequenceInput, length_mask
 from deepcore.models.rnn import char_lm, sample_continuation, seq_classifier
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("models_test_rnn")
 
 V = 11
 
 
-@pytest.fixture(scope="module", params=["lstm", "gru", "rnn"])
+@pytest.fixture(scope="session", params=["lstm", "gru", "rnn"])
 def lm(request):
     model = char_lm(V, embed=6, hidden=8, num_layers=2 if request.param == "gru" else 1, cell=request.param)
     spec, params, state = model.init(jax.random.key(0), jax.ShapeDtypeStruct((2, 6), jnp.int32))

@@ -17,7 +17,7 @@ CFG = Seq2SeqConfig(vocab_size=11, d_model=16, encoder_layers=2, decoder_layers=
 PAD, BOS, EOS = 0, 1, 2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model():
     params = seq2seq_init(CFG, jax.random.PRNGKey(0))
     params["embed"]["w"] = params["embed"]["w"] * 50   # sharper distributions: distinct greedy / beam choices

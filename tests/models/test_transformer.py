@@ -11,13 +11,14 @@ from deepcore.models.transformer import (BlockConfig, LMConfig, TransformerBlock
                                          stack_init, stack_layers, to_scanned, to_unscanned, unstack_layers)
 from deepcore.models.vit import ViT
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("models_test_transformer")
 
 CFG = LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, num_kv_heads=2, max_len=24)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lm():
     params = jax.jit(lm_init, static_argnums=0)(CFG, jax.random.PRNGKey(0))   # one compile, not one per op
     tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 10), 0, CFG.vocab_size)

@@ -15,7 +15,7 @@ CFG = LMConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=4, num_kv_head
 POLICIES = [None, "nothing", "dots", "dots_no_batch", "names:mlp_hidden,attn_out"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def setup():
     params = jax.jit(lm_init, static_argnums=0)(CFG, jax.random.PRNGKey(0))
     tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 12), 0, CFG.vocab_size)
@@ -30,7 +30,7 @@ def loss_and_grad(cfg, params, tokens):
     return jax.jit(jax.value_and_grad(lambda p: loss(cfg, p, tokens)))(params)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(setup):
     params, tokens = setup
     l0, g0 = loss_and_grad(CFG.replace(scan=False), to_unscanned(params), tokens)   # unrolled, no remat anywhere

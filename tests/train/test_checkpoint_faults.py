@@ -28,12 +28,12 @@ def fresh():
     return init_state(C.model(), C.spec(), TX, seed=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def step():
     return train_step(LOSS, TX)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pristine(tmp_path_factory, step):
     """A run of 6 steps with checkpoints 2, 4, 6, and the state of an uninterrupted 8-step run."""
     run = tmp_path_factory.mktemp("pristine")

@@ -14,7 +14,8 @@ import _common as C
 from deepcore.train import classifier_loss, eval_step, init_state, train_step
 from deepcore.train.loop import EarlyStopping, fit
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("train_test_loop")
 
 MODEL = C.model()
@@ -48,12 +49,12 @@ def poisoned_batches(at_step, which):
     return batches
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def adam_step():
     return train_step(LOSS, optax.adam(1e-2))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def poison_step():
     return train_step(poisonable_loss, optax.sgd(0.1))
 

@@ -13,7 +13,8 @@ import _common as C
 from deepcore.train import classifier_loss, init_state, train_step
 from deepcore.train.loop import fit
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("train_test_parallel")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,7 +22,7 @@ WORKER = os.path.join(HERE, "_worker.py")
 ENV = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def eight_devices(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("dev") / "result.json")
     proc = subprocess.run([sys.executable, WORKER, "devices", out], env=ENV, capture_output=True, text=True,

@@ -15,7 +15,7 @@ from deepcore.train import evaluate_split, flip_averaged, parallel, predict
 N, D, K = 37, 5, 3          # 37 rows in batches of 8: four full batches and one of 5 real rows + 3 padding
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def problem():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(N, D)).astype(np.float32)

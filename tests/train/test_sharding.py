@@ -23,7 +23,7 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CP
 LAYOUTS = ["data", "fsdp", "tensor", "data_x_tensor", "fsdp_x_tensor"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def eight(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("shard") / "result.json")
     proc = subprocess.run([sys.executable, os.path.join(HERE, "_shard_worker.py"), out], env=ENV,

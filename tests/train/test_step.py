@@ -11,7 +11,8 @@ from deepcore.layers import serial
 from deepcore.train import (DPSGD, classifier_loss, eval_step, init_state, make_update, per_example_grads,
                             train_step)
 
-# module-scoped fixtures: the whole file on one xdist worker so they are built once
+# session-scoped fixtures and the whole file on one xdist worker: built once (a module-scoped one is rebuilt
+# whenever the worker runs another file's tests in between)
 pytestmark = pytest.mark.xdist_group("train_test_step")
 
 MODEL = C.model()
@@ -41,7 +42,7 @@ def assert_tree_close(a, b, atol):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sgd_step():
     return train_step(LOSS, optax.sgd(1.0))
 

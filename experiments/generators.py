@@ -25,18 +25,15 @@ def data(args, model: str):
     ``SMOKE["fid"]`` with --smoke). ``model`` names the network in the refusal of other image shapes."""
     from deepcore.data import load
 
-    train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir)
+    train, test = load(args.dataset, ("train", "test"), data_dir=args.data_dir,   # --smoke: only its slices are read
+                       max_examples=(SMOKE["train"], SMOKE["test"]) if args.smoke else None)
     if train.info.shape != (28, 28, 1):
         raise common.UsageError(f"--dataset {args.dataset}: this {model} makes 28x28x1 images, got {train.info.shape}")
     if args.batch_size > len(train.arrays["label"]):  # needs the split's size: right after loading
         raise common.UsageError(f"--batch-size: expected at most {len(train.arrays['label'])} (the {args.dataset} "
-                                f"training split), got {args.batch_size}")
-    train_arrays, test_arrays, n_fid = train.arrays, test.arrays, args.fid_samples
-    if args.smoke:
-        train_arrays = {k: v[:SMOKE["train"]] for k, v in train_arrays.items()}
-        test_arrays = {k: v[:SMOKE["test"]] for k, v in test_arrays.items()}
-        n_fid = min(n_fid, SMOKE["fid"])
-    return train.info, train_arrays, test_arrays, min(n_fid, len(test_arrays["label"]), len(train_arrays["label"]))
+                                f"training {'slice of --smoke' if args.smoke else 'split'}), got {args.batch_size}")
+    n_fid = min(args.fid_samples, SMOKE["fid"]) if args.smoke else args.fid_samples
+    return train.info, train.arrays, test.arrays, min(n_fid, len(test.arrays["label"]), len(train.arrays["label"]))
 
 
 def reference_space(args, train, test, n_fid: int):

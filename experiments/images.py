@@ -19,9 +19,9 @@ def load_splits(args, names):
     examples, ``flagcheck.IMAGE_SMOKE``)."""
     from deepcore.data import load
 
-    splits = load(args.dataset, names, data_dir=args.data_dir)
-    return (splits[0].info, *({k: v[:flagcheck.IMAGE_SMOKE[s] if args.smoke else None] for k, v in ds.arrays.items()}
-                              for ds, s in zip(splits, names)))
+    splits = load(args.dataset, names, data_dir=args.data_dir,
+                  max_examples=tuple(flagcheck.IMAGE_SMOKE[s] for s in names) if args.smoke else None)
+    return (splits[0].info, *(ds.arrays for ds in splits))
 
 
 def check_data(args, info, num_train: int) -> None:
@@ -60,12 +60,11 @@ def classifier_step(args, model, info, tx, devs, cdt):
     import jax
     import jax.numpy as jnp
 
-    from deepcore.train import classifier_loss, init_state, train_step
+    from deepcore.train import classifier_loss, train_step
     from deepcore.train.compile_options import YNN_FUSION
 
     spec = jax.ShapeDtypeStruct((args.batch_size,) + info.shape, jnp.uint8)
-    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx,
-                                                              init_state(model, spec, tx, args.seed))
+    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx)
     options = YNN_FUSION if args.ynn_fusion == "on" and jax.default_backend() == "cpu" else None
     step = train_step(wrap_loss(classifier_loss(model, x="image", y="label", label_smoothing=args.label_smoothing)),
                       tx, compute_dtype=None if cdt == jnp.float32 else cdt, grad_norm=False, compiler_options=options,

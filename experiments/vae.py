@@ -104,10 +104,10 @@ def data(args):
 
     from deepcore.data import load
 
-    splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir)
+    splits = load(args.dataset, ("train", "validation", "test"), data_dir=args.data_dir,   # --smoke: its slices
+                  max_examples=tuple(flagcheck.IMAGE_SMOKE.values()) if args.smoke else None)
     info = splits[0].info
-    train, val, test = ({"image": ds.arrays["image"][:flagcheck.IMAGE_SMOKE[s] if args.smoke else None]}
-                        for ds, s in zip(splits, flagcheck.IMAGE_SMOKE))
+    train, val, test = ({"image": ds.arrays["image"]} for ds in splits)
     for arrays in (val, test):
         arrays["index"] = np.arange(len(arrays["image"]), dtype=np.int32)
     if args.batch_size > len(train["image"]):  # needs the split's size: right after loading, before compiling

@@ -45,21 +45,26 @@ class Dataset:
 
 # --- loading into memory ----------------------------------------------------------------------------
 
-def read_all(source, chunk: int = 4096) -> list:
-    """Every example of a data source, in order, as a list of dicts (batched reads where supported)."""
-    n = len(source)
-    out = []
-    for lo in range(0, n, chunk):
-        idx = list(range(lo, min(lo + chunk, n)))
-        try:
-            out.extend(source.__getitems__(idx))
-        except (TypeError, AttributeError):   # mocked sources support item access only
-            out.extend(source[i] for i in idx)
-    return out
+def read_records(source, indices) -> list:
+    """``source``'s records at ``indices`` in one batched read where the source supports it."""
+    indices = [int(i) for i in indices]
+    try:
+        return list(source.__getitems__(indices))
+    except (TypeError, AttributeError):   # lists, and TFDS's mocked sources, have item access only
+        return [source[i] for i in indices]
 
 
-def _image_arrays(source) -> dict:
-    examples = read_all(source)
+def read_all(source, chunk: int = 4096, indices=None) -> list:
+    """The examples of a data source at ``indices`` (default: every one), in order, as a list of dicts, read
+    ``chunk`` at a time (batched reads where supported)."""
+    indices = np.arange(len(source)) if indices is None else indices
+    return [e for lo in range(0, len(indices), chunk) for e in read_records(source, indices[lo:lo + chunk])]
+
+
+def _image_arrays(source, indices=None) -> dict:
+    """``{"image": uint8 (N, H, W, C), "label": int32 (N,)}`` of every example of ``source``, or of those at
+    ``indices`` only (a smoke run's few hundred examples cost no decode of the whole split)."""
+    examples = read_all(source, indices=indices)
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples]) if examples else None
     labels = np.asarray([e["label"] for e in examples], np.int32)
     if images is not None and images.ndim == 3:
@@ -79,21 +84,27 @@ def carve_validation(n: int, fraction: float, seed: int = 0) -> tuple:
 
 def load(name: str, split="train", *, data_dir: Optional[str] = None, download: bool = True,
          manual_dir: Optional[str] = None, validation_fraction: float = 0.1,
-         validation_seed: int = 0):
+         validation_seed: int = 0, max_examples=None):
     """An image classification split held in memory (see the module docstring for where from).
 
     Returns a :class:`Dataset` with ``arrays = {"image": uint8 (N, H, W, C), "label": int32 (N,)}``.
     ``split``: ``"train"`` (train minus the carved validation), ``"validation"``, ``"test"``, or a
     ``"+"``-joined combination such as ``"train+validation"`` (the whole stored train split).
     A tuple of splits returns a tuple of :class:`Dataset`, reading each stored split once.
+    ``max_examples``: each split's first examples only (an int, or one int or None per split): the same arrays
+    as slicing the whole split, but only those examples are read and decoded.
     """
-    if not isinstance(split, str):
-        return _load_many(name, tuple(split), data_dir, download, manual_dir, validation_fraction,
-                          validation_seed)
-    return _load_many(name, (split,), data_dir, download, manual_dir, validation_fraction, validation_seed)[0]
+    many = not isinstance(split, str)
+    splits = tuple(split) if many else (split,)
+    caps = tuple(max_examples) if isinstance(max_examples, (tuple, list)) else (max_examples,) * len(splits)
+    if len(caps) != len(splits):
+        raise ValueError(f"max_examples: expected one entry per split ({len(splits)}), got {len(caps)}")
+    out = _load_many(name, splits, data_dir, download, manual_dir, validation_fraction, validation_seed, caps)
+    return out if many else out[0]
 
 
-def _load_many(name, splits, data_dir, download, manual_dir, validation_fraction, validation_seed) -> tuple:
+def _load_many(name, splits, data_dir, download, manual_dir, validation_fraction, validation_seed,
+               caps) -> tuple:
     if name not in IMAGE_DATASETS:
         raise ValueError(f"unknown image dataset {name!r}; known: {sorted(IMAGE_DATASETS)} "
                          f"(text: use load_text)")
@@ -105,21 +116,29 @@ def _load_many(name, splits, data_dir, download, manual_dir, validation_fraction
     from deepcore.data.builders import CIFAR10_CLASSES, FASHION_CLASSES
     names = {"fashion_mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES,
              "mnist": tuple(str(i) for i in range(10))}[name]
-    stored, origin, out = {}, name, []
-    for split in splits:
-        pieces = []
+    sources, origin, plans = {}, name, []
+    for split, cap in zip(splits, caps):   # each split: (stored split, its example indices) per part, in order
+        plan = []
         for part in split.split("+"):
-            stored_split = "test" if part == "test" else "train"
-            if stored_split not in stored:
-                src = data_source(name, stored_split, data_dir=data_dir, download=download,
-                                  manual_dir=manual_dir)
-                origin = getattr(getattr(src, "dataset_info", None), "full_name", name)
-                stored[stored_split] = _image_arrays(src)
-            arrays = stored[stored_split]
-            if part != "test":
-                tr, va = carve_validation(len(arrays["label"]), validation_fraction, validation_seed)
-                arrays = {k: v[tr if part == "train" else va] for k, v in arrays.items()}
-            pieces.append(arrays)
+            stored = "test" if part == "test" else "train"
+            if stored not in sources:
+                sources[stored] = data_source(name, stored, data_dir=data_dir, download=download,
+                                              manual_dir=manual_dir)
+                origin = getattr(getattr(sources[stored], "dataset_info", None), "full_name", name)
+            n = len(sources[stored])
+            idx = np.arange(n) if part == "test" else carve_validation(n, validation_fraction,
+                                                                       validation_seed)[part == "validation"]
+            if cap is not None:
+                idx, cap = idx[:cap], cap - min(cap, len(idx))
+            plan.append((stored, idx))
+        plans.append(plan)
+    read = {}   # each stored split read once: the examples some split takes (all of them unless capped)
+    for stored, src in sources.items():
+        need = np.unique(np.concatenate([idx for plan in plans for s, idx in plan if s == stored]))
+        read[stored] = need, _image_arrays(src, None if len(need) == len(src) else need)
+    out = []
+    for split, plan in zip(splits, plans):
+        pieces = [{k: v[np.searchsorted(read[s][0], idx)] for k, v in read[s][1].items()} for s, idx in plan]
         arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
         info = DatasetInfo(name=name, split=split, num_examples=len(arrays["label"]),
                            num_classes=len(names), shape=tuple(arrays["image"].shape[1:]),

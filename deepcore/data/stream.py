@@ -23,17 +23,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from deepcore.data.pipeline import Pipeline, _default_process
+from deepcore.data.sources import read_records  # noqa: F401 (packing imports it from here)
 
 IMAGE_FIELDS = ("image", "label")
-
-
-def read_records(source, indices: Sequence[int]) -> list:
-    """``source``'s records at ``indices`` in one batched read where the source supports it."""
-    indices = [int(i) for i in indices]
-    try:
-        return list(source.__getitems__(indices))
-    except (TypeError, AttributeError):   # lists, and TFDS's mocked sources, have item access only
-        return [source[i] for i in indices]
 
 
 def stack_records(records: list, fields: Optional[Sequence[str]] = IMAGE_FIELDS) -> dict:
@@ -210,9 +202,7 @@ def image_batches(input: str, name: str, split: str, batch_size: int, seed: int 
     where = dict(data_dir=data_dir, download=download, validation_fraction=validation_fraction,
                  validation_seed=validation_seed)
     if input == "memory":
-        arrays = load(name, split, **where).arrays
-        arrays = {k: v[:max_examples] for k, v in arrays.items()} if max_examples else arrays
-        return make_batches(arrays, batch_size, seed, **options)
+        return make_batches(load(name, split, max_examples=max_examples, **where).arrays, batch_size, seed, **options)
     if input != "stream":
         raise ValueError(f"--input: expected one of {INPUTS}, got {input!r}")
     src, idx = split_indices(name, split, **where)

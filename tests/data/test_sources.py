@@ -127,6 +127,31 @@ def test_streamed_split_gives_the_in_memory_batches(fashion, split):
             image_batches("disk", "fashion_mnist", split, 256, **kw)
 
 
+@pytest.mark.parametrize("splits, caps", [(("train", "validation", "test"), (512, 256, 256)),
+                                          (("train+validation",), (54010,)),   # the cap crosses into validation
+                                          (("validation", "test"), (None, 7)), (("test",), (20000,))])
+def test_capped_splits_equal_slices_of_the_whole_splits_and_read_only_those_examples(fashion, monkeypatch, splits,
+                                                                                    caps):
+    data_dir, ds = fashion
+    read = []
+    real = sources.read_records
+    monkeypatch.setattr(sources, "read_records", lambda src, idx: read.append(len(idx)) or real(src, idx))
+    got = load("fashion_mnist", splits, data_dir=data_dir, download=False, max_examples=caps)
+    for split, cap, d in zip(splits, caps, got):
+        parts = [ds[p].arrays for p in split.split("+")]
+        want = {k: np.concatenate([p[k] for p in parts])[:cap] for k in parts[0]}
+        assert d.arrays.keys() == want.keys() and d.info.num_examples == len(want["label"]), split
+        assert all(np.array_equal(d.arrays[k], want[k]) and d.arrays[k].dtype == want[k].dtype for k in want), split
+        assert d.info.shape == (28, 28, 1)
+    # only the examples the caps take are read (a cap above a split's size: the whole split), each once
+    size = lambda split: sum(len(ds[p]) for p in split.split("+"))  # noqa: E731
+    assert sum(read) == sum(size(s) if c is None else min(c, size(s)) for s, c in zip(splits, caps)), read
+    one = load("fashion_mnist", "test", data_dir=data_dir, download=False, max_examples=5)
+    assert np.array_equal(one.arrays["image"], ds["test"].arrays["image"][:5])
+    with pytest.raises(ValueError, match=r"^max_examples: expected one entry per split \(2\), got 1$"):
+        load("fashion_mnist", ("train", "test"), data_dir=data_dir, download=False, max_examples=(3,))
+
+
 # --- real fortunes ----------------------------------------------------------------------------------
 
 def test_fortune_files_skip_indexes_and_duplicates():

@@ -45,7 +45,7 @@ def main(args):
 
     from deepcore import tree
     from deepcore.models.rnn import char_lm, sample_continuation
-    from deepcore.train import classifier_loss, fit, init_state, train_step, warmup_cosine
+    from deepcore.train import classifier_loss, fit, train_step, warmup_cosine
 
     if args.smoke:
         args.hidden, args.embed = min(args.hidden, 32), min(args.embed, 16)
@@ -62,8 +62,7 @@ def main(args):
     # optimiser: clipping, then AdamW decaying kernels only; the learning rate is set before each step
     tx = charlm.optimizer(args)
     spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)   # --mesh, --rules: by the rules
-    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx,
-                                                              init_state(model, spec, tx, args.seed))
+    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx)
 
     # step: cross-entropy on next characters, warm-up x cosine over max(step / total, time / budget)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else None

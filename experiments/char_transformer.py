@@ -59,7 +59,7 @@ def main(args):
     from deepcore import tree
     from deepcore.models.sliding import generate_sliding
     from deepcore.models.transformer import TransformerLM
-    from deepcore.train import classifier_loss, fit, init_state, train_step, warmup_cosine
+    from deepcore.train import classifier_loss, fit, train_step, warmup_cosine
 
     flagcheck.smoke_size(args)   # --smoke: width <= 32, <= 2 layers, <= 2 heads
     # data: the corpus and its bigram baseline, random training windows, the exact validation windows
@@ -76,8 +76,7 @@ def main(args):
     tx = charlm.optimizer(args)
     spec = jax.ShapeDtypeStruct((args.batch_size, args.seq_len), jnp.int32)
     # --mesh, --rules: shardings of the state and batches by the rules; without --mesh data-parallel
-    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx,
-                                                              init_state(model, spec, tx, args.seed))
+    state, mesh, shardings, wrap_loss, put = meshes.mesh_plan(args, devs, model, spec, tx)
 
     # step: cross-entropy on next characters, warm-up x cosine over max(step / total, time / budget)
     cdt = jnp.bfloat16 if args.precision == "bfloat16" else None

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from deepcore.data.pipeline import Pipeline, _default_process
-from deepcore.data.sources import read_records  # noqa: F401 (packing imports it from here)
+from deepcore.data.sources import read_records
 
 IMAGE_FIELDS = ("image", "label")
 

@@ -17,9 +17,9 @@ _SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_
              "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 * 2 ** 30)}
 
 
-def env(base=None) -> dict:
-    """``base`` (default: this process's environment) with the session's compilation cache switched on."""
-    out = dict(os.environ if base is None else base)
+def env() -> dict:
+    """This process's environment with the session's compilation cache switched on."""
+    out = dict(os.environ)
     if os.environ.get(VAR):
         out.update(_SETTINGS, JAX_COMPILATION_CACHE_DIR=os.environ[VAR])
     return out

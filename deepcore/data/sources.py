@@ -61,9 +61,9 @@ def read_all(source, chunk: int = 4096, indices=None) -> list:
     return [e for lo in range(0, len(indices), chunk) for e in read_records(source, indices[lo:lo + chunk])]
 
 
-def _image_arrays(source, indices=None) -> dict:
-    """``{"image": uint8 (N, H, W, C), "label": int32 (N,)}`` of every example of ``source``, or of those at
-    ``indices`` only (a smoke run's few hundred examples cost no decode of the whole split)."""
+def _image_arrays(source, indices) -> dict:
+    """``{"image": uint8 (N, H, W, C), "label": int32 (N,)}`` of the examples of ``source`` at ``indices`` (only
+    those are read: a smoke run's few hundred examples cost no decode of the whole split)."""
     examples = read_all(source, indices=indices)
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples]) if examples else None
     labels = np.asarray([e["label"] for e in examples], np.int32)
@@ -135,7 +135,7 @@ def _load_many(name, splits, data_dir, download, manual_dir, validation_fraction
     read = {}   # each stored split read once: the examples some split takes (all of them unless capped)
     for stored, src in sources.items():
         need = np.unique(np.concatenate([idx for plan in plans for s, idx in plan if s == stored]))
-        read[stored] = need, _image_arrays(src, None if len(need) == len(src) else need)
+        read[stored] = need, _image_arrays(src, need)
     out = []
     for split, plan in zip(splits, plans):
         pieces = [{k: v[np.searchsorted(read[s][0], idx)] for k, v in read[s][1].items()} for s, idx in plan]

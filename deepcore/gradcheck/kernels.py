@@ -7,7 +7,8 @@ the first chunk of a call only); rows run in a loop of :data:`GROUP` vmapped row
 Three forms, same numbers: a small check (n <= :data:`HOST_N`) passes the directions in, drawn by numpy
 (:func:`host_directions`: no hash to compile); a larger one draws them in the kernel (:func:`direction`); one
 whose rows run singly (too large to vmap 4) switches on the row's leaf (:func:`_leafwise`: O(leaf) per row; one
-branch per large leaf, one shared by the small ones).
+branch per large leaf, one shared by the small ones; a leaf's stencil is evaluated along its line,
+:func:`.line.along`, so a leaf that enters linearly forms no point).
 Host-row kernels (second order) take rows of flat points.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from deepcore.gradcheck import compiling
 from deepcore.gradcheck.finite import STENCIL
+from deepcore.gradcheck.line import along
 
 ROW_BYTES = 2 ** 28   # memory for one chunk of rows (directions, stencil points, tangents)
 MAP_BYTES = 2 ** 26   # above this, the 8 stencil points of a row are evaluated one after another
@@ -121,7 +123,11 @@ def _leafwise(f, layout, dtype, t, g, c, u, coeffs, zero, jvp):
                     new[j] = sj
                 return f(new, c, u)
 
-            F = _inner(size, dtype)(lambda cc: fj(*[t[j] + (cc * h * scale) * v for j, v in zip(js, vs)]))(coeffs)
+            if len(js) == 1:   # one leaf: its linear uses are not formed as points (:mod:`.line`)
+                on_line = along(fj, t[js[0]], vs[0])
+                F = _inner(size, dtype)(lambda cc: on_line(cc * h * scale))(coeffs)
+            else:
+                F = _inner(size, dtype)(lambda cc: fj(*[t[j] + (cc * h * scale) * v for j, v in zip(js, vs)]))(coeffs)
             jv = jax.jvp(fj, tuple(t[j] for j in js), tuple(vs))[1] * scale if jvp else zero
             return F, sum(jnp.vdot(g[j], v) for j, v in zip(js, vs)) * scale, jv
         return go

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -133,6 +134,17 @@ def _tfds_source(tfds_name: str, split: str, data_dir: str):
         absl_log.setLevel(level)
 
 
+def _plain_progress(what: str) -> None:
+    """Before a preparation: TFDS draws progress bars on stderr; where stderr is not a terminal (a log, a pipe,
+    a script's caller reading its one error line) they are noise, so they are turned off for the process and
+    one plain line goes to stdout instead."""
+    if sys.stderr.isatty():
+        return
+    import tensorflow_datasets as tfds
+    tfds.disable_progress_bar()
+    print(f"deepcore.data: {what} (once; later runs read the prepared copy)", flush=True)
+
+
 def _tensorflow_installed() -> bool:
     import importlib.util
     return importlib.util.find_spec("tensorflow") is not None
@@ -168,6 +180,7 @@ def data_source(name: str, split: str, *, data_dir: Optional[str] = None, downlo
     local = next((d for d in dirs if _has_sources(name, d)), None)
     if local is not None:
         t = time.perf_counter()
+        _plain_progress(f"preparing {full} from {local} into {data_dir}")
         builder = cls(config=name, data_dir=data_dir, file_format="array_record")
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=local))
         log.info("prepared %s from %s into %s in %.1f s", full, local, data_dir, time.perf_counter() - t)
@@ -179,9 +192,11 @@ def data_source(name: str, split: str, *, data_dir: Optional[str] = None, downlo
         host = urllib.parse.urlsplit(UPSTREAM[name]).hostname
         raise _unavailable(name, data_dir, dirs, f"and no network ({host} unreachable in {PROBE_TIMEOUT_S:g} s)")
     elif _tensorflow_installed() and not documents:
+        _plain_progress(f"downloading and preparing {name} into {data_dir}")
         return tfds.data_source(name, split=split, data_dir=data_dir, download=True,
                                 builder_kwargs={"file_format": "array_record"})
     else:
+        _plain_progress(f"downloading and preparing {full} into {data_dir}")
         builder = cls(config=name, data_dir=data_dir, file_format="array_record")
         builder.download_and_prepare()
     return tfds.data_source(full, split=split, data_dir=data_dir, download=False)

@@ -175,6 +175,22 @@ def test_fortunes_round_trip_byte_for_byte(tmp_path):
     assert load_text("fortunes", "validation", data_dir=str(tmp_path)) == parts[1].decode("utf-8")
 
 
+def test_a_first_preparation_off_a_terminal_draws_no_progress_bars_and_says_so_in_one_stdout_line(tmp_path):
+    # a script refused after its data is prepared must still print exactly one line on stderr
+    import subprocess
+    import sys
+    need(FORTUNES_DIR, "fortunes")
+    code = ("from deepcore.data.prepare import data_source; import sys; "
+            "src = data_source('fortunes', 'train', data_dir=sys.argv[1]); print(len(src))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Generating" not in proc.stderr and "%|" not in proc.stderr, proc.stderr[-2000:]
+    said = [line for line in proc.stdout.splitlines() if line.startswith("deepcore.data: preparing")]
+    assert said == [f"deepcore.data: preparing deepcore_text/fortunes from {FORTUNES_DIR} into {tmp_path} "
+                    "(once; later runs read the prepared copy)"], proc.stdout
+    assert proc.stdout.splitlines()[-1] == "1"   # one record: the split's text
+
+
 def test_local_text_file_round_trip(tmp_path):
     blob = "".join(f"line {i} \u00e9\u4e2d\n" for i in range(200)).encode() + b"bad \xff byte\n"
     path = tmp_path / "corpus.txt"

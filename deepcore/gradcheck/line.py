@@ -37,7 +37,13 @@ def along(f: Callable, t: jax.Array, v: jax.Array) -> Callable:
     (it may close over other arrays and tracers); ``f`` is traced once, here."""
     closed, shape = jax.make_jaxpr(f, return_shape=True)(t)
     tree = jax.tree.structure(shape)
-    return lambda a: jax.tree.unflatten(tree, _eval(closed.jaxpr, closed.consts, [_Line(t, v)], a))
+
+    def on_line(a):
+        try:
+            return jax.tree.unflatten(tree, _eval(closed.jaxpr, closed.consts, [_Line(t, v)], a))
+        except Exception:   # an equation this interpreter cannot bind again (another JAX's internals): the
+            return f(_point(_Line(t, v), a))   # points formed, as without it (an error of f's own is raised here)
+    return on_line
 
 
 def _point(x, a):

@@ -63,6 +63,21 @@ def test_along_a_line_equals_the_function_at_the_formed_points(name):
         assert (formed == 0) == linear and formed <= (2 if name == "quadratic" else 1)   # w.T and w: two points
 
 
+def test_where_the_jaxpr_cannot_be_evaluated_again_the_points_are_formed(monkeypatch):
+    from deepcore.gradcheck import line
+
+    def broken(*args):
+        raise NotImplementedError("an equation of another JAX")
+
+    monkeypatch.setattr(line, "_eval", broken)
+    f = FUNCTIONS["dot"][0]
+    with jax.enable_x64(True):
+        t, v = jnp.asarray(W), jnp.asarray(V)
+        np.testing.assert_allclose(float(jax.jit(lambda a: along(f, t, v)(a))(0.5)), float(f(t + 0.5 * v)),
+                                   rtol=1e-15)
+        assert _points_formed(f, t, v) == 1
+
+
 def _act_with_bug(column):
     """tanh as a custom_jvp whose derivative is 1.02x too large in one column (the forward is right)."""
 

@@ -83,6 +83,6 @@ def _eval(jaxpr: core.Jaxpr, consts, args, a):
                 out = _eval(inner.jaxpr, inner.consts, ins, a)
             else:
                 out = eqn.primitive.bind(*(formed(x) for x in eqn.invars), **params)
-        outs = out if eqn.primitive.multiple_results or isinstance(out, list) else [out]
+        outs = out if eqn.primitive.multiple_results else [out]
         env.update(zip(eqn.outvars, outs))
     return [formed(x) for x in jaxpr.outvars]
